@@ -1,0 +1,162 @@
+/**
+ * Reads, validates and resolves a config file. Every problem names the file, the line, the
+ * field path and what was expected; all problems are reported at once.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema';
+
+export interface ConfigProblem {
+  path: (string | number)[];
+  message: string;
+  line?: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly problems: ConfigProblem[]) {
+    super(problems.map((p) => formatProblem(file, p)).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatFieldPath(path: (string | number)[]): string {
+  return path.reduce<string>((text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part), '') || '(top level)';
+}
+
+function formatProblem(file: string, problem: ConfigProblem): string {
+  const where = problem.line === undefined ? file : `${file}:${problem.line}`;
+  return `${where}: ${formatFieldPath(problem.path)}: ${problem.message}`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling; see the configuration reference in README.md)`;
+    case 'invalid_type': {
+      const received = (issue as { input?: unknown }).input;
+      const got = received === undefined ? 'nothing (the field is required)' : Array.isArray(received) ? 'a list' : received === null ? 'null' : `a ${typeof received}`;
+      return `expected ${issue.expected === 'object' ? 'a mapping' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${got}`;
+    }
+    case 'invalid_union': {
+      const note = (issue as { note?: string }).note;
+      if (note === 'No matching discriminator') {
+        return `expected "type" to be one of the known kinds, got ${JSON.stringify((issue as { input?: unknown }).input && (issue as { input: Record<string, unknown> }).input.type)}`;
+      }
+      return issue.message;
+    }
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      return issue.origin === 'array' ? `expected at least ${String(issue.minimum)} item(s)` : issue.origin === 'string' ? 'expected a non-empty value' : `expected at least ${String(issue.minimum)}`;
+    default:
+      return issue.message.startsWith('Invalid') ? `expected ${issue.message.replace(/^Invalid input: /, '')}` : `expected ${issue.message}`;
+  }
+}
+
+function lineOf(doc: Document, counter: LineCounter, path: (string | number)[]): number | undefined {
+  // Walk up to the nearest node that exists (a missing field points at its parent).
+  for (let depth = path.length; depth >= 0; depth -= 1) {
+    const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
+    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** This worker's host: file sources of other hosts are not checked for existence here. */
+  host?: string;
+  /** Check that source paths exist (on for workers and doctor; off for tools that only read the shape). */
+  checkPaths?: boolean;
+  /** Check that every named environment variable is set. */
+  checkEnv?: boolean;
+}
+
+export function loadConfig(file: string, options: LoadOptions = {}): Config {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new ConfigError(file, [{ path: [], message: 'the config file does not exist (set BACKUP_CONFIG or pass --config)' }]);
+  return parseConfig(readFileSync(path, 'utf8'), file, { ...options, baseDirectory: dirname(path) });
+}
+
+export function parseConfig(text: string, file: string, options: LoadOptions & { baseDirectory?: string } = {}): Config {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: [], line: e.linePos?.[0]?.line, message: `not valid YAML: ${e.message.split('\n')[0]}` })));
+  }
+  const raw: unknown = doc.toJS();
+  const parsed = configSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(file, parsed.error.issues.map((issue) => {
+      const issuePath = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+      return { path: issuePath, line: lineOf(doc, counter, issuePath), message: describeIssue(issue) };
+    }));
+  }
+  const config = resolvePaths(parsed.data, options.baseDirectory ?? process.cwd());
+  const problems = semanticProblems(config, options);
+  if (problems.length > 0) throw new ConfigError(file, problems.map((p) => ({ ...p, line: lineOf(doc, counter, p.path) })));
+  return config;
+}
+
+function resolvePaths(config: Config, base: string): Config {
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  return {
+    ...config,
+    staging: { ...config.staging, directory: abs(config.staging.directory) },
+    sources: Object.fromEntries(Object.entries(config.sources).map(([n, s]) => [n, s.type === 'files' || s.type === 'secrets' ? { ...s, root: abs(s.root) } : s])),
+    repositories: Object.fromEntries(Object.entries(config.repositories).map(([n, r]) => [n, r.type === 'local' ? { ...r, path: abs(r.path) } : r])),
+    drills: config.drills && { ...config.drills, scratchDirectory: abs(config.drills.scratchDirectory) },
+  };
+}
+
+/** Every `...Env` field of the config with its path. */
+export function environmentReferences(config: Config): { path: (string | number)[]; variable: string }[] {
+  const found: { path: (string | number)[]; variable: string }[] = [];
+  const walk = (value: unknown, path: (string | number)[]) => {
+    if (Array.isArray(value)) value.forEach((item, i) => walk(item, [...path, i]));
+    else if (value && typeof value === 'object') {
+      for (const [key, child] of Object.entries(value)) {
+        if (key.endsWith('Env') && typeof child === 'string') found.push({ path: [...path, key], variable: child });
+        else walk(child, [...path, key]);
+      }
+    }
+  };
+  walk(config, []);
+  return found;
+}
+
+function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const [policyName, policy] of Object.entries(config.policies)) {
+    policy.sources.forEach((source, i) => {
+      if (!(source in config.sources)) problems.push({ path: ['policies', policyName, 'sources', i], message: `no source named "${source}" (known: ${Object.keys(config.sources).join(', ')})` });
+    });
+    policy.repositories.forEach((repository, i) => {
+      if (!(repository in config.repositories)) problems.push({ path: ['policies', policyName, 'repositories', i], message: `no repository named "${repository}" (known: ${Object.keys(config.repositories).join(', ')})` });
+    });
+  }
+  if (options.checkEnv !== false) {
+    const env = options.env ?? process.env;
+    for (const ref of environmentReferences(config)) {
+      if (!env[ref.variable]) problems.push({ path: ref.path, message: `environment variable ${ref.variable} is not set (secrets come only from the environment; export it before starting)` });
+    }
+  }
+  if (options.checkPaths !== false) {
+    for (const [sourceName, source] of Object.entries(config.sources)) {
+      if (source.type !== 'files' && source.type !== 'secrets') continue;
+      if (source.host !== undefined && options.host !== undefined && source.host !== options.host) continue;
+      if (!existsSync(source.root)) {
+        problems.push({ path: ['sources', sourceName, 'root'], message: `folder "${source.root}" does not exist (expected an existing folder)` });
+        continue;
+      }
+      source.paths.forEach((p, i) => {
+        const full = resolve(source.root, p);
+        if (!existsSync(full)) problems.push({ path: ['sources', sourceName, 'paths', i], message: `path "${full}" does not exist (expected an existing file or folder under ${source.root})` });
+        else if (!full.startsWith(source.root)) problems.push({ path: ['sources', sourceName, 'paths', i], message: `path "${p}" leaves the root folder ${source.root}` });
+      });
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,135 @@
+/**
+ * The config file's schema. Secret values never appear here: only the names of the
+ * environment variables that hold them (fields ending in `Env`).
+ */
+import { z } from 'zod';
+import { cronProblem, parseDuration, parseSize } from './units';
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a name of lower-case letters, digits and dashes (at most 63)');
+const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'the NAME of an environment variable (upper case, digits, _), not its value');
+const duration = z.string().refine((v) => parseDuration(v) !== undefined, 'a duration such as "90m", "26h" or "30d"');
+const size = z.string().refine((v) => parseSize(v) !== undefined, 'a size such as "500MiB" or "10GB"');
+
+const timezone = z.string().refine((zone) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'an IANA time zone such as "UTC" or "Europe/Paris"');
+
+export const scheduleSchema = z.strictObject({
+  cron: z.string().superRefine((value, ctx) => {
+    const problem = cronProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }).optional().describe('Five-field cron expression, e.g. "0 2 * * *" for 02:00 every day.'),
+  every: duration.optional().describe('An interval instead of a cron expression, e.g. "6h".'),
+  timezone: timezone.default('UTC').describe('Time zone of the cron expression.'),
+  catchupWindow: duration.default('1h').describe('How late a missed run (worker or server down) may still start.'),
+}).refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'exactly one of "cron" or "every"' });
+
+const filesFields = {
+  host: z.string().min(1).optional().describe('Host that holds the files (its worker runs the backup). Default: the worker\'s BACKUP_HOST.'),
+  root: z.string().min(1).describe('Folder the paths are relative to (e.g. the deployment folder).'),
+  paths: z.array(z.string().min(1)).min(1).describe('Files and folders under root to back up.'),
+  exclude: z.array(z.string().min(1)).default([]).describe('restic exclude patterns.'),
+};
+
+export const sourceSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('files'), ...filesFields }),
+  z.strictObject({ type: z.literal('secrets'), ...filesFields }),
+  z.strictObject({
+    type: z.literal('mongodb'),
+    uriEnv: envName.describe('Variable holding the MongoDB connection string.'),
+    databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: all but admin, local, config.'),
+    collections: z.array(z.string().min(1)).optional().describe('Only these collections ("db.collection").'),
+  }),
+  z.strictObject({
+    type: z.literal('postgres'),
+    urlEnv: envName.describe('Variable holding a postgres:// connection URL (with its password).'),
+    databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: the URL\'s database.'),
+  }),
+]);
+
+const repositoryCommon = {
+  passwordEnv: envName.describe('Variable holding the restic repository password.'),
+};
+
+export const repositorySchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('local'),
+    path: z.string().min(1).describe('Folder of the restic repository.'),
+    ...repositoryCommon,
+  }),
+  z.strictObject({
+    type: z.literal('s3'),
+    endpoint: z.url().describe('S3 endpoint URL, e.g. https://<account>.r2.cloudflarestorage.com.'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)'),
+    prefix: z.string().regex(/^[^/].*[^/]$|^$/, 'a key prefix without leading or trailing "/"').default(''),
+    region: z.string().min(1).default('us-east-1'),
+    pathStyle: z.boolean().default(true).describe('Path-style addressing (MinIO, R2); false for virtual-hosted AWS buckets.'),
+    accessKeyIdEnv: envName,
+    secretAccessKeyEnv: envName,
+    ...repositoryCommon,
+  }),
+]);
+
+export const retentionSchema = z.strictObject({
+  keepLast: z.number().int().positive().optional(),
+  keepHourly: z.number().int().positive().optional(),
+  keepDaily: z.number().int().positive().optional(),
+  keepWeekly: z.number().int().positive().optional(),
+  keepMonthly: z.number().int().positive().optional(),
+  keepYearly: z.number().int().positive().optional(),
+  keepWithin: duration.optional().describe('Keep every snapshot younger than this, e.g. "30d".'),
+}).refine((r) => Object.values(r).some((v) => v !== undefined), {
+  message: 'at least one keep rule (keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, keepHourly or keepWithin): an empty retention would delete every snapshot',
+});
+
+export const policySchema = z.strictObject({
+  sources: z.array(name).min(1).describe('Names of sources this policy backs up.'),
+  repositories: z.array(name).min(1).describe('Names of repositories to write to.'),
+  schedule: scheduleSchema,
+  retention: retentionSchema,
+  rpo: duration.optional().describe('Recovery point objective: alert when the last good backup is older.'),
+  tier: z.enum(['critical', 'high', 'medium']).default('medium').describe('Recovery priority: critical < 1 h, high < 4 h, medium < 24 h.'),
+});
+
+const alertSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('slack'), webhookUrlEnv: envName }),
+  z.strictObject({ type: z.literal('webhook'), urlEnv: envName }),
+  z.strictObject({ type: z.literal('pagerduty'), routingKeyEnv: envName }),
+  z.strictObject({ type: z.literal('email'), smtpUrlEnv: envName, from: z.email(), to: z.array(z.email()).min(1) }),
+]);
+
+export const configSchema = z.strictObject({
+  deployment: name.describe('Name of the deployment; schedule and workflow ids carry it.'),
+  staging: z.strictObject({
+    directory: z.string().min(1).default('/var/tmp/backup-staging').describe('Where database dumps are staged before restic reads them.'),
+    minFreeSpace: size.default('1GiB').describe('Free space always left on the staging disk, on top of the dumps\' estimated size.'),
+  }).prefault({}),
+  sources: z.record(name, sourceSchema).refine((s) => Object.keys(s).length > 0, 'at least one source'),
+  repositories: z.record(name, repositorySchema).refine((r) => Object.keys(r).length > 0, 'at least one repository'),
+  policies: z.record(name, policySchema).refine((p) => Object.keys(p).length > 0, 'at least one policy'),
+  verification: z.strictObject({
+    schedule: scheduleSchema,
+    readDataSubset: z.string().regex(/^\d{1,3}(\.\d+)?%$/, 'a percentage such as "5%"').default('5%'),
+    testRestore: z.boolean().default(true),
+  }).optional(),
+  drills: z.strictObject({
+    schedule: scheduleSchema,
+    scratchDirectory: z.string().min(1).default('/var/tmp/backup-drills'),
+    rtoTarget: duration.optional(),
+  }).optional(),
+  alerts: z.array(alertSchema).default([]),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type Source = z.infer<typeof sourceSchema>;
+export type FilesSource = Extract<Source, { type: 'files' | 'secrets' }>;
+export type Repository = z.infer<typeof repositorySchema>;
+export type S3Repository = Extract<Repository, { type: 's3' }>;
+export type Policy = z.infer<typeof policySchema>;
+export type Retention = z.infer<typeof retentionSchema>;
+export type Schedule = z.infer<typeof scheduleSchema>;
