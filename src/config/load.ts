@@ -84,10 +84,10 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => ({ path: [], line: e.linePos?.[0]?.line, message: `not valid YAML: ${e.message.split('\n')[0]}` })));
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: [], line: counter.linePos(e.pos[0]).line, message: `not valid YAML: ${e.message.split('\n')[0]}` })));
   }
   const raw: unknown = doc.toJS();
-  const parsed = configSchema.safeParse(raw ?? {});
+  const parsed = configSchema.safeParse(raw ?? {}, { reportInput: true });
   if (!parsed.success) {
     throw new ConfigError(file, parsed.error.issues.map((issue) => {
       const issuePath = issue.path.filter((p): p is string | number => typeof p !== 'symbol');

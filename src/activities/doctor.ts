@@ -1,0 +1,213 @@
+/**
+ * doctor's checks. Each returns a row (ok or not, with the fix) instead of throwing for the
+ * faults it knows, so one bad repository does not hide the state of the others.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, existsSync, accessSync, constants, statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { MongoClient } from 'mongodb';
+import pg from 'pg';
+import type { FilesSource, Repository, S3Repository, Source } from '../config/schema';
+import { parseSize, formatBytes } from '../config/units';
+import type { CheckResult } from '../shared/doctor-types';
+import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersionText, repositoryLocation, runRestic } from '../restic/restic';
+import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
+import { registerSecretValue, scrubSecrets, type Logger } from '../logging/logger';
+
+const run = promisify(execFile);
+
+export interface DoctorDependencies {
+  logger: Logger;
+  resticBin: () => Promise<string>;
+  env: NodeJS.ProcessEnv;
+}
+
+function failed(id: string, title: string, detail: string, fix: string): CheckResult {
+  return { id, title, ok: false, detail: scrubSecrets(detail), fix };
+}
+
+function secretFromEnv(env: NodeJS.ProcessEnv, variable: string): string | undefined {
+  const value = env[variable];
+  if (value) registerSecretValue(value);
+  return value || undefined;
+}
+
+export function createDoctorActivities({ logger, resticBin, env }: DoctorDependencies) {
+  return {
+    async checkRestic(): Promise<CheckResult> {
+      const id = 'restic';
+      const title = 'restic installed and recent enough';
+      let bin: string;
+      try {
+        bin = await resticBin();
+      } catch (error) {
+        return failed(id, title, (error as Error).message, `install restic >= ${RESTIC_MIN_VERSION} or set RESTIC_BIN`);
+      }
+      try {
+        const { stdout } = await run(bin, ['version'], { timeout: 10_000 });
+        const version = parseResticVersionText(stdout);
+        if (!version) return failed(id, title, `could not read the version from "${stdout.trim()}"`, `install restic >= ${RESTIC_MIN_VERSION}`);
+        if (compareVersions(version, RESTIC_MIN_VERSION) < 0) {
+          return failed(id, title, `restic ${version} at ${bin}`, `install restic >= ${RESTIC_MIN_VERSION} (older versions lack the exit codes this service relies on)`);
+        }
+        return { id, title, ok: true, detail: `restic ${version} (${bin})` };
+      } catch (error) {
+        return failed(id, title, `${bin}: ${(error as Error).message}`, `install restic >= ${RESTIC_MIN_VERSION} or set RESTIC_BIN`);
+      }
+    },
+
+    async checkS3Bucket(input: { name: string; repository: S3Repository }): Promise<CheckResult> {
+      const id = `s3:${input.name}`;
+      const title = `S3 credentials and bucket of repository ${input.name}`;
+      try {
+        const client = createS3Client(input.repository, env);
+        try {
+          await checkBucket(client, input.repository);
+        } finally {
+          client.destroy();
+        }
+        return { id, title, ok: true, detail: `bucket ${input.repository.bucket} at ${input.repository.endpoint}` };
+      } catch (error) {
+        if (error instanceof S3PreflightError) {
+          const fix = {
+            CredentialsRejected: `set ${input.repository.accessKeyIdEnv} and ${input.repository.secretAccessKeyEnv} to a key that the storage accepts`,
+            BucketMissing: `create bucket "${input.repository.bucket}" (backupctl init creates it) or fix repositories.${input.name}.bucket`,
+            ConfigInvalid: `export ${input.repository.accessKeyIdEnv} and ${input.repository.secretAccessKeyEnv} on the worker`,
+          }[error.failureType as string] ?? `check that ${input.repository.endpoint} is reachable from the worker`;
+          return failed(id, title, error.message, fix);
+        }
+        return failed(id, title, (error as Error).message, `check repositories.${input.name}`);
+      }
+    },
+
+    async checkRepository(input: { name: string; repository: Repository }): Promise<CheckResult> {
+      const id = `repository:${input.name}`;
+      const title = `restic repository ${input.name} opens with its password`;
+      const location = repositoryLocation(input.repository);
+      try {
+        const bin = await resticBin();
+        const { stdout } = await runRestic(['cat', 'config', '--json', '--no-lock'], { bin, repository: input.repository, env });
+        const config = JSON.parse(stdout) as { version?: number; id?: string };
+        return { id, title, ok: true, detail: `${location} (repository version ${String(config.version)})` };
+      } catch (error) {
+        if (error instanceof ResticError) {
+          const fix = {
+            RepositoryNotInitialised: `initialise it: backupctl init --repository ${input.name} (or restic -r ${location} init)`,
+            WrongRepositoryPassword: `set ${input.repository.passwordEnv} to this repository's password`,
+            CredentialsRejected: `fix the S3 credentials (${input.repository.type === 's3' ? input.repository.secretAccessKeyEnv : ''})`,
+            ConfigInvalid: `export ${input.repository.passwordEnv} on the worker`,
+          }[error.failureType as string] ?? 'see the detail';
+          return failed(id, title, error.message, fix);
+        }
+        return failed(id, title, (error as Error).message, 'see the detail');
+      }
+    },
+
+    async checkMongoDb(input: { name: string; source: Extract<Source, { type: 'mongodb' }> }): Promise<CheckResult> {
+      const id = `mongodb:${input.name}`;
+      const title = `MongoDB of source ${input.name} reachable`;
+      const uri = secretFromEnv(env, input.source.uriEnv);
+      if (!uri) return failed(id, title, `${input.source.uriEnv} is not set`, `export ${input.source.uriEnv} on the worker`);
+      const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
+      try {
+        await client.connect();
+        await client.db('admin').command({ ping: 1 });
+        const names = input.source.databases ?? (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases
+          .map((d) => d.name).filter((n) => !['admin', 'local', 'config'].includes(n));
+        let estimatedBytes = 0;
+        for (const name of names) {
+          const stats = await client.db(name).stats();
+          estimatedBytes += Number(stats.dataSize ?? 0);
+        }
+        return { id, title, ok: true, detail: `${names.length} database(s), about ${formatBytes(estimatedBytes)} to dump`, estimatedBytes };
+      } catch (error) {
+        const message = scrubSecrets((error as Error).message);
+        const auth = /auth|credential|password|Unauthorized/i.test(message);
+        return failed(id, title, message, auth ? `fix the user or password in ${input.source.uriEnv}` : `check that the server in ${input.source.uriEnv} is running and reachable from this worker`);
+      } finally {
+        await client.close().catch(() => undefined);
+      }
+    },
+
+    async checkPostgres(input: { name: string; source: Extract<Source, { type: 'postgres' }> }): Promise<CheckResult> {
+      const id = `postgres:${input.name}`;
+      const title = `PostgreSQL of source ${input.name} reachable`;
+      const url = secretFromEnv(env, input.source.urlEnv);
+      if (!url) return failed(id, title, `${input.source.urlEnv} is not set`, `export ${input.source.urlEnv} on the worker`);
+      try {
+        const parsed = new URL(url);
+        if (parsed.password) registerSecretValue(decodeURIComponent(parsed.password));
+      } catch {
+        return failed(id, title, `${input.source.urlEnv} is not a URL`, `set ${input.source.urlEnv} to postgres://user:password@host:5432/database`);
+      }
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+      // A failed connection also emits 'error'; without a listener it would crash the worker.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const databases = input.source.databases ?? [(await client.query<{ db: string }>('select current_database() as db')).rows[0]!.db];
+        const { rows } = await client.query<{ bytes: string }>('select coalesce(sum(pg_database_size(datname)), 0)::text as bytes from pg_database where datname = any($1)', [databases]);
+        const estimatedBytes = Number(rows[0]?.bytes ?? 0);
+        return { id, title, ok: true, detail: `${databases.join(', ')}: about ${formatBytes(estimatedBytes)} on disk`, estimatedBytes };
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        const message = scrubSecrets((error as Error).message);
+        if (code === '28P01' || code === '28000') return failed(id, title, `authentication failed: ${message}`, `fix the user or password in ${input.source.urlEnv}`);
+        if (code === '3D000') return failed(id, title, message, `create the database or fix the database name in ${input.source.urlEnv}`);
+        return failed(id, title, message, `check that PostgreSQL in ${input.source.urlEnv} is running and reachable from this worker`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    async checkStagingDisk(input: { directory: string; minFreeSpace: string; estimatedBytes: number }): Promise<CheckResult> {
+      const id = 'disk:staging';
+      const title = 'free disk for staging dumps';
+      // The folder may not exist yet: measure the nearest folder that does.
+      let probe = resolve(input.directory);
+      while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
+      const stats = statfsSync(probe);
+      const free = Number(stats.bavail) * Number(stats.bsize);
+      const reserve = parseSize(input.minFreeSpace) ?? 0;
+      const needed = reserve + input.estimatedBytes;
+      const detail = `${formatBytes(free)} free at ${probe}; needs ${formatBytes(needed)} (dumps ≈ ${formatBytes(input.estimatedBytes)} + reserve ${input.minFreeSpace})`;
+      if (free < needed) {
+        return failed(id, title, detail, `free ${formatBytes(needed - free)} on that disk, move staging.directory to a larger disk, or lower staging.minFreeSpace`);
+      }
+      return { id, title, ok: true, detail };
+    },
+
+    async checkSourcePaths(input: { name: string; source: FilesSource; host: string }): Promise<CheckResult> {
+      const id = `source:${input.name}`;
+      const title = `files of source ${input.name} readable on ${input.host}`;
+      const missing: string[] = [];
+      for (const path of input.source.paths) {
+        const full = resolve(input.source.root, path);
+        try {
+          accessSync(full, constants.R_OK);
+        } catch {
+          missing.push(full);
+        }
+      }
+      if (missing.length > 0) return failed(id, title, `not readable: ${missing.join(', ')}`, `fix sources.${input.name}.paths or the files' permissions for the worker's user`);
+      return { id, title, ok: true, detail: `${input.source.paths.length} path(s) under ${input.source.root}` };
+    },
+
+    /** Creates the staging folder, so a permission problem shows up in doctor, not at 02:00. */
+    async prepareStaging(input: { directory: string }): Promise<CheckResult> {
+      const id = 'staging:writable';
+      const title = 'staging folder writable';
+      try {
+        mkdirSync(input.directory, { recursive: true, mode: 0o700 });
+        accessSync(input.directory, constants.W_OK);
+        return { id, title, ok: true, detail: input.directory };
+      } catch (error) {
+        logger.warn({ directory: input.directory }, 'staging folder not writable');
+        return failed(id, title, (error as Error).message, 'create staging.directory and give the worker\'s user write access');
+      }
+    },
+  };
+}
+
+export type DoctorActivities = ReturnType<typeof createDoctorActivities>;

@@ -1,0 +1,48 @@
+/**
+ * `backupctl init`: creates what a repository needs (the bucket, the restic repository).
+ * It never touches a repository that already exists.
+ */
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import type { Config } from '../config/schema';
+import { ResticError, repositoryLocation, runRestic } from '../restic/restic';
+import { FailureType } from '../shared/failures';
+import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
+
+export interface InitResult {
+  repository: string;
+  action: 'created' | 'existed';
+  detail: string;
+}
+
+export async function initRepositories(config: Config, resticBin: string, names?: string[], env: NodeJS.ProcessEnv = process.env): Promise<InitResult[]> {
+  const results: InitResult[] = [];
+  for (const [name, repository] of Object.entries(config.repositories)) {
+    if (names && names.length > 0 && !names.includes(name)) continue;
+    const created: string[] = [];
+    if (repository.type === 's3') {
+      const client = createS3Client(repository, env);
+      try {
+        await checkBucket(client, repository);
+      } catch (error) {
+        if (!(error instanceof S3PreflightError) || error.failureType !== FailureType.BucketMissing) throw error;
+        await client.send(new CreateBucketCommand({ Bucket: repository.bucket }));
+        created.push(`bucket ${repository.bucket}`);
+      } finally {
+        client.destroy();
+      }
+    }
+    try {
+      await runRestic(['cat', 'config', '--no-lock'], { bin: resticBin, repository, env });
+    } catch (error) {
+      if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryNotInitialised) throw error;
+      await runRestic(['init'], { bin: resticBin, repository, env });
+      created.push('restic repository');
+    }
+    results.push({
+      repository: name,
+      action: created.length > 0 ? 'created' : 'existed',
+      detail: created.length > 0 ? `${created.join(' and ')} at ${repositoryLocation(repository)}` : `${repositoryLocation(repository)} already initialised`,
+    });
+  }
+  return results;
+}

@@ -1,0 +1,167 @@
+/**
+ * restic as a child process: the repository and its secrets go in through the environment
+ * (never argv, which `ps` shows), JSON lines come out, exit codes become typed failures.
+ */
+import { spawn } from 'node:child_process';
+import { FailureType } from '../shared/failures';
+import type { Repository } from '../config/schema';
+import { registerSecretValue, scrubSecrets } from '../logging/logger';
+
+/** restic 0.17 introduced the exit codes 10 (no repository), 11 (locked) and 12 (wrong password). */
+export const RESTIC_MIN_VERSION = '0.17.0';
+
+export class ResticError extends Error {
+  constructor(message: string, readonly failureType: FailureType, readonly exitCode: number | null, readonly stderr: string) {
+    super(message);
+    this.name = 'ResticError';
+  }
+}
+
+export function repositoryLocation(repository: Repository): string {
+  if (repository.type === 'local') return repository.path;
+  const endpoint = repository.endpoint.replace(/\/+$/, '');
+  return `s3:${endpoint}/${repository.bucket}${repository.prefix ? `/${repository.prefix}` : ''}`;
+}
+
+function requireSecret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
+  const value = env[variable];
+  if (!value) throw new ResticError(`environment variable ${variable} (${what}) is not set on this worker`, FailureType.ConfigInvalid, null, '');
+  registerSecretValue(value);
+  return value;
+}
+
+/** The child environment for one repository: only what restic needs, secrets included. */
+export function repositoryEnvironment(repository: Repository, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const child: NodeJS.ProcessEnv = {
+    PATH: env.PATH,
+    HOME: env.HOME,
+    TMPDIR: env.TMPDIR,
+    RESTIC_CACHE_DIR: env.RESTIC_CACHE_DIR,
+    RESTIC_REPOSITORY: repositoryLocation(repository),
+    RESTIC_PASSWORD: requireSecret(env, repository.passwordEnv, 'repository password'),
+    RESTIC_PROGRESS_FPS: '2',
+  };
+  if (repository.type === 's3') {
+    child.AWS_ACCESS_KEY_ID = requireSecret(env, repository.accessKeyIdEnv, 'S3 access key id');
+    child.AWS_SECRET_ACCESS_KEY = requireSecret(env, repository.secretAccessKeyEnv, 'S3 secret access key');
+    child.AWS_DEFAULT_REGION = repository.region;
+  }
+  return child;
+}
+
+export function repositoryOptions(repository: Repository): string[] {
+  if (repository.type !== 's3') return [];
+  return ['-o', `s3.bucket-lookup=${repository.pathStyle ? 'path' : 'dns'}`, '-o', `s3.region=${repository.region}`];
+}
+
+export interface ResticRun {
+  stdout: string;
+  stderr: string;
+}
+
+export interface ResticRunOptions {
+  bin: string;
+  repository: Repository;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  signal?: AbortSignal;
+  /** Each JSON line of stdout, as it arrives (progress of `backup --json`, `restore --json`). */
+  onJson?: (message: Record<string, unknown>) => void;
+  /** Keep stdout in memory (default true; off for commands that stream a lot). */
+  collectStdout?: boolean;
+  /** Exit codes that are not failures (e.g. 3 for backup: some files could not be read). */
+  acceptExitCodes?: number[];
+}
+
+export async function runRestic(args: string[], options: ResticRunOptions): Promise<ResticRun> {
+  const env = repositoryEnvironment(options.repository, options.env);
+  const fullArgs = [...repositoryOptions(options.repository), ...args];
+  return new Promise<ResticRun>((resolve, reject) => {
+    const child = spawn(options.bin, fullArgs, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdoutChunks: string[] = [];
+    let stderr = '';
+    let pending = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      if (options.collectStdout !== false) stdoutChunks.push(chunk);
+      if (!options.onJson) return;
+      pending += chunk;
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(0, newline).trim();
+        pending = pending.slice(newline + 1);
+        if (line.startsWith('{')) {
+          try {
+            options.onJson(JSON.parse(line) as Record<string, unknown>);
+          } catch {
+            // A non-JSON line in JSON mode is restic's own text; it is kept in stdout.
+          }
+        }
+        newline = pending.indexOf('\n');
+      }
+    });
+    child.stderr.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-64 * 1024);
+    });
+    // SIGINT lets restic remove its lock; SIGKILL if it does not stop in time.
+    const onAbort = () => {
+      child.kill('SIGINT');
+      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      const type = error.code === 'ENOENT' ? FailureType.ResticMissing : FailureType.ResticFailed;
+      reject(new ResticError(`could not run restic at ${options.bin}: ${error.message}`, type, null, ''));
+    });
+    child.on('close', (code) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      const stdout = stdoutChunks.join('');
+      if (code === 0 || (code !== null && options.acceptExitCodes?.includes(code))) {
+        resolve({ stdout, stderr });
+        return;
+      }
+      reject(classifyResticFailure(args[0] ?? 'restic', code, scrubSecrets(stderr), options.repository));
+    });
+  });
+}
+
+/** Turns an exit code and restic's stderr into a failure that says what to fix. */
+export function classifyResticFailure(command: string, code: number | null, stderr: string, repository: Repository): ResticError {
+  const where = repositoryLocation(repository);
+  const lastLines = stderr.trim().split('\n').slice(-3).join(' | ');
+  const fail = (type: FailureType, message: string) => new ResticError(message, type, code, stderr);
+  if (code === 10) return fail(FailureType.RepositoryNotInitialised, `restic repository ${where} does not exist yet: initialise it with \`backupctl init\` or \`restic -r ${where} init\``);
+  if (code === 12) return fail(FailureType.WrongRepositoryPassword, `wrong password for restic repository ${where}: check the variable named by passwordEnv (${repository.passwordEnv})`);
+  if (code === 11) return fail(FailureType.RepositoryLocked, `restic repository ${where} is locked by another process: ${lastLines}`);
+  if (/InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Access Denied|403 Forbidden/i.test(stderr)) {
+    return fail(FailureType.CredentialsRejected, `S3 credentials were rejected for ${where}: check the variables named by accessKeyIdEnv and secretAccessKeyEnv`);
+  }
+  if (/NoSuchBucket|bucket does not exist|The specified bucket does not exist/i.test(stderr)) {
+    return fail(FailureType.BucketMissing, `the bucket of ${where} does not exist: create it (e.g. \`backupctl init\`) or fix "bucket"`);
+  }
+  if (/connection refused|no such host|i\/o timeout|connection reset|EOF|503 Service Unavailable/i.test(stderr)) {
+    return fail(FailureType.StorageUnreachable, `storage of ${where} is unreachable: ${lastLines}`);
+  }
+  if (/no space left on device/i.test(stderr)) return fail(FailureType.InsufficientDiskSpace, `no space left on device while running restic ${command}: ${lastLines}`);
+  if (/Fatal: unable to open config file|Is there a repository at the following location/i.test(stderr)) {
+    return fail(FailureType.RepositoryNotInitialised, `restic repository ${where} does not exist yet: initialise it with \`backupctl init\` or \`restic -r ${where} init\``);
+  }
+  if (/wrong password|no key found/i.test(stderr)) return fail(FailureType.WrongRepositoryPassword, `wrong password for restic repository ${where}: check ${repository.passwordEnv}`);
+  return fail(FailureType.ResticFailed, `restic ${command} failed (exit ${String(code)}): ${lastLines}`);
+}
+
+export function parseResticVersionText(output: string): string | undefined {
+  return /restic (\d+\.\d+\.\d+)/.exec(output)?.[1];
+}
+
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i += 1) {
+    const diff = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (diff !== 0) return diff;
+  }
+  return 0;
+}

@@ -1,0 +1,39 @@
+/**
+ * The one list of failure types. Activities throw ApplicationFailure with one of these types;
+ * retry policies name the non-retryable ones from NON_RETRYABLE_FAILURES, so a rejected
+ * credential fails at once instead of being retried for hours.
+ */
+export const FailureType = {
+  ConfigInvalid: 'ConfigInvalid',
+  CredentialsRejected: 'CredentialsRejected',
+  BucketMissing: 'BucketMissing',
+  RepositoryNotInitialised: 'RepositoryNotInitialised',
+  WrongRepositoryPassword: 'WrongRepositoryPassword',
+  RepositoryLocked: 'RepositoryLocked',
+  RepositoryCorrupted: 'RepositoryCorrupted',
+  InsufficientDiskSpace: 'InsufficientDiskSpace',
+  SourceMissing: 'SourceMissing',
+  ResticMissing: 'ResticMissing',
+  ResticFailed: 'ResticFailed',
+  DatabaseUnreachable: 'DatabaseUnreachable',
+  DatabaseAuthFailed: 'DatabaseAuthFailed',
+  RestoreTargetUnsafe: 'RestoreTargetUnsafe',
+  StorageUnreachable: 'StorageUnreachable',
+} as const;
+
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+/** Failures that no retry can fix: an operator must change something first. */
+export const NON_RETRYABLE_FAILURES: FailureType[] = [
+  FailureType.ConfigInvalid,
+  FailureType.CredentialsRejected,
+  FailureType.BucketMissing,
+  FailureType.RepositoryNotInitialised,
+  FailureType.WrongRepositoryPassword,
+  FailureType.RepositoryCorrupted,
+  FailureType.InsufficientDiskSpace,
+  FailureType.SourceMissing,
+  FailureType.ResticMissing,
+  FailureType.DatabaseAuthFailed,
+  FailureType.RestoreTargetUnsafe,
+];

@@ -1,0 +1,82 @@
+/**
+ * The worker: one process per host. It polls the host's own task queue (activities that read
+ * the host's files) and the deployment's shared queue (workflows, dumps, checks).
+ * Configuration comes from the environment (see src/config/environment.ts).
+ */
+import type { Duration } from '@temporalio/common';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from './activities';
+import { readEnvironment, type WorkerEnvironment } from './config/environment';
+import { loadConfig } from './config/load';
+import type { Config } from './config/schema';
+import { createLogger, type Logger } from './logging/logger';
+import { installTemporalRuntimeLogger } from './logging/temporal-runtime';
+import { resolveBinary } from './servers/binaries';
+import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
+import { temporalConnectionOptions } from './temporal/connection';
+
+export interface RunningWorker {
+  /** Resolves when both workers have stopped. */
+  done: Promise<void>;
+  /** Stop polling; running activities get the grace time to finish, then are cancelled and retried elsewhere. */
+  shutdown(): Promise<void>;
+  taskQueues: { shared: string; host: string };
+}
+
+export interface StartWorkerOptions {
+  config: Config;
+  environment: WorkerEnvironment;
+  logger: Logger;
+  /** Environment the activities read secrets from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  shutdownGraceTime?: Duration;
+}
+
+export async function startWorker({ config, environment, logger, env = process.env, shutdownGraceTime = '30 seconds' }: StartWorkerOptions): Promise<RunningWorker> {
+  installTemporalRuntimeLogger(logger);
+  const connection = await NativeConnection.connect(temporalConnectionOptions(environment));
+  let resticPath: Promise<string> | undefined;
+  const activities = createActivities({
+    logger,
+    env,
+    resticBin: () => (resticPath ??= resolveBinary('restic', { build: false })),
+  });
+  const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
+  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime };
+  const shared = await Worker.create({ ...common, taskQueue: taskQueues.shared, workflowsPath: require.resolve('./workflows') });
+  const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
+  logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
+  const done = Promise.all([shared.run(), host.run()]).then(async () => {
+    await connection.close();
+    logger.info('worker stopped');
+  });
+  return {
+    done,
+    taskQueues,
+    async shutdown() {
+      for (const worker of [shared, host]) if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const environment = readEnvironment();
+  const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
+  if (!environment.configPath) {
+    logger.fatal('BACKUP_CONFIG is not set: point it at the config file (see examples/)');
+    process.exit(2);
+  }
+  const config = loadConfig(environment.configPath, { host: environment.host });
+  // Worker.run() already stops on SIGINT/SIGTERM (the Runtime's shutdown signals): polling
+  // ends, running activities get the grace time, then the process exits.
+  const worker = await startWorker({ config, environment, logger });
+  await worker.done;
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}
