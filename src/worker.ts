@@ -14,6 +14,8 @@ import { installTemporalRuntimeLogger } from './logging/temporal-runtime';
 import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
+import { connectClient } from './temporal/client';
+import type { Client } from '@temporalio/client';
 
 export interface RunningWorker {
   /** Resolves when both workers have stopped. */
@@ -36,10 +38,12 @@ export async function startWorker({ config, environment, logger, env = process.e
   installTemporalRuntimeLogger(logger);
   const connection = await NativeConnection.connect(temporalConnectionOptions(environment));
   let resticPath: Promise<string> | undefined;
+  let client: Promise<Client> | undefined;
   const activities = createActivities({
     logger,
     env,
     resticBin: () => (resticPath ??= resolveBinary('restic', { build: false })),
+    temporalClient: () => (client ??= connectClient(environment)),
   });
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime };
@@ -48,6 +52,7 @@ export async function startWorker({ config, environment, logger, env = process.e
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
   const done = Promise.all([shared.run(), host.run()]).then(async () => {
     await connection.close();
+    if (client) await (await client).connection.close();
     logger.info('worker stopped');
   });
   return {

@@ -1,11 +1,15 @@
 /** All activities, built from their dependencies. Workflows import only the type. */
+import { createBackupActivities, type BackupDependencies } from './backup';
 import { createDoctorActivities, type DoctorDependencies } from './doctor';
+import { createLedgerActivities, type LedgerDependencies } from './ledger';
 
-export type ActivityDependencies = DoctorDependencies;
+export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
 export function createActivities(deps: ActivityDependencies) {
   return {
     ...createDoctorActivities(deps),
+    ...createBackupActivities(deps),
+    ...createLedgerActivities(deps),
   };
 }
 

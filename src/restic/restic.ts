@@ -71,6 +71,8 @@ export interface ResticRunOptions {
   collectStdout?: boolean;
   /** Exit codes that are not failures (e.g. 3 for backup: some files could not be read). */
   acceptExitCodes?: number[];
+  /** Told the child's pid, so a retry on this host can stop an orphan of a killed worker. */
+  onSpawn?: (pid: number) => void;
 }
 
 export async function runRestic(args: string[], options: ResticRunOptions): Promise<ResticRun> {
@@ -78,6 +80,7 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
   const fullArgs = [...repositoryOptions(options.repository), ...args];
   return new Promise<ResticRun>((resolve, reject) => {
     const child = spawn(options.bin, fullArgs, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
     const stdoutChunks: string[] = [];
     let stderr = '';
     let pending = '';

@@ -1,0 +1,201 @@
+/**
+ * The activities that move data: preflight, one restic backup per source (progress as
+ * heartbeats), retention, prune. A retry after a killed worker stops the orphaned restic of
+ * the earlier attempt and adopts its snapshot if it finished, so a run makes one snapshot.
+ */
+import { mkdirSync, readFileSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { Repository } from '../config/schema';
+import { formatBytes, parseSize } from '../config/units';
+import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot } from '../restic/commands';
+import { checkBucket, createS3Client } from '../storage/s3';
+import { runRestic } from '../restic/restic';
+import { FailureType } from '../shared/failures';
+import {
+  LAST_VERIFIED_TAG, VERIFIED_TAG,
+  type BackupHeartbeat, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
+} from '../shared/backup-types';
+import type { Logger } from '../logging/logger';
+import { buildManifest, MANIFEST_FILE } from './manifest';
+import { failure, typed } from './failures';
+
+export interface BackupDependencies {
+  logger: Logger;
+  resticBin: () => Promise<string>;
+  env: NodeJS.ProcessEnv;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the restic an earlier attempt on this host left running, if it is still ours. */
+async function stopOrphan(previous: BackupHeartbeat | undefined, logger: Logger): Promise<void> {
+  if (!previous?.pid || previous.host !== hostname() || !isAlive(previous.pid)) return;
+  let commandLine = '';
+  try {
+    commandLine = readFileSync(`/proc/${previous.pid}/cmdline`, 'utf8');
+  } catch {
+    return;
+  }
+  // The pid may have been reused: only a restic carrying this run's tag is ours.
+  if (!commandLine.includes('restic') || !commandLine.includes(previous.runTag)) return;
+  logger.warn({ pid: previous.pid, runTag: previous.runTag }, 'stopping the restic left by an earlier attempt');
+  process.kill(previous.pid, 'SIGINT');
+  const deadline = Date.now() + 30_000;
+  while (isAlive(previous.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  if (isAlive(previous.pid)) process.kill(previous.pid, 'SIGKILL');
+  while (isAlive(previous.pid)) await new Promise((r) => setTimeout(r, 100));
+}
+
+function record(input: SourceBackupInput, snapshot: { id: string; time: string; files: number; bytes: number; dataAdded: number; durationSeconds: number }, resumed: boolean): SnapshotRecord {
+  return {
+    deployment: input.deployment, policy: input.policy, source: input.sourceName, repository: input.repositoryName,
+    snapshotId: snapshot.id, time: snapshot.time, scheduledTime: input.scheduledTime,
+    files: snapshot.files, bytes: snapshot.bytes, dataAdded: snapshot.dataAdded, durationSeconds: snapshot.durationSeconds, resumed,
+  };
+}
+
+export function snapshotTags(input: Pick<SourceBackupInput, 'deployment' | 'sourceName' | 'policy' | 'scheduledTime' | 'host' | 'runTag'>): string[] {
+  return [`deployment=${input.deployment}`, `source=${input.sourceName}`, `policy=${input.policy}`, `scheduled=${input.scheduledTime}`, `host=${input.host}`, input.runTag];
+}
+
+export function createBackupActivities({ logger, resticBin, env }: BackupDependencies) {
+  const context = async (repository: Repository, signal?: AbortSignal): Promise<ResticContext> => ({ bin: await resticBin(), repository, env, signal });
+
+  return {
+    /** Reachable, credentials accepted, bucket present, repository initialised, password right. */
+    async preflightRepository(input: { name: string; repository: Repository }): Promise<void> {
+      await typed(async () => {
+        if (input.repository.type === 's3') {
+          const client = createS3Client(input.repository, env);
+          try {
+            await checkBucket(client, input.repository);
+          } finally {
+            client.destroy();
+          }
+        }
+        await runRestic(['cat', 'config', '--no-lock'], { ...(await context(input.repository)) });
+      });
+    },
+
+    async checkFreeSpace(input: { directory: string; minFreeSpace: string; neededBytes: number }): Promise<void> {
+      mkdirSync(input.directory, { recursive: true, mode: 0o700 });
+      const stats = statfsSync(input.directory);
+      const free = Number(stats.bavail) * Number(stats.bsize);
+      const needed = (parseSize(input.minFreeSpace) ?? 0) + input.neededBytes;
+      if (free < needed) {
+        throw failure(FailureType.InsufficientDiskSpace, `only ${formatBytes(free)} free at ${input.directory}, ${formatBytes(needed)} needed: free space or move staging.directory`);
+      }
+    },
+
+    async backupSource(input: SourceBackupInput): Promise<SnapshotRecord> {
+      const activity = Context.current();
+      const previous = activity.info.heartbeatDetails as BackupHeartbeat | undefined;
+      const log = activity.log;
+      return typed(async () => {
+        await stopOrphan(previous, logger);
+        const restic = await context(input.repository, activity.cancellationSignal);
+        // An earlier attempt may have finished its snapshot just before its worker died.
+        const [existing] = await snapshots(restic, { tags: [input.runTag] });
+        if (existing) {
+          log.info(`adopting snapshot ${existing.short_id} made by an earlier attempt`);
+          return record(input, { id: existing.id, time: existing.time, files: existing.summary?.total_files_processed ?? 0, bytes: existing.summary?.total_bytes_processed ?? 0, dataAdded: existing.summary?.data_added ?? 0, durationSeconds: 0 }, true);
+        }
+        const root = input.source.root;
+        for (const path of input.source.paths) {
+          if (!existsSync(resolve(root, path))) throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}`);
+        }
+        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source: input.source, host: input.host, scheduledTime: input.scheduledTime });
+        const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
+        mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
+        writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+
+        const beat: BackupHeartbeat = { host: hostname(), runTag: input.runTag };
+        activity.heartbeat(beat);
+        const started = Date.now();
+        // restic may be silent for a while (a slow listing, storage retrying): beat anyway while it lives.
+        const keepAlive = setInterval(() => activity.heartbeat(beat), 5_000);
+        const summary = await backup(restic, {
+          paths: [...input.source.paths, manifestPath],
+          cwd: root,
+          host: input.host,
+          tags: snapshotTags(input),
+          exclude: input.source.exclude,
+          time: input.time,
+          onStart: (pid) => {
+            beat.pid = pid;
+            activity.heartbeat(beat);
+          },
+          onStatus: (status) => {
+            Object.assign(beat, { percentDone: status.percent_done, filesDone: status.files_done, totalFiles: status.total_files, bytesDone: status.bytes_done, totalBytes: status.total_bytes });
+            activity.heartbeat(beat);
+          },
+        }).finally(() => clearInterval(keepAlive));
+        logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: summary.snapshot_id.slice(0, 8), files: summary.total_files_processed, added: summary.data_added }, 'snapshot saved');
+        return record(input, {
+          id: summary.snapshot_id, time: new Date().toISOString(), files: summary.total_files_processed, bytes: summary.total_bytes_processed,
+          dataAdded: summary.data_added, durationSeconds: (Date.now() - started) / 1000,
+        }, false);
+      });
+    },
+
+    /**
+     * The policy's keep rules for one source. The newest verified snapshot carries LAST_VERIFIED_TAG
+     * and restic keeps it whatever the rules say.
+     */
+    async applyRetention(input: RetentionInput): Promise<RetentionResult> {
+      return typed(async () => {
+        const restic = await context(input.repository, Context.current().cancellationSignal);
+        await unlockStale(restic);
+        const sourceTags = [`deployment=${input.deployment}`, `source=${input.sourceName}`];
+        const all = await snapshots(restic, { tags: sourceTags, host: input.host });
+        const newestVerified = all.filter((s) => s.tags?.includes(VERIFIED_TAG)).sort((a, b) => b.time.localeCompare(a.time))[0];
+        if (newestVerified) {
+          const stale = all.filter((s) => s.id !== newestVerified.id && s.tags?.includes(LAST_VERIFIED_TAG));
+          if (!newestVerified.tags?.includes(LAST_VERIFIED_TAG)) await tag(restic, [newestVerified.id], { add: [LAST_VERIFIED_TAG] });
+          await tag(restic, stale.map((s) => s.id), { remove: [LAST_VERIFIED_TAG] });
+        }
+        const { retention } = input;
+        const groups = await forget(restic, { ...retention, keepTags: [LAST_VERIFIED_TAG] }, { tags: sourceTags, host: input.host });
+        const ids = (list: Snapshot[] | null) => (list ?? []).map((s) => s.id);
+        const result: RetentionResult = {
+          source: input.sourceName,
+          repository: input.repositoryName,
+          kept: groups.flatMap((g) => ids(g.keep)),
+          removed: groups.flatMap((g) => ids(g.remove)),
+          keptVerified: newestVerified?.id,
+        };
+        logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
+        return result;
+      });
+    },
+
+    async pruneRepository(input: { name: string; repository: Repository }): Promise<void> {
+      await typed(async () => {
+        const activity = Context.current();
+        const restic = await context(input.repository, activity.cancellationSignal);
+        await unlockStale(restic);
+        const heartbeat = setInterval(() => activity.heartbeat({ stage: 'prune' }), 5_000);
+        try {
+          await prune(restic);
+        } finally {
+          clearInterval(heartbeat);
+        }
+      });
+    },
+
+    async listSnapshots(input: { repository: Repository; tags?: string[] }): Promise<Snapshot[]> {
+      return typed(async () => snapshots(await context(input.repository), { tags: input.tags }));
+    },
+  };
+}
+
+export type BackupActivities = ReturnType<typeof createBackupActivities>;

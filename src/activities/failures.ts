@@ -1,0 +1,28 @@
+/** Turns the errors of restic, S3 and the file system into ApplicationFailures with a type. */
+import { ApplicationFailure } from '@temporalio/common';
+import { ResticError } from '../restic/restic';
+import { S3PreflightError } from '../storage/s3';
+import { FailureType, NON_RETRYABLE_FAILURES } from '../shared/failures';
+import { scrubSecrets } from '../logging/logger';
+
+export function failure(type: FailureType, message: string, cause?: Error): ApplicationFailure {
+  return ApplicationFailure.create({ type, message: scrubSecrets(message), nonRetryable: NON_RETRYABLE_FAILURES.includes(type), cause });
+}
+
+export function asFailure(error: unknown): Error {
+  if (error instanceof ApplicationFailure) return error;
+  if (error instanceof ResticError || error instanceof S3PreflightError) return failure(error.failureType, error.message);
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC') return failure(FailureType.InsufficientDiskSpace, `no space left on device: ${(error as Error).message}`);
+  if (code === 'ENOENT' || code === 'EACCES') return failure(FailureType.SourceMissing, (error as Error).message);
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** Runs fn and rethrows whatever it throws as a typed failure. */
+export async function typed<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw asFailure(error);
+  }
+}

@@ -1,0 +1,174 @@
+/** The restic commands the service uses, with their JSON output typed. */
+import type { Repository } from '../config/schema';
+import { runRestic, type ResticRunOptions } from './restic';
+
+export interface Snapshot {
+  id: string;
+  short_id: string;
+  time: string;
+  hostname: string;
+  paths: string[];
+  tags?: string[];
+  summary?: { total_files_processed?: number; total_bytes_processed?: number; data_added?: number };
+}
+
+export interface BackupStatus {
+  message_type: 'status';
+  percent_done?: number;
+  total_files?: number;
+  files_done?: number;
+  total_bytes?: number;
+  bytes_done?: number;
+  seconds_elapsed?: number;
+  seconds_remaining?: number;
+}
+
+export interface BackupSummary {
+  message_type: 'summary';
+  snapshot_id: string;
+  files_new: number;
+  files_changed: number;
+  files_unmodified: number;
+  data_added: number;
+  total_files_processed: number;
+  total_bytes_processed: number;
+  total_duration: number;
+}
+
+export interface ResticContext {
+  bin: string;
+  repository: Repository;
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+}
+
+function options(context: ResticContext, extra: Partial<ResticRunOptions> = {}): ResticRunOptions {
+  return { bin: context.bin, repository: context.repository, env: context.env, signal: context.signal, ...extra };
+}
+
+export interface BackupArguments {
+  paths: string[];
+  cwd: string;
+  host: string;
+  tags: string[];
+  exclude?: string[];
+  /** Forge the snapshot's time (tests of retention over a year of snapshots). */
+  time?: string;
+  onStatus?: (status: BackupStatus) => void;
+  onStart?: (pid: number) => void;
+}
+
+export async function backup(context: ResticContext, args: BackupArguments): Promise<BackupSummary> {
+  const argv = ['backup', '--json', '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), ...(args.exclude ?? []).flatMap((e) => ['--exclude', e])];
+  if (args.time) argv.push('--time', args.time);
+  argv.push('--', ...args.paths);
+  let summary: BackupSummary | undefined;
+  await runRestic(argv, options(context, {
+    cwd: args.cwd,
+    collectStdout: false,
+    onJson: (message) => {
+      if (message.message_type === 'status') args.onStatus?.(message as unknown as BackupStatus);
+      else if (message.message_type === 'summary') summary = message as unknown as BackupSummary;
+    },
+    onSpawn: args.onStart,
+  }));
+  if (!summary) throw new Error('restic backup ended without a summary');
+  return summary;
+}
+
+export async function snapshots(context: ResticContext, filter: { tags?: string[]; host?: string } = {}): Promise<Snapshot[]> {
+  const argv = ['snapshots', '--json', '--no-lock'];
+  if (filter.tags && filter.tags.length > 0) argv.push('--tag', filter.tags.join(','));
+  if (filter.host) argv.push('--host', filter.host);
+  const { stdout } = await runRestic(argv, options(context));
+  return (JSON.parse(stdout || '[]') as Snapshot[] | null) ?? [];
+}
+
+export interface ForgetRules {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  keepWithin?: string;
+  keepTags?: string[];
+}
+
+export interface ForgetGroup {
+  keep: Snapshot[] | null;
+  remove: Snapshot[] | null;
+}
+
+/** restic's --keep-within takes "30d" / "1y6m" / "12h": our durations in days or hours map onto it. */
+export function resticDuration(duration: string): string {
+  return duration.replace(/(\d+)w/g, (_, n: string) => `${Number(n) * 7}d`).replace(/(\d+)m(?![a-z])/g, (_, n: string) => `${Math.ceil(Number(n) / 60)}h`).replace(/\d+s/g, '');
+}
+
+export async function forget(context: ResticContext, rules: ForgetRules, filter: { tags: string[]; host?: string }, dryRun = false): Promise<ForgetGroup[]> {
+  const argv = ['forget', '--json', '--group-by', 'host', '--tag', filter.tags.join(',')];
+  if (filter.host) argv.push('--host', filter.host);
+  const numeric: [keyof ForgetRules, string][] = [['keepLast', '--keep-last'], ['keepHourly', '--keep-hourly'], ['keepDaily', '--keep-daily'], ['keepWeekly', '--keep-weekly'], ['keepMonthly', '--keep-monthly'], ['keepYearly', '--keep-yearly']];
+  for (const [key, flag] of numeric) if (rules[key] !== undefined) argv.push(flag, String(rules[key]));
+  if (rules.keepWithin) argv.push('--keep-within', resticDuration(rules.keepWithin));
+  for (const tag of rules.keepTags ?? []) argv.push('--keep-tag', tag);
+  if (dryRun) argv.push('--dry-run');
+  const { stdout } = await runRestic(argv, options(context));
+  const jsonLine = stdout.split('\n').find((line) => line.startsWith('['));
+  return jsonLine ? (JSON.parse(jsonLine) as ForgetGroup[]) : [];
+}
+
+export async function tag(context: ResticContext, snapshotIds: string[], change: { add?: string[]; remove?: string[] }): Promise<void> {
+  if (snapshotIds.length === 0) return;
+  const argv = ['tag'];
+  for (const t of change.add ?? []) argv.push('--add', t);
+  for (const t of change.remove ?? []) argv.push('--remove', t);
+  await runRestic([...argv, ...snapshotIds], options(context));
+}
+
+/** Removes only locks restic itself judges stale (a dead process on this host, or older than 30 min). */
+export async function unlockStale(context: ResticContext): Promise<void> {
+  await runRestic(['unlock'], options(context));
+}
+
+export async function prune(context: ResticContext): Promise<string> {
+  const { stdout } = await runRestic(['prune'], options(context));
+  return stdout;
+}
+
+export interface RestoreArguments {
+  snapshotId: string;
+  /** Folder inside the snapshot to restore (restic's "<snapshot>:<subfolder>"). */
+  subfolder?: string;
+  target: string;
+  include?: string[];
+  onStatus?: (status: Record<string, unknown>) => void;
+}
+
+export async function restore(context: ResticContext, args: RestoreArguments): Promise<Record<string, unknown>> {
+  const snapshot = args.subfolder ? `${args.snapshotId}:${args.subfolder}` : args.snapshotId;
+  const argv = ['restore', snapshot, '--target', args.target, '--json', ...(args.include ?? []).flatMap((i) => ['--include', i])];
+  let summary: Record<string, unknown> = {};
+  await runRestic(argv, options(context, {
+    collectStdout: false,
+    onJson: (message) => {
+      if (message.message_type === 'summary') summary = message;
+      else if (message.message_type === 'status') args.onStatus?.(message);
+    },
+  }));
+  return summary;
+}
+
+export interface LsNode {
+  struct_type: 'node';
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | string;
+  path: string;
+  linktarget?: string;
+  size?: number;
+}
+
+export async function ls(context: ResticContext, snapshotId: string): Promise<LsNode[]> {
+  const { stdout } = await runRestic(['ls', '--json', '--no-lock', snapshotId], options(context));
+  return stdout.split('\n').filter((line) => line.includes('"struct_type":"node"')).map((line) => JSON.parse(line) as LsNode);
+}
