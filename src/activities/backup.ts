@@ -124,7 +124,8 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         // restic may be silent for a while (a slow listing, storage retrying): beat anyway while it lives.
         const keepAlive = setInterval(() => activity.heartbeat(beat), 5_000);
         const summary = await backup(restic, {
-          paths: [...input.source.paths, manifestPath],
+          // Absolute paths: the snapshot's tree then mirrors the host, and restore can take <snapshot>:<root>.
+          paths: [...input.source.paths.map((p) => resolve(root, p)), manifestPath],
           cwd: root,
           host: input.host,
           tags: snapshotTags(input),

@@ -2,6 +2,7 @@
 import { createBackupActivities, type BackupDependencies } from './backup';
 import { createDoctorActivities, type DoctorDependencies } from './doctor';
 import { createLedgerActivities, type LedgerDependencies } from './ledger';
+import { createRestoreActivities } from './restore';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
@@ -10,6 +11,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createDoctorActivities(deps),
     ...createBackupActivities(deps),
     ...createLedgerActivities(deps),
+    ...createRestoreActivities(deps),
   };
 }
 

@@ -4,6 +4,8 @@ import { readEnvironment } from '../config/environment';
 import { ConfigError, loadConfig } from '../config/load';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
+import { startWorker } from '../worker';
+import { runDev } from './dev';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
 import { renderTable } from './table';
@@ -46,7 +48,6 @@ program.command('init')
 program.command('worker')
   .description('run a worker for this host (same as npm run worker)')
   .action(async () => {
-    const { startWorker } = await import('../worker');
     const environment = readEnvironment();
     const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
     const config = loadConfig(configFile(), { host: environment.host });
@@ -61,7 +62,6 @@ program.command('dev')
   .option('--ui-port <port>', 'port of the Temporal Web UI', '8233')
   .option('--port <port>', 'port of the Temporal frontend', '7233')
   .action(async (options: { data: string; once?: boolean; uiPort: string; port: string }) => {
-    const { runDev } = await import('./dev');
     process.exitCode = await runDev({ dataDirectory: options.data, once: options.once === true, uiPort: Number(options.uiPort), port: Number(options.port) });
   });
 

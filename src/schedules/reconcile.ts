@@ -1,0 +1,146 @@
+/**
+ * Schedules from config: create what is missing, update what changed, delete what the config no
+ * longer has (only this deployment's, recognised by their memo). Applying twice changes nothing.
+ */
+import { createHash } from 'node:crypto';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
+import type { Workflow } from '@temporalio/common';
+import type { Config, Schedule } from '../config/schema';
+import { parseDuration } from '../config/units';
+import type { BackupInput } from '../shared/backup-types';
+import { sharedTaskQueue } from '../shared/task-queues';
+
+export const MANAGED_BY = 'backupctl';
+/** Prune weekly, on Sunday 04:30 UTC, away from the usual 02:00 backups. */
+export const PRUNE_SCHEDULE: Schedule = { cron: '30 4 * * 0', timezone: 'UTC', catchupWindow: '6h' };
+
+export function backupScheduleId(deployment: string, policy: string): string {
+  return `${deployment}-backup-${policy}`;
+}
+
+export function pruneScheduleId(deployment: string, repository: string): string {
+  return `${deployment}-prune-${repository}`;
+}
+
+interface DesiredSchedule {
+  scheduleId: string;
+  kind: 'backup' | 'prune';
+  name: string;
+  options: ScheduleOptions<ScheduleOptionsStartWorkflowAction<Workflow>>;
+  digest: string;
+}
+
+function specOf(schedule: Schedule): ScheduleOptions['spec'] {
+  return schedule.cron !== undefined
+    ? { cronExpressions: [schedule.cron], timezone: schedule.timezone }
+    : { intervals: [{ every: parseDuration(schedule.every!)! }], timezone: schedule.timezone };
+}
+
+function digestOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+export function desiredSchedules(config: Config, defaultHost: string): DesiredSchedule[] {
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const make = (scheduleId: string, kind: DesiredSchedule['kind'], name: string, schedule: Schedule, workflowType: string, args: unknown[]): DesiredSchedule => {
+    const spec = specOf(schedule);
+    const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: parseDuration(schedule.catchupWindow)!, pauseOnFailure: false };
+    const digest = digestOf({ spec, policies, workflowType, args });
+    return {
+      scheduleId, kind, name, digest,
+      options: {
+        scheduleId,
+        spec,
+        policies,
+        memo: { managedBy: MANAGED_BY, deployment: config.deployment },
+        action: { type: 'startWorkflow', workflowType, taskQueue, args, workflowId: scheduleId, memo: { scheduleDigest: digest } },
+      },
+    };
+  };
+  const desired: DesiredSchedule[] = [];
+  for (const [policy, definition] of Object.entries(config.policies)) {
+    const input: BackupInput = { config, policy, trigger: 'schedule', defaultHost };
+    desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, 'backupWorkflow', [input]));
+  }
+  for (const repository of Object.keys(config.repositories)) {
+    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, 'pruneWorkflow', [{ config, repository }]));
+  }
+  return desired;
+}
+
+export interface ReconcileChange {
+  scheduleId: string;
+  action: 'created' | 'updated' | 'unchanged' | 'deleted';
+}
+
+/** This deployment's schedules as Temporal lists them (visibility: may lag a create by a moment). */
+export async function listDeploymentSchedules(client: Client, deployment: string): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const summary of client.schedule.list()) {
+    if (summary.memo?.managedBy === MANAGED_BY && summary.memo?.deployment === deployment) ids.push(summary.scheduleId);
+  }
+  return ids;
+}
+
+export async function reconcileSchedules(client: Client, config: Config, defaultHost: string): Promise<ReconcileChange[]> {
+  const changes: ReconcileChange[] = [];
+  const desired = desiredSchedules(config, defaultHost);
+  for (const schedule of desired) {
+    const handle = client.schedule.getHandle(schedule.scheduleId);
+    let current;
+    try {
+      current = await handle.describe();
+    } catch (error) {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    }
+    if (!current) {
+      await client.schedule.create(schedule.options);
+      changes.push({ scheduleId: schedule.scheduleId, action: 'created' });
+      continue;
+    }
+    const currentDigest = current.action.type === 'startWorkflow' ? current.action.memo?.scheduleDigest : undefined;
+    if (currentDigest === schedule.digest) {
+      changes.push({ scheduleId: schedule.scheduleId, action: 'unchanged' });
+      continue;
+    }
+    await handle.update((previous) => ({ ...previous, spec: schedule.options.spec, action: schedule.options.action, policies: schedule.options.policies }));
+    changes.push({ scheduleId: schedule.scheduleId, action: 'updated' });
+  }
+  const wanted = new Set(desired.map((s) => s.scheduleId));
+  for (const scheduleId of await listDeploymentSchedules(client, config.deployment)) {
+    if (wanted.has(scheduleId)) continue;
+    try {
+      await client.schedule.getHandle(scheduleId).delete();
+      changes.push({ scheduleId, action: 'deleted' });
+    } catch (error) {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    }
+  }
+  return changes;
+}
+
+export interface ScheduleStatus {
+  scheduleId: string;
+  paused: boolean;
+  nextRuns: string[];
+  lastRun?: string;
+}
+
+export async function describeSchedules(client: Client, config: Config, defaultHost: string): Promise<ScheduleStatus[]> {
+  const statuses: ScheduleStatus[] = [];
+  for (const { scheduleId } of desiredSchedules(config, defaultHost)) {
+    try {
+      const description = await client.schedule.getHandle(scheduleId).describe();
+      const last = description.info.recentActions.at(-1);
+      statuses.push({
+        scheduleId,
+        paused: description.state.paused,
+        nextRuns: description.info.nextActionTimes.slice(0, 3).map((d) => d.toISOString()),
+        lastRun: last?.scheduledAt.toISOString(),
+      });
+    } catch (error) {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    }
+  }
+  return statuses;
+}

@@ -1,0 +1,359 @@
+/**
+ * Finds (or builds) the server binaries the tests and the dev tooling need: the Temporal CLI
+ * (dev server), MinIO, our FerretDB wrapper (tools/ferretdb) and restic.
+ *
+ * Order: explicit env var, then PATH, then the project cache
+ * `<repo>/.cache/servers/<name>-<version>/<name>`, then a Go build into that cache.
+ * Machines without internet cannot download release binaries, but they reach the Go module
+ * proxy, so building from source is the portable last resort.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, statSync, accessSync, constants as fsConstants } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+
+export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic';
+
+export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb'];
+
+export interface PinnedBinary {
+  /** Version used in the cache path and reported by `scripts/servers.ts build`. */
+  version: string;
+  /** Environment variable that names an explicit binary. */
+  envVar: string;
+  /** `go install` target (module path @ version), or undefined when built from a local module. */
+  goInstall?: string;
+  /** Local Go module (relative to the repo root) built with `go build`. */
+  goModuleDir?: string;
+  ldflags?: string;
+  /** Extra `go build` flags; must match earlier builds to hit the Go build cache. */
+  buildFlags?: readonly string[];
+  /** What a human should install when nothing else works. */
+  installHint: string;
+}
+
+/** The one place where server versions are pinned. */
+export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
+  restic: {
+    version: '0.18.1',
+    envVar: 'RESTIC_BIN',
+    goInstall: 'github.com/restic/restic/cmd/restic@v0.18.1',
+    installHint: 'restic >= 0.16 (https://github.com/restic/restic/releases; Debian 12 ships 0.14, too old)',
+  },
+  temporal: {
+    version: '1.5.1',
+    envVar: 'TEMPORAL_BIN',
+    // v1.6.0 and later carry a `replace` directive, which `go install pkg@version` refuses.
+    goInstall: 'github.com/temporalio/cli/cmd/temporal@v1.5.1',
+    // Without it the CLI reports version 0.0.0-DEV.
+    ldflags: '-X github.com/temporalio/cli/temporalcli.Version=1.5.1',
+    installHint: 'the Temporal CLI (https://temporal.io/setup/install-temporal-cli)',
+  },
+  minio: {
+    // MinIO has no semver tags. The module proxy refuses v0.0.0-20251015172955-9e49d5e7a648
+    // (RELEASE.2025-10-15) with 403 "not available"; this is the repository's last commit
+    // (February 2026, after MinIO stopped publishing releases), which the proxy serves.
+    version: '0.0.0-20260212201848-7aac2a2c5b7c',
+    envVar: 'MINIO_BIN',
+    goInstall: 'github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c',
+    installHint: 'MinIO server (https://min.io/download)',
+  },
+  ferretdb: {
+    version: '1.24.2',
+    envVar: 'FERRETDB_BIN',
+    // The official v1.24.2 binary panics when built with `go install` (its generated version
+    // files are not in the module), so we build a small embedding wrapper instead.
+    goModuleDir: 'tools/ferretdb',
+    buildFlags: ['-trimpath'],
+    installHint: 'the FerretDB wrapper (`cd tools/ferretdb && CGO_ENABLED=0 go build -o /somewhere/ferretdb .`)',
+  },
+};
+
+/** Oldest restic the activities support (`restic backup --json` summary fields, `rewrite`). */
+export const RESTIC_MIN_VERSION = '0.16.0';
+
+/** Toolchain to retry with when the local Go refuses to build an older module. */
+export const GO_FALLBACK_TOOLCHAIN = 'go1.24.8';
+
+export type BinarySource = 'env' | 'PATH' | 'cache' | 'built';
+
+export interface ResolvedBinary {
+  name: BinaryName;
+  path: string;
+  source: BinarySource;
+  /** Version reported by the binary itself, when it could be read. */
+  version: string | undefined;
+  seconds: number;
+}
+
+export interface ResolveOptions {
+  /** Build with Go when no binary is found. Default: true. */
+  build?: boolean;
+  logger?: (msg: string) => void;
+  /** Environment to read the *_BIN and PATH variables from. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Extracts `x.y.z` from `restic version` output, e.g.
+ * "restic 0.18.1 compiled with go1.25.1 on linux/amd64". Returns undefined if absent.
+ */
+export function parseResticVersion(output: string): string | undefined {
+  const match = /restic\s+v?(\d+)\.(\d+)\.(\d+)/.exec(output);
+  return match ? `${match[1]}.${match[2]}.${match[3]}` : undefined;
+}
+
+/** Compares dotted numeric versions; returns <0, 0 or >0. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  const pb = b.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const diff = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (diff !== 0) return diff;
+  }
+  return 0;
+}
+
+/** Root of the repository: the nearest ancestor of this file with a package.json. */
+export function repoRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the repository root above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+export function cachePath(name: BinaryName): string {
+  return join(repoRoot(), '.cache', 'servers', `${name}-${PINNED_BINARIES[name].version}`, name);
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function findOnPath(command: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = resolve(dir, command);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(file: string, args: readonly string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolvePromise) => {
+    execFile(file, args, { timeout: timeoutMs, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) || (error?.message ?? '') });
+    });
+  });
+}
+
+/** Asks a binary for its version; undefined if it does not answer like the expected program. */
+export async function binaryVersion(name: BinaryName, path: string): Promise<string | undefined> {
+  switch (name) {
+    case 'restic': {
+      const r = await run(path, ['version'], 10_000);
+      return r.code === 0 ? parseResticVersion(r.stdout) : undefined;
+    }
+    case 'temporal': {
+      // "temporal version 1.5.1 (Server 1.29.0, UI 2.41.0)"
+      const r = await run(path, ['--version'], 10_000);
+      return r.code === 0 ? /version\s+(\S+)/.exec(r.stdout)?.[1] : undefined;
+    }
+    case 'minio': {
+      // "minio version RELEASE.2025-10-15T17-29-55Z (commit-id=...)"; `go install` builds say DEVELOPMENT.GOGET.
+      const r = await run(path, ['--version'], 10_000);
+      return r.code === 0 ? /version\s+(\S+)/.exec(r.stdout)?.[1] : undefined;
+    }
+    case 'ferretdb': {
+      // Only our wrapper prints this marker; the official binary takes other flags.
+      const r = await run(path, ['--version'], 10_000);
+      return r.code === 0 ? /^ferretdb-wrapper FerretDB v?(\S+)/m.exec(r.stdout)?.[1] : undefined;
+    }
+  }
+}
+
+/** Whether a binary found on PATH is usable; returns its version when it is. */
+async function acceptFromPath(name: BinaryName, path: string): Promise<{ ok: boolean; version: string | undefined; why?: string }> {
+  const version = await binaryVersion(name, path);
+  switch (name) {
+    case 'restic':
+      if (version === undefined) return { ok: false, version, why: `${path} did not report a restic version` };
+      if (compareVersions(version, RESTIC_MIN_VERSION) < 0) return { ok: false, version, why: `${path} is restic ${version}, older than ${RESTIC_MIN_VERSION}` };
+      return { ok: true, version };
+    case 'ferretdb':
+      if (version === undefined) return { ok: false, version, why: `${path} is not the tools/ferretdb wrapper` };
+      return { ok: true, version };
+    case 'temporal':
+    case 'minio':
+      return { ok: true, version };
+  }
+}
+
+function findGo(env: NodeJS.ProcessEnv): string | undefined {
+  return findOnPath('go', env) ?? (isExecutableFile('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+}
+
+function tail(text: string, lines = 30): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+function runGo(goBin: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(goBin, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+    // Keep the output bounded: a cold build prints hundreds of "go: downloading" lines.
+    child.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-64 * 1024); });
+    child.on('error', (error) => resolvePromise({ code: null, stdout, stderr: stderr + String(error) }));
+    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+async function goBuild(name: BinaryName, goBin: string, env: NodeJS.ProcessEnv, log: (msg: string) => void): Promise<string> {
+  const spec = PINNED_BINARIES[name];
+  const target = cachePath(name);
+  const targetDir = dirname(target);
+  const root = repoRoot();
+  await mkdir(dirname(targetDir), { recursive: true });
+  // Build into a private temp dir on the same file system, then rename the file into place:
+  // rename is atomic, so a concurrent process sees either no binary or a complete one.
+  const tmpDir = await mkdtemp(join(dirname(targetDir), `.tmp-${name}-`));
+  try {
+    const flags = [...(spec.buildFlags ?? []), ...(spec.ldflags ? ['-ldflags', spec.ldflags] : [])];
+    let args: string[];
+    let cwd: string;
+    if (spec.goModuleDir !== undefined) {
+      cwd = join(root, spec.goModuleDir);
+      args = ['build', ...flags, '-o', join(tmpDir, name), '.'];
+    } else if (spec.goInstall !== undefined) {
+      cwd = tmpDir; // outside any module, so `go install pkg@version` uses the module's own go.mod
+      args = ['install', ...flags, spec.goInstall];
+    } else {
+      throw new Error(`no build recipe for ${name}`);
+    }
+    const buildEnv: NodeJS.ProcessEnv = { ...env, CGO_ENABLED: '0', GOBIN: tmpDir };
+    const attempts: Array<{ label: string; env: NodeJS.ProcessEnv }> = [{ label: 'local Go', env: buildEnv }];
+    // Only when the local toolchain fails: an older module may be refused by a newer Go.
+    if (env.GOTOOLCHAIN === undefined || env.GOTOOLCHAIN === '' || env.GOTOOLCHAIN === 'auto') {
+      attempts.push({ label: `GOTOOLCHAIN=${GO_FALLBACK_TOOLCHAIN}`, env: { ...buildEnv, GOTOOLCHAIN: GO_FALLBACK_TOOLCHAIN } });
+    }
+    const failures: string[] = [];
+    for (const attempt of attempts) {
+      log(`building ${name} ${spec.version} with ${attempt.label}: go ${args.join(' ')} (minutes on a cold Go cache)`);
+      const result = await runGo(goBin, args, cwd, attempt.env);
+      if (result.code === 0 && isExecutableFile(join(tmpDir, name))) {
+        await mkdir(targetDir, { recursive: true });
+        await rename(join(tmpDir, name), target);
+        return target;
+      }
+      failures.push(`${attempt.label} (exit ${String(result.code)}):\n${tail(result.stderr)}`);
+    }
+    throw new Error(`building ${name} failed:\n${failures.join('\n---\n')}`);
+  } finally {
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+function notFoundMessage(name: BinaryName, reasons: readonly string[]): string {
+  const spec = PINNED_BINARIES[name];
+  const recipe = spec.goInstall !== undefined
+    ? `CGO_ENABLED=0 go install${spec.ldflags ? ` -ldflags "${spec.ldflags}"` : ''} ${spec.goInstall}`
+    : `cd ${spec.goModuleDir ?? '?'} && CGO_ENABLED=0 go build -o ${cachePath(name)} .`;
+  return [
+    `${name} not found. Install ${spec.installHint} on PATH, or set ${spec.envVar} to its absolute path,`,
+    `or install Go >= 1.24 (https://go.dev/dl/) so it can be built with: ${recipe}`,
+    ...reasons.map((r) => `  - ${r}`),
+  ].join('\n');
+}
+
+const inFlight = new Map<string, Promise<ResolvedBinary>>();
+
+/** Like resolveBinary, but also says where the binary came from and how long that took. */
+export function resolveBinaryInfo(name: BinaryName, opts: ResolveOptions = {}): Promise<ResolvedBinary> {
+  // Share one resolution (and so one build) between concurrent callers in this process;
+  // a custom env may resolve differently, so it is never shared.
+  if (opts.env !== undefined) return doResolve(name, opts);
+  const key = `${name}:${opts.build === false ? 'nobuild' : 'build'}`;
+  const pending = inFlight.get(key);
+  if (pending) return pending;
+  const promise = doResolve(name, opts).finally(() => inFlight.delete(key));
+  inFlight.set(key, promise);
+  return promise;
+}
+
+async function doResolve(name: BinaryName, opts: ResolveOptions): Promise<ResolvedBinary> {
+  const started = performance.now();
+  const env = opts.env ?? process.env;
+  const log = opts.logger ?? (() => undefined);
+  const spec = PINNED_BINARIES[name];
+  const done = (path: string, source: BinarySource, version: string | undefined): ResolvedBinary =>
+    ({ name, path, source, version, seconds: (performance.now() - started) / 1000 });
+  const reasons: string[] = [];
+
+  // 1. An explicit path wins, and a wrong one is an error rather than a silent fallback.
+  const explicit = env[spec.envVar];
+  if (explicit !== undefined && explicit !== '') {
+    const path = explicit.includes('/') ? resolve(explicit) : findOnPath(explicit, env);
+    if (path === undefined || !isExecutableFile(path)) {
+      throw new Error(`${spec.envVar}=${explicit} does not name an executable file. Fix or unset ${spec.envVar} (it should point at ${spec.installHint}).`);
+    }
+    const version = await binaryVersion(name, path);
+    if (name === 'restic' && (version === undefined || compareVersions(version, RESTIC_MIN_VERSION) < 0)) {
+      throw new Error(`${spec.envVar}=${explicit} is restic ${version ?? '(unknown version)'}; restic >= ${RESTIC_MIN_VERSION} is required.`);
+    }
+    return done(path, 'env', version);
+  }
+
+  // 2. PATH.
+  const onPath = findOnPath(name, env);
+  if (onPath !== undefined) {
+    const verdict = await acceptFromPath(name, onPath);
+    if (verdict.ok) return done(onPath, 'PATH', verdict.version);
+    if (verdict.why) reasons.push(`skipped ${verdict.why}`);
+    log(`${name}: ${verdict.why ?? 'skipped the one on PATH'}`);
+  }
+
+  // 3. The project cache, filled by an earlier build.
+  const cached = cachePath(name);
+  if (isExecutableFile(cached)) return done(cached, 'cache', await binaryVersion(name, cached));
+
+  // 4. Build.
+  if (opts.build === false) {
+    reasons.push(`not in the cache (${cached}) and building is disabled`);
+    throw new Error(notFoundMessage(name, reasons));
+  }
+  const goBin = findGo(env);
+  if (goBin === undefined) {
+    reasons.push('Go is not installed (no `go` on PATH or in /usr/local/go/bin)');
+    throw new Error(notFoundMessage(name, reasons));
+  }
+  try {
+    const built = await goBuild(name, isAbsolute(goBin) ? goBin : resolve(goBin), env, log);
+    return done(built, 'built', await binaryVersion(name, built));
+  } catch (error) {
+    reasons.push(error instanceof Error ? error.message : String(error));
+    throw new Error(notFoundMessage(name, reasons));
+  }
+}
+
+/** Absolute path of a usable binary; see the module comment for the order of resolution. */
+export async function resolveBinary(name: BinaryName, opts: ResolveOptions = {}): Promise<string> {
+  return (await resolveBinaryInfo(name, opts)).path;
+}

@@ -1,0 +1,512 @@
+/**
+ * Starts real servers for tests and local development: Temporal dev server, MinIO, FerretDB,
+ * and makes sure the machine's PostgreSQL runs. Each server gets a free loopback port and its
+ * own temporary data directory, and is waited for until it answers (no fixed sleeps).
+ *
+ * Every child is tracked and killed when this process exits, so a crashed test run does not
+ * leave servers holding ports.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { resolveBinary } from './binaries';
+
+// ---------------------------------------------------------------------------------------------
+// Child tracking and clean-up on exit
+
+const liveChildren = new Set<ChildProcess>();
+const liveTempDirs = new Set<string>();
+let exitHandlersInstalled = false;
+
+function killEverythingNow(): void {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const dir of liveTempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Best effort: a child killed a moment ago may still be writing.
+    }
+  }
+}
+
+function installExitHandlers(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  // 'exit' handlers must be synchronous: SIGKILL is the only way to be sure children go.
+  process.on('exit', killEverythingNow);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      // If the program has its own handler (run-tests, servers start), it stops the servers
+      // gracefully; otherwise behave like the default action, but without orphans.
+      if (process.listenerCount(signal) > 1) return;
+      killEverythingNow();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+async function makeTempDir(prefix: string): Promise<string> {
+  installExitHandlers();
+  const dir = await mkdtemp(join(tmpdir(), `${prefix}-`));
+  liveTempDirs.add(dir);
+  return dir;
+}
+
+async function removeTempDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  liveTempDirs.delete(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic process handling
+
+interface Launched {
+  name: string;
+  child: ChildProcess;
+  /** Resolves when the process has exited. */
+  exited: Promise<void>;
+  hasExited(): boolean;
+  exitDescription(): string;
+  /** Last lines of stdout+stderr, for error messages. */
+  outputTail(lines?: number): string;
+}
+
+const OUTPUT_KEEP = 32 * 1024;
+
+function launch(name: string, bin: string, args: readonly string[], env: NodeJS.ProcessEnv): Launched {
+  installExitHandlers();
+  const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  let output = '';
+  let exitInfo: string | undefined;
+  const verbose = process.env.SERVERS_VERBOSE === '1';
+  // Always drain the pipes, or a chatty server blocks once the pipe buffer fills.
+  const onData = (chunk: Buffer): void => {
+    const text = chunk.toString();
+    output = (output + text).slice(-OUTPUT_KEEP);
+    if (verbose) process.stderr.write(text.replace(/^(?=.)/gm, `[${name}] `));
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<void>((resolvePromise) => {
+    child.on('error', (error) => {
+      output += `\n${String(error)}`;
+      exitInfo ??= `failed to start: ${error.message}`;
+      liveChildren.delete(child);
+      resolvePromise();
+    });
+    child.on('exit', (code, signal) => {
+      exitInfo ??= signal !== null ? `killed by ${signal}` : `exited with code ${String(code)}`;
+      liveChildren.delete(child);
+      resolvePromise();
+    });
+  });
+  return {
+    name,
+    child,
+    exited,
+    hasExited: () => exitInfo !== undefined,
+    exitDescription: () => exitInfo ?? 'running',
+    outputTail: (lines = 25) => output.trimEnd().split('\n').slice(-lines).join('\n'),
+  };
+}
+
+/** Polls `check` until it returns true; fails early if the process dies. */
+async function waitUntilReady(server: Launched, what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (server.hasExited()) {
+      throw new Error(`${what} ${server.exitDescription()} before it answered. Last output:\n${server.outputTail()}`);
+    }
+    let ready = false;
+    try {
+      ready = await check();
+    } catch {
+      ready = false;
+    }
+    if (ready) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${what} did not answer within ${timeoutMs / 1000} s. Last output:\n${server.outputTail()}`);
+    }
+    await Promise.race([delay(100), server.exited]);
+  }
+}
+
+/** SIGTERM, then SIGKILL after a grace period. */
+async function terminate(server: Launched, graceMs = 15_000): Promise<void> {
+  if (server.hasExited()) return;
+  server.child.kill('SIGTERM');
+  const timer = delay(graceMs).then(() => 'timeout' as const);
+  if ((await Promise.race([server.exited.then(() => 'exited' as const), timer])) === 'timeout') {
+    server.child.kill('SIGKILL');
+    await server.exited;
+  }
+}
+
+async function killHard(server: Launched): Promise<void> {
+  if (server.hasExited()) return;
+  server.child.kill('SIGKILL');
+  await server.exited;
+}
+
+/** A port that was free a moment ago (the OS picks it; we release it for the server). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (port > 0 ? resolvePromise(port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+/** Whether something accepts TCP connections at host:port. */
+export function tcpAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const socket = connect({ host, port });
+    const finish = (ok: boolean): void => {
+      socket.destroy();
+      resolvePromise(ok);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  await response.body?.cancel();
+  return response.ok;
+}
+
+function isPortClash(error: unknown): boolean {
+  return error instanceof Error && /address already in use|can't set .*port|port .* in use/i.test(error.message);
+}
+
+/**
+ * Runs `attempt` again when a port we picked was taken between freePort() and the server's
+ * bind (a race with other processes); ports the caller chose are not retried.
+ */
+async function retryOnPortClash<T>(portsPinned: boolean, attempt: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (portsPinned || i >= 3 || !isPortClash(error)) throw error;
+    }
+  }
+}
+
+function execFileResult(file: string, args: readonly string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolvePromise) => {
+    execFile(file, args, { timeout: timeoutMs, env }, (error, stdout, stderr) => {
+      resolvePromise({ ok: error === null, output: `${String(stdout)}${String(stderr)}${error && !stderr ? error.message : ''}` });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporal dev server
+
+export interface TemporalOptions {
+  /** Namespace to register (besides "default"). Default: "default". */
+  namespace?: string;
+  /** Serve the Web UI. Default: false. */
+  ui?: boolean;
+  /** SQLite file that keeps state across restarts; default: a file in the temp dir. */
+  dbFile?: string;
+  port?: number;
+  uiPort?: number;
+  /** Path of the temporal CLI; default: resolveBinary('temporal'). */
+  bin?: string;
+  timeoutMs?: number;
+}
+
+export interface TemporalServer {
+  address: string;
+  uiUrl?: string;
+  namespace: string;
+  dbFile: string;
+  stop(): Promise<void>;
+}
+
+export async function startTemporal(opts: TemporalOptions = {}): Promise<TemporalServer> {
+  const bin = opts.bin ?? (await resolveBinary('temporal'));
+  const namespace = opts.namespace ?? 'default';
+  const ui = opts.ui ?? false;
+  // Cold start on a slow machine (SQLite schema set-up) takes several seconds.
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const dir = await makeTempDir('temporal');
+  const dbFile = opts.dbFile ?? join(dir, 'temporal.db');
+  try {
+    return await retryOnPortClash(opts.port !== undefined && (!ui || opts.uiPort !== undefined), async () => {
+      const port = opts.port ?? (await freePort());
+      const uiPort = ui ? (opts.uiPort ?? (await freePort())) : undefined;
+      const address = `127.0.0.1:${port}`;
+      const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', dbFile];
+      if (namespace !== 'default') args.push('--namespace', namespace);
+      if (uiPort !== undefined) args.push('--ui-port', String(uiPort));
+      else args.push('--headless');
+      const server = launch('temporal', bin, args, temporalCliEnv());
+      try {
+        await waitUntilReady(server, `Temporal dev server on ${address}`, timeoutMs, () => tcpAnswers('127.0.0.1', port));
+        await waitForNamespace(server, bin, address, namespace, Math.max(5_000, timeoutMs / 2));
+        const uiUrl = uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined;
+        if (uiUrl !== undefined) await waitUntilReady(server, `Temporal Web UI on ${uiUrl}`, timeoutMs, () => httpOk(uiUrl));
+        let stopped = false;
+        return {
+          address,
+          uiUrl,
+          namespace,
+          dbFile,
+          stop: async () => {
+            if (stopped) return;
+            stopped = true;
+            await terminate(server);
+            await removeTempDir(dir);
+          },
+        };
+      } catch (error) {
+        await killHard(server);
+        throw error;
+      }
+    });
+  } catch (error) {
+    await removeTempDir(dir);
+    throw error;
+  }
+}
+
+/** Waits until the frontend serves `namespace`, registering it if it is missing. */
+async function waitForNamespace(server: Launched, bin: string, address: string, namespace: string, timeoutMs: number): Promise<void> {
+  const connection = await Connection.connect({ address, connectTimeout: timeoutMs });
+  try {
+    let registered = false;
+    await waitUntilReady(server, `Temporal namespace ${namespace} on ${address}`, timeoutMs, async () => {
+      try {
+        await connection.workflowService.describeNamespace({ namespace });
+        return true;
+      } catch (error) {
+        // start-dev registers --namespace itself; this covers an older dbFile without it.
+        if (!registered && isGrpcNotFound(error)) {
+          registered = true;
+          const created = await execFileResult(bin, ['operator', 'namespace', 'create', '--address', address, '--namespace', namespace], 30_000, temporalCliEnv());
+          if (!created.ok && !/already/i.test(created.output)) throw new Error(`registering namespace ${namespace} failed: ${created.output}`);
+        }
+        return false;
+      }
+    });
+  } finally {
+    await connection.close();
+  }
+}
+
+/** The CLI reads TEMPORAL_* variables (TLS, API key, address), which are meant for the real cluster. */
+function temporalCliEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('TEMPORAL_')));
+}
+
+function isGrpcNotFound(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 5;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MinIO
+
+export interface MinioOptions {
+  rootUser?: string;
+  /** 8 to 40 characters. Default: random. */
+  rootPassword?: string;
+  /** Kept on stop when given; default: a temp dir removed on stop. */
+  dataDir?: string;
+  port?: number;
+  bin?: string;
+  timeoutMs?: number;
+}
+
+export interface MinioServer {
+  endpoint: string;
+  port: number;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: 'us-east-1';
+  dataDir: string;
+  /** Stops the server for good and removes its temp dir. */
+  stop(): Promise<void>;
+  /** SIGKILL, to simulate a crash or an outage; restart() brings it back. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data dir (stopping it first if it still runs). */
+  restart(): Promise<void>;
+}
+
+export async function startMinio(opts: MinioOptions = {}): Promise<MinioServer> {
+  const bin = opts.bin ?? (await resolveBinary('minio'));
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const accessKeyId = opts.rootUser ?? 'testadmin';
+  const secretAccessKey = opts.rootPassword ?? randomBytes(15).toString('hex');
+  if (secretAccessKey.length < 8 || secretAccessKey.length > 40) throw new Error('MinIO rootPassword must have 8 to 40 characters');
+  const dir = await makeTempDir('minio');
+  const dataDir = opts.dataDir ?? join(dir, 'data');
+  await mkdir(dataDir, { recursive: true });
+  // Kept for restarts: objects encrypted with SSE-S3 must stay readable.
+  const kmsKey = `test-key:${randomBytes(32).toString('base64')}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    MINIO_ROOT_USER: accessKeyId,
+    MINIO_ROOT_PASSWORD: secretAccessKey,
+    MINIO_BROWSER: 'off',
+    MINIO_UPDATE: 'off',
+    MINIO_KMS_SECRET_KEY: kmsKey,
+  };
+
+  let port = opts.port ?? 0;
+  let server: Launched | undefined;
+  const endpointOf = (p: number): string => `http://127.0.0.1:${p}`;
+  const startOnce = async (): Promise<void> => {
+    // --certs-dir keeps MinIO from creating ~/.minio in the user's home.
+    const args = ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--certs-dir', join(dir, 'certs'), dataDir];
+    const launched = launch('minio', bin, args, env);
+    server = launched;
+    try {
+      await waitUntilReady(launched, `MinIO on ${endpointOf(port)}`, timeoutMs, () => httpOk(`${endpointOf(port)}/minio/health/live`));
+    } catch (error) {
+      await killHard(launched);
+      throw error;
+    }
+  };
+
+  try {
+    await retryOnPortClash(opts.port !== undefined, async () => {
+      if (opts.port === undefined) port = await freePort();
+      await startOnce();
+    });
+  } catch (error) {
+    await removeTempDir(dir);
+    throw error;
+  }
+
+  let stopped = false;
+  return {
+    endpoint: endpointOf(port),
+    port,
+    accessKeyId,
+    secretAccessKey,
+    region: 'us-east-1',
+    dataDir,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      if (server) await terminate(server);
+      await removeTempDir(dir);
+    },
+    kill: async () => {
+      if (server) await killHard(server);
+    },
+    restart: async () => {
+      if (stopped) throw new Error('MinIO was stopped for good; start a new one');
+      if (server) await terminate(server);
+      // The port was ours a moment ago; a listener in TIME_WAIT does not block Go's bind.
+      await startOnce();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// FerretDB
+
+export interface FerretDbOptions {
+  /** Use the PostgreSQL handler with this URL instead of SQLite in a temp dir. */
+  postgresqlUrl?: string;
+  port?: number;
+  bin?: string;
+  timeoutMs?: number;
+}
+
+export interface FerretDbServer {
+  uri: string;
+  stop(): Promise<void>;
+}
+
+export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretDbServer> {
+  const bin = opts.bin ?? (await resolveBinary('ferretdb'));
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const dir = await makeTempDir('ferretdb');
+  try {
+    return await retryOnPortClash(opts.port !== undefined, async () => {
+      const port = opts.port ?? (await freePort());
+      const storage = opts.postgresqlUrl !== undefined ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-dir', join(dir, 'sqlite')];
+      const server = launch('ferretdb', bin, ['--listen-addr', `127.0.0.1:${port}`, ...storage], { ...process.env });
+      try {
+        // The wrapper opens its listener only after the storage handler is set up.
+        await waitUntilReady(server, `FerretDB on 127.0.0.1:${port}`, timeoutMs, () => tcpAnswers('127.0.0.1', port));
+      } catch (error) {
+        await killHard(server);
+        throw error;
+      }
+      let stopped = false;
+      return {
+        uri: `mongodb://127.0.0.1:${port}/`,
+        stop: async () => {
+          if (stopped) return;
+          stopped = true;
+          await terminate(server);
+          await removeTempDir(dir);
+        },
+      };
+    });
+  } catch (error) {
+    await removeTempDir(dir);
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL (the machine's own cluster)
+
+export interface PostgresInfo {
+  host: string;
+  port: number;
+  user: 'postgres';
+}
+
+async function postgresReady(host: string, port: number): Promise<boolean> {
+  if (!(await tcpAnswers(host, port))) return false;
+  const result = await execFileResult('pg_isready', ['-h', host, '-p', String(port)], 5_000);
+  // Without the client tools, an accepting socket is the best evidence we have.
+  return result.ok || /ENOENT/.test(result.output);
+}
+
+export async function ensurePostgres(opts: { timeoutMs?: number } = {}): Promise<PostgresInfo> {
+  const host = '127.0.0.1';
+  const port = 5432;
+  const info: PostgresInfo = { host, port, user: 'postgres' };
+  if (await postgresReady(host, port)) return info;
+
+  let versions: string[] = [];
+  try {
+    versions = readdirSync('/etc/postgresql').sort((a, b) => Number(a) - Number(b));
+  } catch {
+    // not a Debian-style installation
+  }
+  const version = versions.at(-1);
+  if (version === undefined) {
+    throw new Error(`PostgreSQL does not answer on ${host}:${port} and no cluster is configured in /etc/postgresql: install PostgreSQL (apt-get install postgresql) or start it yourself.`);
+  }
+  const started = await execFileResult('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], 60_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  while (Date.now() < deadline) {
+    if (await postgresReady(host, port)) return info;
+    await delay(200);
+  }
+  throw new Error(`PostgreSQL ${version} did not answer on ${host}:${port} after \`pg_ctlcluster --skip-systemctl-redirect ${version} main start\`${started.ok ? '' : `, which failed:\n${started.output}`}`);
+}
