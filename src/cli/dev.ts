@@ -16,6 +16,11 @@ import { startTemporal } from '../servers/processes';
 import { startWorker } from '../worker';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
+import { reconcileSchedules } from '../schedules/reconcile';
+import { connectClient } from '../temporal/client';
+import { deploymentStatus, formatStatus, triggerSchedule } from './operations';
+import { waitWithProgress } from './progress';
+import { renderTable } from './table';
 
 export interface DevOptions {
   dataDirectory: string;
@@ -99,9 +104,28 @@ export async function runDev(options: DevOptions): Promise<number> {
     worker = await startWorker({ config, environment, logger, shutdownGraceTime: '5 seconds' });
     const report = await runDoctor({ config, environment });
     process.stdout.write(`${formatDoctorReport(report)}\n\n`);
-    process.stdout.write(`Temporal Web UI: ${temporal.uiUrl ?? '(headless)'}\nTemporal address: ${temporal.address}\nConfig: ${configPath}\n`);
     const healthy = report.checks.every((c) => c.ok);
-    if (options.once) return healthy ? 0 : 1;
+    let backedUp = false;
+    if (healthy) {
+      // The real path a scheduled backup takes: reconcile the schedules, trigger one, read the ledger.
+      const client = await connectClient(environment);
+      try {
+        const changes = await reconcileSchedules(client, config, environment.host);
+        process.stdout.write(`${renderTable(['schedule', 'change'], changes.map((c) => [c.scheduleId, c.action]))}\n\n`);
+        for (const policy of Object.keys(config.policies)) {
+          const run = await triggerSchedule(client, config, policy);
+          const outcome = await waitWithProgress(client, run);
+          process.stdout.write(`${policy}: snapshot ${outcome.snapshots.map((s) => s.snapshotId.slice(0, 8)).join(', ')} (${run.workflowId})\n`);
+        }
+        process.stdout.write(`\n${formatStatus(config, await deploymentStatus(client, config, environment.host))}\n\n`);
+        backedUp = true;
+      } finally {
+        await client.connection.close();
+      }
+    }
+    process.stdout.write(`Temporal Web UI: ${temporal.uiUrl ?? '(headless)'}\nTemporal address: ${temporal.address}\nConfig: ${configPath}\n`);
+    process.stdout.write(`Ledger query: temporal workflow query --address ${temporal.address} --workflow-id ${config.deployment}-ledger --name lastSuccessfulBackup\n`);
+    if (options.once) return healthy && backedUp ? 0 : 1;
     process.stdout.write('Running. Press Ctrl-C to stop.\n');
     await new Promise<void>((resolveStop) => {
       process.once('SIGINT', () => resolveStop());

@@ -9,6 +9,15 @@ import { runDev } from './dev';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
 import { renderTable } from './table';
+import { resolve } from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../config/schema';
+import { formatBytes } from '../config/units';
+import { describeSchedules, reconcileSchedules, backupScheduleId } from '../schedules/reconcile';
+import type { BackupOutcome } from '../shared/backup-types';
+import { connectClient } from '../temporal/client';
+import { deploymentStatus, formatSnapshots, formatStatus, listSnapshots, runRestore, startManualBackup, triggerSchedule } from './operations';
+import { waitWithProgress } from './progress';
 
 const program = new Command('backupctl')
   .description('Durable, verified backups on Temporal and restic')
@@ -44,6 +53,111 @@ program.command('init')
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
     process.stdout.write(`${renderTable(['repository', 'action', 'detail'], results.map((r) => [r.repository, r.action, r.detail]))}\n`);
   });
+
+async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>, loadOptions: { checkPaths?: boolean } = { checkPaths: false }): Promise<T> {
+  const environment = readEnvironment();
+  const config = loadConfig(configFile(), { host: environment.host, checkEnv: false, ...loadOptions });
+  const client = await connectClient(environment);
+  try {
+    return await fn(client, config, environment.host);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+const schedules = program.command('schedules').description('the Temporal Schedules of this deployment\'s policies');
+
+schedules.command('apply')
+  .description('create, update and delete schedules so that they match the config (idempotent)')
+  .action(() => withClient(async (client, config, host) => {
+    const changes = await reconcileSchedules(client, config, host);
+    process.stdout.write(`${renderTable(['schedule', 'change'], changes.map((c) => [c.scheduleId, c.action]))}\n`);
+  }));
+
+schedules.command('list')
+  .description('the schedules, their state and next runs')
+  .action(() => withClient(async (client, config, host) => {
+    const list = await describeSchedules(client, config, host);
+    process.stdout.write(`${renderTable(['schedule', 'state', 'next runs', 'last run'], list.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns.join(', '), s.lastRun ?? '-']))}\n`);
+  }));
+
+schedules.command('trigger <policy>')
+  .description('run a policy\'s schedule now')
+  .option('--wait', 'wait for the run and show its progress')
+  .action((policy: string, options: { wait?: boolean }) => withClient(async (client, config) => {
+    const handle = await triggerSchedule(client, config, policy);
+    process.stdout.write(`started ${handle.workflowId}\n`);
+    if (options.wait) printOutcome(await waitWithProgress(client, handle));
+  }));
+
+for (const verb of ['pause', 'resume'] as const) {
+  schedules.command(`${verb} [policy]`)
+    .description(`${verb} one policy's schedule, or all of this deployment's`)
+    .option('--note <text>', 'why (shown in the Web UI)')
+    .action((policy: string | undefined, options: { note?: string }) => withClient(async (client, config) => {
+      const policies = policy ? [policy] : Object.keys(config.policies);
+      for (const name of policies) {
+        const handle = client.schedule.getHandle(backupScheduleId(config.deployment, name));
+        if (verb === 'pause') await handle.pause(options.note ?? 'paused with backupctl');
+        else await handle.unpause(options.note ?? 'resumed with backupctl');
+        process.stdout.write(`${verb}d ${handle.scheduleId}\n`);
+      }
+    }));
+}
+
+function printOutcome(outcome: BackupOutcome): void {
+  const rows = outcome.snapshots.map((s) => [s.source, s.repository, s.snapshotId.slice(0, 8), String(s.files), formatBytes(s.bytes), formatBytes(s.dataAdded), `${s.durationSeconds.toFixed(1)} s`]);
+  process.stdout.write(`${renderTable(['source', 'repository', 'snapshot', 'files', 'size', 'added', 'took'], rows)}\n`);
+}
+
+program.command('backup')
+  .description('back up now: one policy, or every policy of the config')
+  .option('-p, --policy <name>', 'only this policy')
+  .option('--wait', 'wait for the backup, with a progress bar')
+  .action((options: { policy?: string; wait?: boolean }) => withClient(async (client, config, host) => {
+    const policies = options.policy ? [options.policy] : Object.keys(config.policies);
+    for (const policy of policies) {
+      const handle = await startManualBackup(client, config, policy, host);
+      process.stdout.write(`started ${handle.workflowId}\n`);
+      if (options.wait) printOutcome(await waitWithProgress(client, handle));
+    }
+  }));
+
+program.command('status')
+  .description('last successful backup per source (from the ledger) and the next scheduled runs')
+  .option('--json', 'print as JSON')
+  .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
+    const status = await deploymentStatus(client, config, host);
+    process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(config, status)}\n`);
+  }));
+
+program.command('snapshots')
+  .description('the snapshots in this deployment\'s repositories')
+  .option('-s, --source <name>', 'only this source')
+  .option('--json', 'print as JSON')
+  .action((options: { source?: string; json?: boolean }) => withClient(async (client, config) => {
+    const list = await listSnapshots(client, config, options.source);
+    process.stdout.write(options.json ? `${JSON.stringify(list, null, 2)}\n` : `${formatSnapshots(list)}\n`);
+  }));
+
+program.command('restore')
+  .description('restore a file source into an empty folder (or in place, with --in-place --yes)')
+  .requiredOption('-s, --source <name>', 'the source to restore')
+  .option('--snapshot <id>', 'a snapshot id (default: the newest of the source)')
+  .option('-r, --repository <name>', 'the repository to restore from')
+  .option('-t, --target <folder>', 'an empty or new folder to restore into')
+  .option('--in-place', 'restore over the source\'s own folder')
+  .option('--yes', 'confirm an in-place restore')
+  .option('--include <path...>', 'only these paths (relative to the source root)')
+  .action((options: { source: string; snapshot?: string; repository?: string; target?: string; inPlace?: boolean; yes?: boolean; include?: string[] }) => withClient(async (client, config, host) => {
+    if (!options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
+    if (options.inPlace && !options.yes) throw new UsageError(`--in-place overwrites the files of source ${options.source}: add --yes to confirm`);
+    const result = await runRestore(client, {
+      config, source: options.source, snapshot: options.snapshot, repository: options.repository,
+      target: options.target ? resolve(options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include, defaultHost: host,
+    });
+    process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
+  }));
 
 program.command('worker')
   .description('run a worker for this host (same as npm run worker)')

@@ -8,7 +8,8 @@
  * proxy, so building from source is the portable last resort.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, statSync, accessSync, constants as fsConstants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { accessSync, constants as fsConstants, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 
@@ -126,7 +127,18 @@ export function repoRoot(): string {
 }
 
 export function cachePath(name: BinaryName): string {
-  return join(repoRoot(), '.cache', 'servers', `${name}-${PINNED_BINARIES[name].version}`, name);
+  const spec = PINNED_BINARIES[name];
+  // A local module is keyed by its sources too, so editing the wrapper rebuilds it.
+  const key = spec.goModuleDir === undefined ? spec.version : `${spec.version}-${sourceHash(join(repoRoot(), spec.goModuleDir))}`;
+  return join(repoRoot(), '.cache', 'servers', `${name}-${key}`, name);
+}
+
+function sourceHash(dir: string): string {
+  const hash = createHash('sha256');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.go') || f === 'go.mod' || f === 'go.sum').sort()) {
+    hash.update(`${file}\0`).update(readFileSync(join(dir, file))).update('\0');
+  }
+  return hash.digest('hex').slice(0, 12);
 }
 
 function isExecutableFile(path: string): boolean {

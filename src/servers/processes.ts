@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
+import { MongoClient } from 'mongodb';
 import { resolveBinary } from './binaries';
 
 // ---------------------------------------------------------------------------------------------
@@ -120,6 +121,7 @@ function launch(name: string, bin: string, args: readonly string[], env: NodeJS.
 /** Polls `check` until it returns true; fails early if the process dies. */
 async function waitUntilReady(server: Launched, what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError = '';
   for (;;) {
     if (server.hasExited()) {
       throw new Error(`${what} ${server.exitDescription()} before it answered. Last output:\n${server.outputTail()}`);
@@ -127,12 +129,13 @@ async function waitUntilReady(server: Launched, what: string, timeoutMs: number,
     let ready = false;
     try {
       ready = await check();
-    } catch {
-      ready = false;
+    } catch (error) {
+      lastError = error instanceof Error ? error.message : String(error);
     }
     if (ready) return;
     if (Date.now() > deadline) {
-      throw new Error(`${what} did not answer within ${timeoutMs / 1000} s. Last output:\n${server.outputTail()}`);
+      const why = lastError === '' ? '' : ` (last error: ${lastError})`;
+      throw new Error(`${what} did not answer within ${timeoutMs / 1000} s${why}. Last output:\n${server.outputTail()}`);
     }
     await Promise.race([delay(100), server.exited]);
   }
@@ -166,6 +169,16 @@ export function freePort(): Promise<number> {
       const port = typeof address === 'object' && address !== null ? address.port : 0;
       server.close(() => (port > 0 ? resolvePromise(port) : reject(new Error('no free port'))));
     });
+  });
+}
+
+/** Fails clearly when a port the caller asked for is taken (instead of talking to a stranger). */
+async function assertPortFree(port: number | undefined): Promise<void> {
+  if (port === undefined) return;
+  await new Promise<void>((resolvePromise, reject) => {
+    const server = createServer();
+    server.once('error', (error) => reject(new Error(`port ${port} on 127.0.0.1 is already in use (${error.message})`)));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePromise()));
   });
 }
 
@@ -246,6 +259,8 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
   const ui = opts.ui ?? false;
   // Cold start on a slow machine (SQLite schema set-up) takes several seconds.
   const timeoutMs = opts.timeoutMs ?? 60_000;
+  await assertPortFree(opts.port);
+  await assertPortFree(ui ? opts.uiPort : undefined);
   const dir = await makeTempDir('temporal');
   const dbFile = opts.dbFile ?? join(dir, 'temporal.db');
   try {
@@ -289,10 +304,12 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
 
 /** Waits until the frontend serves `namespace`, registering it if it is missing. */
 async function waitForNamespace(server: Launched, bin: string, address: string, namespace: string, timeoutMs: number): Promise<void> {
-  const connection = await Connection.connect({ address, connectTimeout: timeoutMs });
+  let connection: Connection | undefined;
   try {
     let registered = false;
     await waitUntilReady(server, `Temporal namespace ${namespace} on ${address}`, timeoutMs, async () => {
+      // Connecting inside the poll lets waitUntilReady notice a server that died meanwhile.
+      connection ??= await Connection.connect({ address, connectTimeout: 2_000 });
       try {
         await connection.workflowService.describeNamespace({ namespace });
         return true;
@@ -307,7 +324,7 @@ async function waitForNamespace(server: Launched, bin: string, address: string, 
       }
     });
   } finally {
-    await connection.close();
+    await connection?.close();
   }
 }
 
@@ -355,6 +372,7 @@ export async function startMinio(opts: MinioOptions = {}): Promise<MinioServer> 
   const accessKeyId = opts.rootUser ?? 'testadmin';
   const secretAccessKey = opts.rootPassword ?? randomBytes(15).toString('hex');
   if (secretAccessKey.length < 8 || secretAccessKey.length > 40) throw new Error('MinIO rootPassword must have 8 to 40 characters');
+  await assertPortFree(opts.port);
   const dir = await makeTempDir('minio');
   const dataDir = opts.dataDir ?? join(dir, 'data');
   await mkdir(dataDir, { recursive: true });
@@ -440,6 +458,7 @@ export interface FerretDbServer {
 export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretDbServer> {
   const bin = opts.bin ?? (await resolveBinary('ferretdb'));
   const timeoutMs = opts.timeoutMs ?? 30_000;
+  await assertPortFree(opts.port);
   const dir = await makeTempDir('ferretdb');
   try {
     return await retryOnPortClash(opts.port !== undefined, async () => {
@@ -447,8 +466,18 @@ export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretD
       const storage = opts.postgresqlUrl !== undefined ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-dir', join(dir, 'sqlite')];
       const server = launch('ferretdb', bin, ['--listen-addr', `127.0.0.1:${port}`, ...storage], { ...process.env });
       try {
-        // The wrapper opens its listener only after the storage handler is set up.
-        await waitUntilReady(server, `FerretDB on 127.0.0.1:${port}`, timeoutMs, () => tcpAnswers('127.0.0.1', port));
+        const uri = `mongodb://127.0.0.1:${port}/`;
+        await waitUntilReady(server, `FerretDB on 127.0.0.1:${port}`, timeoutMs, async () => {
+          if (!(await tcpAnswers('127.0.0.1', port))) return false;
+          // The listener opens before the storage is reached (e.g. PostgreSQL): ping checks both.
+          const client = new MongoClient(uri, { serverSelectionTimeoutMS: 2_000, connectTimeoutMS: 2_000 });
+          try {
+            await client.db('admin').command({ ping: 1 });
+            return true;
+          } finally {
+            await client.close();
+          }
+        });
       } catch (error) {
         await killHard(server);
         throw error;

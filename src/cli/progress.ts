@@ -1,0 +1,50 @@
+/**
+ * The backup progress bar: the workflow's `progress` query says the stage; the heartbeat of the
+ * repository workflow's running activity says how far restic is.
+ */
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { BackupHeartbeat, BackupOutcome, BackupProgress } from '../shared/backup-types';
+import { formatBytes } from '../config/units';
+
+async function heartbeatOf(client: Client, workflowId: string): Promise<BackupHeartbeat | undefined> {
+  try {
+    const description = await client.workflow.getHandle(workflowId).describe();
+    const pending = description.raw.pendingActivities?.[0];
+    const payload = pending?.heartbeatDetails?.payloads?.[0];
+    if (!payload) return undefined;
+    return client.options.loadedDataConverter.payloadConverter.fromPayload<BackupHeartbeat>(payload);
+  } catch {
+    return undefined;
+  }
+}
+
+export function renderProgressLine(progress: BackupProgress, heartbeat: BackupHeartbeat | undefined, width = 30): string {
+  const fraction = Math.min(1, Math.max(0, heartbeat?.percentDone ?? (progress.stage === 'done' ? 1 : 0)));
+  const filled = Math.round(fraction * width);
+  const bar = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+  const files = heartbeat?.totalFiles ? ` ${heartbeat.filesDone ?? 0}/${heartbeat.totalFiles} files` : '';
+  const bytes = heartbeat?.totalBytes ? ` ${formatBytes(heartbeat.bytesDone ?? 0)}/${formatBytes(heartbeat.totalBytes)}` : '';
+  return `${progress.policy} ${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${progress.stage} (${progress.sourcesDone}/${progress.sourcesTotal} sources)${files}${bytes}`;
+}
+
+export async function waitWithProgress(client: Client, handle: WorkflowHandle, out: NodeJS.WriteStream = process.stderr): Promise<BackupOutcome> {
+  const result = handle.result() as Promise<BackupOutcome>;
+  let finished = false;
+  void result.then(() => (finished = true), () => (finished = true));
+  let lastLine = '';
+  while (!finished) {
+    try {
+      const progress = await handle.query<BackupProgress>('progress');
+      const heartbeat = progress.repositoryWorkflowId ? await heartbeatOf(client, progress.repositoryWorkflowId) : undefined;
+      const line = renderProgressLine(progress, heartbeat);
+      if (out.isTTY) out.write(`\r${line.padEnd(lastLine.length)}`);
+      else if (line !== lastLine) out.write(`${line}\n`);
+      lastLine = line;
+    } catch {
+      // The workflow may not have started its first task yet, or has just closed.
+    }
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]);
+  }
+  if (out.isTTY && lastLine) out.write('\n');
+  return result;
+}
