@@ -11,7 +11,7 @@ import pg from 'pg';
 import type { FilesSource, Repository, S3Repository, Source } from '../config/schema';
 import { parseSize, formatBytes } from '../config/units';
 import type { CheckResult } from '../shared/doctor-types';
-import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersionText, repositoryLocation, runRestic } from '../restic/restic';
+import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersion, repositoryLocation, runRestic } from '../restic/restic';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
 import { registerSecretValue, scrubSecrets, type Logger } from '../logging/logger';
 
@@ -46,7 +46,7 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
       }
       try {
         const { stdout } = await run(bin, ['version'], { timeout: 10_000 });
-        const version = parseResticVersionText(stdout);
+        const version = parseResticVersion(stdout);
         if (!version) return failed(id, title, `could not read the version from "${stdout.trim()}"`, `install restic >= ${RESTIC_MIN_VERSION}`);
         if (compareVersions(version, RESTIC_MIN_VERSION) < 0) {
           return failed(id, title, `restic ${version} at ${bin}`, `install restic >= ${RESTIC_MIN_VERSION} (older versions lack the exit codes this service relies on)`);

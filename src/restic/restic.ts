@@ -155,14 +155,17 @@ export function classifyResticFailure(command: string, code: number | null, stde
   return fail(FailureType.ResticFailed, `restic ${command} failed (exit ${String(code)}): ${lastLines}`);
 }
 
-export function parseResticVersionText(output: string): string | undefined {
-  return /restic (\d+\.\d+\.\d+)/.exec(output)?.[1];
+/** `x.y.z` from `restic version` ("restic 0.18.1 compiled with go1.25.1 on linux/amd64"). */
+export function parseResticVersion(output: string): string | undefined {
+  const match = /restic\s+v?(\d+)\.(\d+)\.(\d+)/.exec(output);
+  return match ? `${match[1]}.${match[2]}.${match[3]}` : undefined;
 }
 
+/** Compares dotted numeric versions; returns <0, 0 or >0. */
 export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < 3; i += 1) {
+  const pa = a.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  const pb = b.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
     const diff = (pa[i] ?? 0) - (pb[i] ?? 0);
     if (diff !== 0) return diff;
   }

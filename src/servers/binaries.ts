@@ -7,11 +7,14 @@
  * Machines without internet cannot download release binaries, but they reach the Go module
  * proxy, so building from source is the portable last resort.
  */
+import { RESTIC_MIN_VERSION, compareVersions, parseResticVersion } from '../restic/restic';
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+
+export { RESTIC_MIN_VERSION, compareVersions, parseResticVersion };
 
 export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic';
 
@@ -71,7 +74,6 @@ export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
 };
 
 /** Oldest restic the activities support (`restic backup --json` summary fields, `rewrite`). */
-export const RESTIC_MIN_VERSION = '0.16.0';
 
 /** Toolchain to retry with when the local Go refuses to build an older module. */
 export const GO_FALLBACK_TOOLCHAIN = 'go1.24.8';
@@ -93,26 +95,6 @@ export interface ResolveOptions {
   logger?: (msg: string) => void;
   /** Environment to read the *_BIN and PATH variables from. Default: process.env. */
   env?: NodeJS.ProcessEnv;
-}
-
-/**
- * Extracts `x.y.z` from `restic version` output, e.g.
- * "restic 0.18.1 compiled with go1.25.1 on linux/amd64". Returns undefined if absent.
- */
-export function parseResticVersion(output: string): string | undefined {
-  const match = /restic\s+v?(\d+)\.(\d+)\.(\d+)/.exec(output);
-  return match ? `${match[1]}.${match[2]}.${match[3]}` : undefined;
-}
-
-/** Compares dotted numeric versions; returns <0, 0 or >0. */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map((p) => Number.parseInt(p, 10) || 0);
-  const pb = b.split('.').map((p) => Number.parseInt(p, 10) || 0);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const diff = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (diff !== 0) return diff;
-  }
-  return 0;
 }
 
 /** Root of the repository: the nearest ancestor of this file with a package.json. */

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import { initRepositories } from '../src/cli/init';
+import { runDoctor } from '../src/cli/doctor';
+import type { Config } from '../src/config/schema';
+import type { DoctorReport } from '../src/shared/doctor-types';
+import { createBucket, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { startPasswordPostgres, type PasswordPostgres } from './support/postgres';
+
+const run = promisify(execFile);
+
+describe('doctor against the real Temporal, MinIO, FerretDB, PostgreSQL and restic', () => {
+  const servers = testServers();
+  const root = tempDir('doctor');
+  const bucket = uniqueName('doctor');
+  const { names, values } = testSecrets('DOCTOR');
+  const pgPassword = `pg-${uniqueName('secret')}`;
+  let postgres: PasswordPostgres;
+  let deployment: TestDeployment;
+  let yaml: string;
+
+  before(async () => {
+    mkdirSync(join(root, 'app', 'applications'), { recursive: true });
+    writeFileSync(join(root, 'app', 'applications', 'CV.md'), '# CV\n');
+    postgres = await startPasswordPostgres(pgPassword);
+    values[names.postgresUrl] = postgres.url(pgPassword);
+    await createBucket(bucket);
+    yaml = `deployment: ${uniqueName('doctor')}
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 10MiB }
+sources:
+  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications] }
+  jobs: { type: mongodb, uriEnv: ${names.mongodbUri} }
+  accounts: { type: postgres, urlEnv: ${names.postgresUrl} }
+repositories:
+  offsite: { type: s3, endpoint: "${servers.s3Endpoint}", bucket: ${bucket}, prefix: restic, accessKeyIdEnv: ${names.accessKeyId}, secretAccessKeyEnv: ${names.secretAccessKey}, passwordEnv: ${names.password} }
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
+policies:
+  daily: { sources: [artifacts, jobs, accounts], repositories: [offsite, local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
+`;
+    deployment = await startDeployment(yaml, values);
+    await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
+  });
+
+  after(async () => {
+    await deployment?.close();
+    await postgres?.stop();
+  });
+
+  async function doctor(config: Config = deployment.config): Promise<DoctorReport> {
+    return runDoctor({ config, environment: deployment.environment });
+  }
+
+  function assertOnlyFailing(report: DoctorReport, failing: string, detail: RegExp, fix: RegExp): void {
+    const bad = report.checks.filter((c) => !c.ok);
+    assert.deepEqual(bad.map((c) => c.id), [failing], JSON.stringify(report.checks, null, 2));
+    assert.match(bad[0]!.detail, detail);
+    assert.match(bad[0]!.fix ?? '', fix);
+  }
+
+  async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
+    const saved = process.env[name];
+    process.env[name] = value;
+    try {
+      return await fn();
+    } finally {
+      process.env[name] = saved;
+    }
+  }
+
+  test('doctor is all green when every part is reachable and right', async () => {
+    const report = await doctor();
+    assert.deepEqual(report.checks.filter((c) => !c.ok), []);
+    const ids = report.checks.map((c) => c.id).sort();
+    assert.deepEqual(ids, ['disk:staging', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
+  });
+
+  test('the backupctl doctor command prints a table of ✓ and exits 0, then ✗ with the fix and exits 1', async () => {
+    const file = join(root, 'backup.yaml');
+    writeFileSync(file, yaml);
+    const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname(), RESTIC_BIN: servers.resticBin };
+    const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
+    assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
+    assert.match(green.stdout, /all 11 checks passed/);
+    writeFileSync(file, yaml.replace(`bucket: ${bucket}`, `bucket: ${bucket}-gone`));
+    const failed = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env }).then(() => assert.fail('doctor should exit non-zero'), (error: { code: number; stdout: string }) => error);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /✗ +S3 credentials and bucket of repository offsite/);
+    assert.match(failed.stdout, /→ fix: create bucket/);
+  });
+
+  test('a wrong S3 secret key is named as rejected credentials, with the variable to fix', async () => {
+    const report = await withEnv(names.secretAccessKey, 'not-the-secret-key', () => doctor());
+    const bad = report.checks.filter((c) => !c.ok).map((c) => c.id);
+    assert.deepEqual(bad, ['s3:offsite', 'repository:offsite']);
+    const s3 = report.checks.find((c) => c.id === 's3:offsite')!;
+    assert.match(s3.detail, /credentials were rejected/);
+    assert.match(s3.fix!, new RegExp(names.secretAccessKey));
+  });
+
+  test('a missing bucket is named, with how to create it', async () => {
+    const config = structuredClone(deployment.config);
+    const offsite = config.repositories.offsite!;
+    if (offsite.type === 's3') offsite.bucket = `${bucket}-missing`;
+    const report = await doctor(config);
+    const bad = report.checks.filter((c) => !c.ok).map((c) => c.id);
+    assert.deepEqual(bad, ['s3:offsite', 'repository:offsite']);
+    assert.match(report.checks.find((c) => c.id === 's3:offsite')!.detail, /bucket ".*-missing" does not exist/);
+    assert.match(report.checks.find((c) => c.id === 's3:offsite')!.fix!, /create bucket/);
+  });
+
+  test('a wrong repository password is named, with the variable that holds it', async () => {
+    const config = structuredClone(deployment.config);
+    config.repositories.offsite = { ...config.repositories.offsite!, passwordEnv: `${names.password}_WRONG` };
+    const report = await withEnv(`${names.password}_WRONG`, 'not-the-password', () => doctor(config));
+    assertOnlyFailing(report, 'repository:offsite', /wrong password/, new RegExp(`${names.password}_WRONG`));
+  });
+
+  test('an uninitialised repository gives the command that initialises it', async () => {
+    const config = structuredClone(deployment.config);
+    config.repositories.local = { type: 'local', path: join(root, 'not-initialised'), passwordEnv: names.password };
+    const report = await doctor(config);
+    assertOnlyFailing(report, 'repository:local', /does not exist yet/, /backupctl init --repository local/);
+  });
+
+  test('an unreachable MongoDB is named, with the variable to check', async () => {
+    const report = await withEnv(names.mongodbUri, 'mongodb://127.0.0.1:9/', () => doctor());
+    assertOnlyFailing(report, 'mongodb:jobs', /ECONNREFUSED|connect|Server selection timed out/i, new RegExp(`${names.mongodbUri}.*running and reachable`));
+  });
+
+  test('a wrong PostgreSQL password is named as an authentication failure', async () => {
+    const report = await withEnv(names.postgresUrl, postgres.url('wrong-password'), () => doctor());
+    assertOnlyFailing(report, 'postgres:accounts', /authentication failed/, new RegExp(`fix the user or password in ${names.postgresUrl}`));
+  });
+
+  test('a disk threshold larger than the free space fails the disk check', async () => {
+    const config = structuredClone(deployment.config);
+    config.staging.minFreeSpace = '1PB';
+    const report = await doctor(config);
+    assertOnlyFailing(report, 'disk:staging', /free at .* needs/, /free .* on that disk|staging\.minFreeSpace/);
+  });
+});
