@@ -46,7 +46,9 @@ export async function startWorker({ config, environment, logger, env = process.e
     temporalClient: () => (client ??= connectClient(environment)),
   });
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
-  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime };
+  // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
+  // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
+  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const };
   const shared = await Worker.create({ ...common, taskQueue: taskQueues.shared, workflowsPath: require.resolve('./workflows') });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
