@@ -6,10 +6,11 @@
  *   npx tsx scripts/run-tests.ts [node test flags] [files or directories]
  *
  * Without files it runs test/**\/*.test.ts (Node 20's --test does not expand globs itself).
- * Nothing is printed after the test runner's summary, so it stays the last line of output.
+ * Its last line is "N passed, N failed, N skipped", counted from a TAP copy of the results.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { BINARY_NAMES, repoRoot, resolveBinaryInfo, type BinaryName } from '../src/servers/binaries';
 import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
@@ -119,16 +120,26 @@ async function main(): Promise<number> {
       MINIO_BIN: bins.minio,
       FERRETDB_BIN: bins.ferretdb,
     };
-    const args = ['--import', 'tsx', '--test', '--test-concurrency=2', ...nodeFlags, ...files];
+    // A human reads the spec reporter; a TAP copy in a file gives the closing "N passed, N failed".
+    const tapFile = join(tmpdir(), `run-tests-${process.pid}.tap`);
+    const reporters = nodeFlags.some((f) => f.startsWith('--test-reporter')) ? [] : ['--test-reporter=spec', '--test-reporter-destination=stdout'];
+    const args = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', ...reporters, '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...nodeFlags, ...files];
     const started = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
     child = started;
-    return await new Promise<number>((resolvePromise) => {
+    const code = await new Promise<number>((resolvePromise) => {
       started.on('error', (error) => {
         log(`cannot run node: ${error.message}`);
         resolvePromise(1);
       });
-      started.on('exit', (code, signal) => resolvePromise(code ?? (signal === 'SIGINT' ? 130 : 143)));
+      started.on('exit', (exitCode, signal) => resolvePromise(exitCode ?? (signal === 'SIGINT' ? 130 : 143)));
     });
+    await stopServers();
+    const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
+    rmSync(tapFile, { force: true });
+    const count = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+    const failed = count('fail') + count('cancelled');
+    process.stdout.write(`${count('pass')} passed, ${failed} failed, ${count('skipped')} skipped\n`);
+    return code !== 0 ? code : failed > 0 ? 1 : 0;
   } finally {
     await stopServers();
   }
