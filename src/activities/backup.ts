@@ -11,7 +11,7 @@ import type { Repository } from '../config/schema';
 import { formatBytes, parseSize } from '../config/units';
 import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
-import { runRestic } from '../restic/restic';
+import { ResticError, runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
   LAST_VERIFIED_TAG, VERIFIED_TAG,
@@ -104,7 +104,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         await stopOrphan(previous, logger);
         const restic = await context(input.repository, activity.cancellationSignal);
         // An earlier attempt may have finished its snapshot just before its worker died.
-        const [existing] = await snapshots(restic, { tags: [input.runTag] });
+        const [existing] = activity.info.attempt > 1 ? await snapshots(restic, { tags: [input.runTag] }) : [];
         if (existing) {
           log.info(`adopting snapshot ${existing.short_id} made by an earlier attempt`);
           return record(input, { id: existing.id, time: existing.time, files: existing.summary?.total_files_processed ?? 0, bytes: existing.summary?.total_bytes_processed ?? 0, dataAdded: existing.summary?.data_added ?? 0, durationSeconds: 0 }, true);
@@ -155,7 +155,6 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
     async applyRetention(input: RetentionInput): Promise<RetentionResult> {
       return typed(async () => {
         const restic = await context(input.repository, Context.current().cancellationSignal);
-        await unlockStale(restic);
         const sourceTags = [`deployment=${input.deployment}`, `source=${input.sourceName}`];
         const all = await snapshots(restic, { tags: sourceTags, host: input.host });
         const newestVerified = all.filter((s) => s.tags?.includes(VERIFIED_TAG)).sort((a, b) => b.time.localeCompare(a.time))[0];
@@ -165,7 +164,15 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           await tag(restic, stale.map((s) => s.id), { remove: [LAST_VERIFIED_TAG] });
         }
         const { retention } = input;
-        const groups = await forget(restic, { ...retention, keepTags: [LAST_VERIFIED_TAG] }, { tags: sourceTags, host: input.host });
+        const rules = { ...retention, keepTags: [LAST_VERIFIED_TAG] };
+        const filter = { tags: sourceTags, host: input.host };
+        // forget needs an exclusive lock: a lock left by a killed restic is removed only if restic
+        // itself judges it stale (its process is gone from this host, or it is 30 min old).
+        const groups = await forget(restic, rules, filter).catch(async (error: unknown) => {
+          if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked) throw error;
+          await unlockStale(restic);
+          return forget(restic, rules, filter);
+        });
         const ids = (list: Snapshot[] | null) => (list ?? []).map((s) => s.id);
         const result: RetentionResult = {
           source: input.sourceName,
