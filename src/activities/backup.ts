@@ -11,7 +11,7 @@ import type { Repository } from '../config/schema';
 import { formatBytes, parseSize } from '../config/units';
 import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
-import { ResticError, runRestic } from '../restic/restic';
+import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
   LAST_VERIFIED_TAG, VERIFIED_TAG,
@@ -71,7 +71,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
   const context = async (repository: Repository, signal?: AbortSignal): Promise<ResticContext> => ({ bin: await resticBin(), repository, env, signal });
 
   return {
-    /** Reachable, credentials accepted, bucket present, repository initialised, password right. */
+    /** Bucket reachable with accepted credentials, or the local repository present: fail before any work. */
     async preflightRepository(input: { name: string; repository: Repository }): Promise<void> {
       await typed(async () => {
         if (input.repository.type === 's3') {
@@ -82,7 +82,11 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
             client.destroy();
           }
         }
-        await runRestic(['cat', 'config', '--no-lock'], { ...(await context(input.repository)) });
+        // No `restic cat config` here: it costs a key derivation (~0.7 s), and the backup's own exit
+        // codes already give the same typed failures (no repository, wrong password).
+        if (input.repository.type === 'local' && !existsSync(join(input.repository.path, 'config'))) {
+          throw failure(FailureType.RepositoryNotInitialised, `restic repository ${input.repository.path} does not exist yet: initialise it with \`backupctl init\``);
+        }
       });
     },
 
@@ -179,7 +183,8 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           repository: input.repositoryName,
           kept: groups.flatMap((g) => ids(g.keep)),
           removed: groups.flatMap((g) => ids(g.remove)),
-          keptVerified: newestVerified?.id,
+          // `restic tag` rewrites a snapshot under a new id: report the kept one as it is now.
+          keptVerified: groups.flatMap((g) => g.keep ?? []).find((k) => k.tags?.includes(LAST_VERIFIED_TAG))?.id,
         };
         logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
         return result;

@@ -1,5 +1,6 @@
 /** The restic commands the service uses, with their JSON output typed. */
 import type { Repository } from '../config/schema';
+import { parseDuration } from '../config/units';
 import { runRestic, type ResticRunOptions } from './restic';
 
 export interface Snapshot {
@@ -100,9 +101,14 @@ export interface ForgetGroup {
   remove: Snapshot[] | null;
 }
 
-/** restic's --keep-within takes "30d" / "1y6m" / "12h": our durations in days or hours map onto it. */
+/**
+ * restic's --keep-within takes "30d" or "12h" but does not add repeated units ("14d3d" is 3 days):
+ * give it one unit, whole days when the duration is a whole number of days, hours otherwise.
+ */
 export function resticDuration(duration: string): string {
-  return duration.replace(/(\d+)w/g, (_, n: string) => `${Number(n) * 7}d`).replace(/(\d+)m(?![a-z])/g, (_, n: string) => `${Math.ceil(Number(n) / 60)}h`).replace(/\d+s/g, '');
+  const ms = parseDuration(duration);
+  if (ms === undefined) throw new Error(`"${duration}" is not a duration such as "30d" or "26h"`);
+  return ms % 86_400_000 === 0 ? `${ms / 86_400_000}d` : `${Math.ceil(ms / 3_600_000)}h`;
 }
 
 export async function forget(context: ResticContext, rules: ForgetRules, filter: { tags: string[]; host?: string }, dryRun = false): Promise<ForgetGroup[]> {

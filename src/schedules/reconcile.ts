@@ -40,6 +40,12 @@ function digestOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
+/** Only what one schedule's runs need, so editing one policy does not touch the other schedules. */
+function configFor(config: Config, sourceNames: string[], repositoryNames: string[], policies: Config['policies']): Config {
+  const pick = <T>(record: Record<string, T>, keys: string[]) => Object.fromEntries(keys.filter((k) => k in record).map((k) => [k, record[k]!]));
+  return { ...config, sources: pick(config.sources, sourceNames), repositories: pick(config.repositories, repositoryNames), policies };
+}
+
 export function desiredSchedules(config: Config, defaultHost: string): DesiredSchedule[] {
   const taskQueue = sharedTaskQueue(config.deployment);
   const make = (scheduleId: string, kind: DesiredSchedule['kind'], name: string, schedule: Schedule, workflowType: string, args: unknown[]): DesiredSchedule => {
@@ -59,11 +65,11 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   };
   const desired: DesiredSchedule[] = [];
   for (const [policy, definition] of Object.entries(config.policies)) {
-    const input: BackupInput = { config, policy, trigger: 'schedule', defaultHost };
+    const input: BackupInput = { config: configFor(config, definition.sources, definition.repositories, { [policy]: definition }), policy, trigger: 'schedule', defaultHost };
     desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, 'backupWorkflow', [input]));
   }
   for (const repository of Object.keys(config.repositories)) {
-    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, 'pruneWorkflow', [{ config, repository }]));
+    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, 'pruneWorkflow', [{ config: configFor(config, [], [repository], {}), repository }]));
   }
   return desired;
 }
