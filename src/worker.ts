@@ -15,6 +15,7 @@ import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
 import { connectClient } from './temporal/client';
+import { workflowBundlePath } from './workflow-bundle';
 import type { Client } from '@temporalio/client';
 
 export interface RunningWorker {
@@ -49,7 +50,7 @@ export async function startWorker({ config, environment, logger, env = process.e
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
   // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
   const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const };
-  const shared = await Worker.create({ ...common, taskQueue: taskQueues.shared, workflowsPath: require.resolve('./workflows') });
+  const shared = await Worker.create({ ...common, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
   const done = Promise.all([shared.run(), host.run()]).then(async () => {

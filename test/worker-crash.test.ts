@@ -100,3 +100,29 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
   assert.equal(next.ok, true);
   assert.equal((await snapshots(restic, { tags: [`deployment=${deploymentName}`, 'source=artifacts'] })).length, 2);
 });
+
+test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is finished or handed back, and ends with one snapshot', async () => {
+  for (const worker of workers.splice(0)) await worker.kill('SIGKILL');
+  const config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });
+  const restic = { bin: servers.resticBin, repository: config.repositories.offsite!, env: process.env };
+  const before = (await snapshots(restic, { tags: [`deployment=${deploymentName}`, 'source=artifacts'] })).length;
+  // New data, so this backup has work to do.
+  for (let i = 0; i < 20; i += 1) writeRandomFile(join(root, 'app', 'applications', `new-${i}.pdf`), 8 * 1024 * 1024);
+
+  const worker = await startWorkerProcess(configFile, values);
+  workers.push(worker);
+  const handle = await client.workflow.start('backupWorkflow', {
+    taskQueue: sharedTaskQueue(deploymentName),
+    workflowId: uniqueName('backup-sigterm'),
+    args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
+  });
+  await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100);
+  const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
+  worker.child.kill('SIGTERM');
+  assert.equal(await exited, 0, worker.output().slice(-2000));
+
+  workers.push(await startWorkerProcess(configFile, values));
+  const outcome = (await handle.result()) as BackupOutcome;
+  assert.equal(outcome.ok, true);
+  assert.equal((await snapshots(restic, { tags: [`deployment=${deploymentName}`, 'source=artifacts'] })).length, before + 1);
+});
