@@ -32,9 +32,11 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
   let finished = false;
   void result.then(() => (finished = true), () => (finished = true));
   let lastLine = '';
+  let lastProgress: BackupProgress | undefined;
   while (!finished) {
     try {
       const progress = await handle.query<BackupProgress>('progress');
+      lastProgress = progress;
       const heartbeat = progress.repositoryWorkflowId ? await heartbeatOf(client, progress.repositoryWorkflowId) : undefined;
       const line = renderProgressLine(progress, heartbeat);
       if (out.isTTY) out.write(`\r${line.padEnd(lastLine.length)}`);
@@ -45,6 +47,14 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
     }
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]);
   }
-  if (out.isTTY && lastLine) out.write('\n');
+  // The run may end between two polls: always close with its final state.
+  const outcome = await result.catch(() => undefined);
+  if (outcome && lastProgress) {
+    const line = renderProgressLine({ ...lastProgress, stage: 'done', sourcesDone: lastProgress.sourcesTotal }, undefined);
+    if (out.isTTY) out.write(`\r${line.padEnd(lastLine.length)}\n`);
+    else if (line !== lastLine) out.write(`${line}\n`);
+  } else if (out.isTTY && lastLine) {
+    out.write('\n');
+  }
   return result;
 }
