@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
 import { runRestic } from '../src/restic/restic';
 import { startMinio, type MinioServer } from '../src/servers/processes';
-import type { BackupHeartbeat, BackupOutcome } from '../src/shared/backup-types';
+import type { BackupOutcome } from '../src/shared/backup-types';
+import { pendingHeartbeat } from '../src/cli/progress';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { repositoryWorkflowId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testSecrets, uniqueName, waitFor, type TestDeployment } from './support/harness';
@@ -54,9 +55,7 @@ test('MinIO stopped for 20 s in the middle of a backup and started again: the ba
     args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
   });
   await waitFor('restic to be under way', async () => {
-    const description = await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'offsite')).describe();
-    const payload = description.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
-    const beat = payload ? client.options.loadedDataConverter.payloadConverter.fromPayload<BackupHeartbeat>(payload) : undefined;
+    const beat = await pendingHeartbeat(client, repositoryWorkflowId(config.deployment, 'offsite'));
     return (beat?.percentDone ?? 0) > 0.02;
   }, 120_000, 100);
   await minio.kill();

@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { parseConfig } from '../src/config/load';
 import { snapshots } from '../src/restic/commands';
-import type { BackupHeartbeat, BackupOutcome } from '../src/shared/backup-types';
+import type { BackupOutcome } from '../src/shared/backup-types';
+import { pendingHeartbeat } from '../src/cli/progress';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { repositoryWorkflowId } from '../src/workflows/repository';
@@ -49,11 +50,7 @@ after(async () => {
   await client?.connection.close();
 });
 
-async function progressOf(workflowId: string): Promise<BackupHeartbeat | undefined> {
-  const description = await client.workflow.getHandle(workflowId).describe();
-  const payload = description.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
-  return payload ? client.options.loadedDataConverter.payloadConverter.fromPayload<BackupHeartbeat>(payload) : undefined;
-}
+const progressOf = (workflowId: string) => pendingHeartbeat(client, workflowId);
 
 test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly one new snapshot, the ledger reports it, and the next backup takes no stale lock', async () => {
   const config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });

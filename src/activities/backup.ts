@@ -3,12 +3,13 @@
  * heartbeats), retention, prune. A retry after a killed worker stops the orphaned restic of
  * the earlier attempt and adopts its snapshot if it finished, so a run makes one snapshot.
  */
-import { mkdirSync, readFileSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { Repository } from '../config/schema';
-import { formatBytes, parseSize } from '../config/units';
+import { formatBytes } from '../config/units';
+import { stagingSpace } from './disk';
 import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
 import { ResticError } from '../restic/restic';
@@ -92,9 +93,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
 
     async checkFreeSpace(input: { directory: string; minFreeSpace: string; neededBytes: number }): Promise<void> {
       mkdirSync(input.directory, { recursive: true, mode: 0o700 });
-      const stats = statfsSync(input.directory);
-      const free = Number(stats.bavail) * Number(stats.bsize);
-      const needed = (parseSize(input.minFreeSpace) ?? 0) + input.neededBytes;
+      const { free, needed } = stagingSpace(input.directory, input.minFreeSpace, input.neededBytes);
       if (free < needed) {
         throw failure(FailureType.InsufficientDiskSpace, `only ${formatBytes(free)} free at ${input.directory}, ${formatBytes(needed)} needed: free space or move staging.directory`);
       }

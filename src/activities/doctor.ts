@@ -3,13 +3,14 @@
  * faults it knows, so one bad repository does not hide the state of the others.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, existsSync, accessSync, constants, statfsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { mkdirSync, accessSync, constants } from 'node:fs';
+import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import type { FilesSource, Repository, S3Repository, Source } from '../config/schema';
-import { parseSize, formatBytes } from '../config/units';
+import { formatBytes } from '../config/units';
+import { stagingSpace } from './disk';
 import type { CheckResult } from '../shared/doctor-types';
 import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersion, repositoryLocation, runRestic } from '../restic/restic';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
@@ -164,13 +165,7 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
     async checkStagingDisk(input: { directory: string; minFreeSpace: string; estimatedBytes: number }): Promise<CheckResult> {
       const id = 'disk:staging';
       const title = 'free disk for staging dumps';
-      // The folder may not exist yet: measure the nearest folder that does.
-      let probe = resolve(input.directory);
-      while (!existsSync(probe) && dirname(probe) !== probe) probe = dirname(probe);
-      const stats = statfsSync(probe);
-      const free = Number(stats.bavail) * Number(stats.bsize);
-      const reserve = parseSize(input.minFreeSpace) ?? 0;
-      const needed = reserve + input.estimatedBytes;
+      const { probe, free, needed } = stagingSpace(input.directory, input.minFreeSpace, input.estimatedBytes);
       const detail = `${formatBytes(free)} free at ${probe}; needs ${formatBytes(needed)} (dumps ≈ ${formatBytes(input.estimatedBytes)} + reserve ${input.minFreeSpace})`;
       if (free < needed) {
         return failed(id, title, detail, `free ${formatBytes(needed - free)} on that disk, move staging.directory to a larger disk, or lower staging.minFreeSpace`);

@@ -70,7 +70,7 @@ export function createRestoreActivities({ logger, resticBin, env }: RestoreDepen
             : `repository ${input.repositoryName} has no snapshot of source ${input.sourceName} yet`);
         }
         // Every entry must land inside the target once the source's root is stripped.
-        const root = posix.normalize(chosen.paths.length > 0 ? input.source.root : '/');
+        const root = posix.normalize(input.source.root);
         for (const node of await ls(restic, chosen.id)) {
           if (node.path !== root && !node.path.startsWith(`${root}/`)) continue;
           const rel = node.path.slice(root.length).replace(/^\/+/, '');

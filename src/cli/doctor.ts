@@ -69,14 +69,11 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
 }
 
 export function formatDoctorReport(report: DoctorReport): string {
-  const rows = report.checks.map((check) => [check.ok ? '✓' : '✗', check.title, check.ok ? check.detail : `${check.detail}\n${' '.repeat(0)}→ fix: ${check.fix ?? 'see the detail'}`]);
-  // Multi-line cells: put the fix on its own line under the detail column.
-  const flat: string[][] = [];
-  for (const [mark, title, detail] of rows) {
-    const [first, ...rest] = detail!.split('\n');
-    flat.push([mark!, title!, first!]);
-    for (const line of rest) flat.push(['', '', line]);
-  }
+  // A failed check's fix goes on its own line under the result column.
+  const flat = report.checks.flatMap((check) => [
+    [check.ok ? '✓' : '✗', check.title, check.detail],
+    ...(check.ok ? [] : [['', '', `→ fix: ${check.fix ?? 'see the detail'}`]]),
+  ]);
   const failed = report.checks.filter((c) => !c.ok).length;
   const summary = failed === 0 ? `all ${report.checks.length} checks passed` : `${failed} of ${report.checks.length} checks failed`;
   return `${renderTable(['', 'check', 'result'], flat)}\n\n${report.deployment}: ${summary}`;

@@ -6,7 +6,8 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { BackupHeartbeat, BackupOutcome, BackupProgress } from '../shared/backup-types';
 import { formatBytes } from '../config/units';
 
-async function heartbeatOf(client: Client, workflowId: string): Promise<BackupHeartbeat | undefined> {
+/** The latest heartbeat of a workflow's running activity (restic's progress), if any. */
+export async function pendingHeartbeat(client: Client, workflowId: string): Promise<BackupHeartbeat | undefined> {
   try {
     const description = await client.workflow.getHandle(workflowId).describe();
     const pending = description.raw.pendingActivities?.[0];
@@ -37,7 +38,7 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
     try {
       const progress = await handle.query<BackupProgress>('progress');
       lastProgress = progress;
-      const heartbeat = progress.repositoryWorkflowId ? await heartbeatOf(client, progress.repositoryWorkflowId) : undefined;
+      const heartbeat = progress.repositoryWorkflowId ? await pendingHeartbeat(client, progress.repositoryWorkflowId) : undefined;
       const line = renderProgressLine(progress, heartbeat);
       if (out.isTTY) out.write(`\r${line.padEnd(lastLine.length)}`);
       else if (line !== lastLine) out.write(`${line}\n`);

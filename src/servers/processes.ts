@@ -228,6 +228,12 @@ function execFileResult(file: string, args: readonly string[], timeoutMs: number
   });
 }
 
+/** A stop() that terminates the server and removes its data folder, once however often it is called. */
+function stopOnce(server: Launched, dir: string): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  return () => (stopping ??= terminate(server).then(() => removeTempDir(dir)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Temporal dev server
 
@@ -278,19 +284,7 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
         await waitForNamespace(server, bin, address, namespace, Math.max(5_000, timeoutMs / 2));
         const uiUrl = uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined;
         if (uiUrl !== undefined) await waitUntilReady(server, `Temporal Web UI on ${uiUrl}`, timeoutMs, () => httpOk(uiUrl));
-        let stopped = false;
-        return {
-          address,
-          uiUrl,
-          namespace,
-          dbFile,
-          stop: async () => {
-            if (stopped) return;
-            stopped = true;
-            await terminate(server);
-            await removeTempDir(dir);
-          },
-        };
+        return { address, uiUrl, namespace, dbFile, stop: stopOnce(server, dir) };
       } catch (error) {
         await killHard(server);
         throw error;
@@ -482,16 +476,7 @@ export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretD
         await killHard(server);
         throw error;
       }
-      let stopped = false;
-      return {
-        uri: `mongodb://127.0.0.1:${port}/`,
-        stop: async () => {
-          if (stopped) return;
-          stopped = true;
-          await terminate(server);
-          await removeTempDir(dir);
-        },
-      };
+      return { uri: `mongodb://127.0.0.1:${port}/`, stop: stopOnce(server, dir) };
     });
   } catch (error) {
     await removeTempDir(dir);
