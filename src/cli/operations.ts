@@ -95,10 +95,15 @@ export function formatSnapshots(snapshots: Record<string, Snapshot[]>): string {
   return renderTable(['repository', 'snapshot', 'time', 'source', 'policy', 'host', 'size'], rows);
 }
 
-export async function runRestore(client: Client, input: RestoreInput): Promise<RestoreResult> {
-  return client.workflow.execute('restoreWorkflow', {
+/** Starts a restore; the caller waits on the handle (and can tell the user when no worker polls). */
+export async function startRestore(client: Client, input: RestoreInput): Promise<WorkflowHandle> {
+  return client.workflow.start('restoreWorkflow', {
     taskQueue: sharedTaskQueue(input.config.deployment),
     workflowId: `${input.config.deployment}-restore-${input.source}-${randomUUID()}`,
     args: [input],
   });
+}
+
+export async function runRestore(client: Client, input: RestoreInput): Promise<RestoreResult> {
+  return (await startRestore(client, input)).result() as Promise<RestoreResult>;
 }
