@@ -42,7 +42,7 @@ export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
     version: '0.18.1',
     envVar: 'RESTIC_BIN',
     goInstall: 'github.com/restic/restic/cmd/restic@v0.18.1',
-    installHint: 'restic >= 0.16 (https://github.com/restic/restic/releases; Debian 12 ships 0.14, too old)',
+    installHint: `restic >= ${RESTIC_MIN_VERSION} (https://github.com/restic/restic/releases; Debian 12 ships 0.14, too old)`,
   },
   temporal: {
     version: '1.5.1',
