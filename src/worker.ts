@@ -3,6 +3,8 @@
  * the host's files) and the deployment's shared queue (workflows, dumps, checks).
  * Configuration comes from the environment (see src/config/environment.ts).
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
@@ -75,7 +77,16 @@ async function main(): Promise<void> {
     logger.fatal('BACKUP_CONFIG is not set: point it at the config file (see examples/)');
     process.exit(2);
   }
+  // A missing source folder does not stop the worker: on a rebuilt host it is what must be
+  // restored. It is said once here; doctor reports it and that source's backups fail SourceMissing.
   const config = loadConfig(environment.configPath, { host: environment.host });
+  for (const [name, source] of Object.entries(config.sources)) {
+    if ((source.type !== 'files' && source.type !== 'secrets') || (source.host ?? environment.host) !== environment.host) continue;
+    const missing = [source.root, ...source.paths.map((p) => resolve(source.root, p))].filter((p) => !existsSync(p));
+    if (missing.length > 0) {
+      logger.warn({ source: name, missing: missing.slice(0, 5) }, `source ${name}: ${missing[0]} does not exist on this host; its backups fail until it is back (backupctl restore --source ${name} --in-place --yes, or fix sources.${name})`);
+    }
+  }
   // Worker.run() already stops on SIGINT/SIGTERM (the Runtime's shutdown signals): polling
   // ends, running activities get the grace time, then the process exits.
   const worker = await startWorker({ config, environment, logger });

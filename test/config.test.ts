@@ -63,7 +63,7 @@ describe('configuration', () => {
     { name: 'a cron with too few fields is refused', edit: (y) => y.replace('"0 2 * * *"', '"0 2 * *"'), expect: [/schedule\.cron: .*5 fields/] },
     { name: 'a bad time zone is refused', edit: (y) => y.replace('timezone: UTC', 'timezone: Mars/Olympus'), expect: [/schedule\.timezone: expected an IANA time zone/] },
     { name: 'a retention with no keep rule is refused', edit: (y) => y.replace('{ keepDaily: 7, keepWeekly: 4, keepMonthly: 12 }', '{}'), expect: [/policies\.daily\.retention: .*at least one keep rule/] },
-    { name: 'a path that does not exist is named', edit: (y) => y.replace('paths: [applications]', 'paths: [applications, missing.md]'), expect: [/sources\.artifacts\.paths\[1\]: path ".*missing\.md" does not exist/] },
+    { name: 'a path that leaves the root is refused', edit: (y) => y.replace('paths: [applications]', 'paths: [applications, ../elsewhere]'), expect: [/sources\.artifacts\.paths\[1\]: path "\.\.\/elsewhere" leaves the root folder/] },
     { name: 'a policy naming an unknown repository is refused', edit: (y) => y.replace('repositories: [local]', 'repositories: [offsite]'), expect: [/policies\.daily\.repositories\[0\]: no repository named "offsite" \(known: local\)/] },
     { name: 'an unknown source type lists what is expected', edit: (y) => y.replace('type: mongodb', 'type: mysql'), expect: [/sources\.db\.type: .*"files", "secrets", "mongodb", "postgres"|sources\.db.*type/] },
     { name: 'a secret written as a value instead of a variable name is refused', edit: (y) => y.replace('passwordEnv: RESTIC_PASSWORD', 'passwordEnv: hunter2-secret'), expect: [/repositories\.local\.passwordEnv: expected the NAME of an environment variable/] },
@@ -79,6 +79,23 @@ describe('configuration', () => {
       for (const pattern of bad.expect) assert.match(message, pattern);
     });
   }
+
+  test('a missing source folder or path is not a load error (a rebuilt host must start and restore; doctor and the backup report it)', () => {
+    const gone = join(root, 'deleted-in-the-disaster');
+    const yaml = validYaml().replace(`root: ${root}`, `root: ${gone}`).replace('paths: [applications]', 'paths: [applications, missing.md]');
+    const config = parseConfig(yaml, 'backup.yaml', { env });
+    assert.equal(config.sources.artifacts!.type === 'files' && config.sources.artifacts!.root, gone);
+    parseConfig(validYaml().replace('paths: [applications]', 'paths: [applications, missing.md]'), 'backup.yaml', { env, host: 'this-host' });
+  });
+
+  test('path containment compares paths, not string prefixes: ../app2/x leaves /srv/app, sub/../x stays in it', () => {
+    const sourceAt = (paths: string) => validYaml().replace(`root: ${root}`, 'root: /srv/app').replace('paths: [applications]', `paths: [${paths}]`);
+    assert.match(problemsOf(sourceAt('../app2/x')), /sources\.artifacts\.paths\[0\]: path "\.\.\/app2\/x" leaves the root folder \/srv\/app/);
+    assert.match(problemsOf(sourceAt('/srv/app2')), /sources\.artifacts\.paths\[0\]: path "\/srv\/app2" leaves the root folder/);
+    assert.match(problemsOf(sourceAt('..')), /leaves the root folder/);
+    const config = parseConfig(sourceAt('"sub/../x", /srv/app/y, ., ..hidden'), 'backup.yaml', { env });
+    assert.deepEqual(config.sources.artifacts!.type === 'files' && config.sources.artifacts!.paths, ['sub/../x', '/srv/app/y', '.', '..hidden']);
+  });
 
   test('all problems are reported at once, each with its line', () => {
     const message = problemsOf(validYaml().replace('keepDaily: 7', 'keepDaily: -1').replace('type: files\n', 'type: files\n    colour: red\n'));

@@ -3,7 +3,7 @@
  * field path and what was expected; all problems are reported at once.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema';
@@ -66,9 +66,14 @@ function lineOf(doc: Document, counter: LineCounter, path: (string | number)[]):
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
-  /** This worker's host: file sources of other hosts are not checked for existence here. */
+  /** This worker's host (kept for callers; the loader no longer reads the file system for sources). */
   host?: string;
-  /** Check that source paths exist (on for workers and doctor; off for tools that only read the shape). */
+  /**
+   * @deprecated Has no effect. Whether a source's folder exists is not a property of the config:
+   * after a disaster the folders are gone and the worker must still start so that they can be
+   * restored. A missing folder is a failing `doctor` check and a SourceMissing failure of that
+   * source's backup, never a load error.
+   */
   checkPaths?: boolean;
   /** Check that every named environment variable is set. */
   checkEnv?: boolean;
@@ -127,6 +132,12 @@ export function environmentReferences(config: Config): { path: (string | number)
   return found;
 }
 
+/** Whether `path` is `root` or below it (a path comparison: /srv/app2 is not inside /srv/app). */
+export function isInside(root: string, path: string): boolean {
+  const rel = relative(resolve(root), resolve(path));
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
 function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const [policyName, policy] of Object.entries(config.policies)) {
@@ -143,20 +154,11 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
       if (!env[ref.variable]) problems.push({ path: ref.path, message: `environment variable ${ref.variable} is not set (secrets come only from the environment; export it before starting)` });
     }
   }
-  if (options.checkPaths !== false) {
-    for (const [sourceName, source] of Object.entries(config.sources)) {
-      if (source.type !== 'files' && source.type !== 'secrets') continue;
-      if (source.host !== undefined && options.host !== undefined && source.host !== options.host) continue;
-      if (!existsSync(source.root)) {
-        problems.push({ path: ['sources', sourceName, 'root'], message: `folder "${source.root}" does not exist (expected an existing folder)` });
-        continue;
-      }
-      source.paths.forEach((p, i) => {
-        const full = resolve(source.root, p);
-        if (!existsSync(full)) problems.push({ path: ['sources', sourceName, 'paths', i], message: `path "${full}" does not exist (expected an existing file or folder under ${source.root})` });
-        else if (!full.startsWith(source.root)) problems.push({ path: ['sources', sourceName, 'paths', i], message: `path "${p}" leaves the root folder ${source.root}` });
-      });
-    }
+  for (const [sourceName, source] of Object.entries(config.sources)) {
+    if (source.type !== 'files' && source.type !== 'secrets') continue;
+    source.paths.forEach((p, i) => {
+      if (!isInside(source.root, resolve(source.root, p))) problems.push({ path: ['sources', sourceName, 'paths', i], message: `path "${p}" leaves the root folder ${source.root} (expected a path under it)` });
+    });
   }
   return problems;
 }
