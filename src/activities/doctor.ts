@@ -3,7 +3,7 @@
  * faults it knows, so one bad repository does not hide the state of the others.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, accessSync, constants } from 'node:fs';
+import { mkdirSync, accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
@@ -176,16 +176,22 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
     async checkSourcePaths(input: { name: string; source: FilesSource; host: string }): Promise<CheckResult> {
       const id = `source:${input.name}`;
       const title = `files of source ${input.name} readable on ${input.host}`;
+      const restoreHint = `restore it with \`backupctl restore --source ${input.name} --target ${input.source.root}\` (or --in-place --yes)`;
+      if (!existsSync(input.source.root)) {
+        return failed(id, title, `folder ${input.source.root} does not exist on ${input.host}`, `${restoreHint}, or fix sources.${input.name}.root`);
+      }
       const missing: string[] = [];
+      const unreadable: string[] = [];
       for (const path of input.source.paths) {
         const full = resolve(input.source.root, path);
         try {
           accessSync(full, constants.R_OK);
         } catch {
-          missing.push(full);
+          (existsSync(full) ? unreadable : missing).push(full);
         }
       }
-      if (missing.length > 0) return failed(id, title, `not readable: ${missing.join(', ')}`, `fix sources.${input.name}.paths or the files' permissions for the worker's user`);
+      if (missing.length > 0) return failed(id, title, `does not exist: ${missing.join(', ')}${unreadable.length > 0 ? `; not readable: ${unreadable.join(', ')}` : ''}`, `${restoreHint}, or fix sources.${input.name}.paths`);
+      if (unreadable.length > 0) return failed(id, title, `not readable: ${unreadable.join(', ')}`, 'give the worker\'s user read access to these files');
       return { id, title, ok: true, detail: `${input.source.paths.length} path(s) under ${input.source.root}` };
     },
 
