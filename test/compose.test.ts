@@ -286,6 +286,8 @@ function dockerCompose(args: string[], env: NodeJS.ProcessEnv) {
 }
 
 const dockerComposeInstalled = spawnSync('docker-compose', ['version'], { encoding: 'utf8', timeout: 30_000 }).error === undefined;
+// `npm test` (scripts/test.sh) installs it, so a missing one is a failure, never a skip.
+const HOW_TO_INSTALL = 'docker-compose is not installed: `npm test` installs it (scripts/test.sh); by hand: apt-get install -y --no-install-recommends docker-compose (Debian/Ubuntu), or put a docker-compose binary on PATH';
 
 function dummyEnvironment(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -293,20 +295,14 @@ function dummyEnvironment(): NodeJS.ProcessEnv {
   return env;
 }
 
-void test('docker-compose accepts the file when the required variables are set', (t) => {
-  if (!dockerComposeInstalled) {
-    t.skip('docker-compose not installed');
-    return;
-  }
+void test('docker-compose accepts the file when the required variables are set', () => {
+  assert.ok(dockerComposeInstalled, HOW_TO_INSTALL);
   const result = dockerCompose(['config', '-q'], dummyEnvironment());
   assert.equal(result.status, 0, `docker-compose config failed:\n${result.stderr}`);
 });
 
-void test('docker-compose refuses the file when a secret is not set', (t) => {
-  if (!dockerComposeInstalled) {
-    t.skip('docker-compose not installed');
-    return;
-  }
+void test('docker-compose refuses the file when a secret is not set', () => {
+  assert.ok(dockerComposeInstalled, HOW_TO_INSTALL);
   const required = requiredVariables(composeText);
   assert.ok(required.includes('RESTIC_PASSWORD'), 'RESTIC_PASSWORD is not a required variable of the compose file');
   const env = dummyEnvironment();
