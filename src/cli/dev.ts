@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
-import { createLogger } from '../logging/logger';
+import { createLogger, interactiveLogLevel, logFormatFor } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
 import { startTemporal } from '../servers/processes';
 import { startWorker } from '../worker';
@@ -81,7 +81,9 @@ export function devConfigText(dataDirectory: string): string {
 export async function runDev(options: DevOptions): Promise<number> {
   const dataDirectory = resolve(options.dataDirectory);
   mkdirSync(dataDirectory, { recursive: true });
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'dev' });
+  // On a terminal: pretty and only warnings (the doctor table, progress bars and status are the
+  // output); JSON at info when piped. LOG_LEVEL / LOG_FORMAT override both.
+  const logger = createLogger({ level: interactiveLogLevel(), format: logFormatFor(), name: 'dev' });
   const sampleRoot = join(dataDirectory, 'sample-deployment');
   if (!existsSync(sampleRoot)) writeSampleDeployment(sampleRoot);
   Object.assign(process.env, devSecrets(dataDirectory));

@@ -1,9 +1,11 @@
 /**
- * The one logger: pino, JSON in production, pretty on a terminal. Secrets are redacted twice:
+ * The one logger: pino, JSON in production, pretty on a terminal (decided by whether stderr,
+ * where logs go, is a TTY; LOG_FORMAT overrides it). Secrets are redacted twice:
  * by key (pino `redact`) and by value (every secret read from the environment is registered
  * and scrubbed from messages, because a driver's error text can quote a connection string).
  */
 import pino, { type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -41,15 +43,33 @@ function scrubDeep(value: unknown, depth = 0): unknown {
 }
 
 export interface LoggerOptions {
+  /** pino level; default `info`. */
   level?: string;
+  /** Default: `logFormatFor(process.env)`, i.e. LOG_FORMAT, else pretty when stderr is a terminal. */
   format?: 'json' | 'pretty';
   name?: string;
-  /** Where JSON lines go; tests pass a stream to read what was logged. */
+  /** Where the lines go (default: stderr); tests pass a stream to read what was logged. */
   destination?: pino.DestinationStream;
 }
 
+/** Logs go to stderr: pretty when that is a terminal, JSON lines otherwise; LOG_FORMAT decides when set. */
+export function logFormatFor(env: NodeJS.ProcessEnv = process.env, stderrIsTTY = Boolean(process.stderr.isTTY)): 'json' | 'pretty' {
+  const format = env.LOG_FORMAT;
+  if (format === 'json' || format === 'pretty') return format;
+  return stderrIsTTY ? 'pretty' : 'json';
+}
+
+/**
+ * The level of a command a person runs (the CLI, `backupctl dev`): LOG_LEVEL when set, else `warn`
+ * on a terminal (info lines would break up the progress bars and tables) and `info` otherwise.
+ * The worker command keeps `info` (its logs are its output).
+ */
+export function interactiveLogLevel(env: NodeJS.ProcessEnv = process.env, stderrIsTTY = Boolean(process.stderr.isTTY)): string {
+  return env.LOG_LEVEL || (stderrIsTTY ? 'warn' : 'info');
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const format = options.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  const format = options.format ?? (options.destination ? 'json' : logFormatFor());
   const base: pino.LoggerOptions = {
     name: options.name ?? 'backup',
     level: options.level ?? 'info',
@@ -61,9 +81,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       },
     },
   };
-  if (options.destination) return pino(base, options.destination);
   if (format === 'pretty') {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'SYS:HH:MM:ss' } } });
+    // In this thread and synchronous (not a pino transport): a line is on the terminal before
+    // the next progress bar or table is written, in order, and nothing is lost at exit.
+    const destination = options.destination ?? 2;
+    return pino(base, pinoPretty({ destination, sync: true, colorize: options.destination === undefined && Boolean(process.stderr.isTTY), translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' }));
   }
-  return pino(base, pino.destination(2));
+  return pino(base, options.destination ?? pino.destination(2));
 }
