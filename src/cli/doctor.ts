@@ -9,7 +9,9 @@ import type { Config } from '../config/schema';
 import type { CheckResult, DoctorReport } from '../shared/doctor-types';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { connectClient } from '../temporal/client';
-import type { doctorWorkflow } from '../workflows/doctor';
+import { buildDoctorPlan } from '../config/plans';
+import { doctorWorkflow } from '../workflows/doctor';
+import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
 import { renderTable } from './table';
 
 export interface DoctorOptions {
@@ -36,9 +38,10 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     client = await connectClient(environment);
     await client.workflowService.describeNamespace({ namespace: environment.temporal.namespace });
   } catch (error) {
+    const described = describeError(error);
     return {
       deployment: config.deployment,
-      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: (error as Error).message, fix: 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }],
+      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }],
     };
   }
   try {
@@ -56,10 +59,10 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
       return { deployment: config.deployment, checks };
     }
     checks.push({ id: 'worker', title: workerTitle, ok: true, detail: `${pollers} poller(s)` });
-    const report = await client.workflow.execute<typeof doctorWorkflow>('doctorWorkflow', {
+    const report = await client.workflow.execute(doctorWorkflow, {
       taskQueue,
       workflowId: `${config.deployment}-doctor-${randomUUID()}`,
-      args: [{ config, defaultHost: environment.host }],
+      args: [buildDoctorPlan(config, environment.host)],
       workflowExecutionTimeout: '5 minutes',
     });
     return { deployment: report.deployment, checks: [...checks, ...report.checks] };
@@ -71,8 +74,8 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
 export function formatDoctorReport(report: DoctorReport): string {
   // A failed check's fix goes on its own line under the result column.
   const flat = report.checks.flatMap((check) => [
-    [check.ok ? '✓' : '✗', check.title, check.detail],
-    ...(check.ok ? [] : [['', '', `→ fix: ${check.fix ?? 'see the detail'}`]]),
+    [check.ok ? OK_MARK : FAIL_MARK, check.title, check.detail],
+    ...(check.ok ? [] : [['', '', fixLine(check.fix)]]),
   ]);
   const failed = report.checks.filter((c) => !c.ok).length;
   const summary = failed === 0 ? `all ${report.checks.length} checks passed` : `${failed} of ${report.checks.length} checks failed`;

@@ -1,7 +1,7 @@
 /** backupctl: the operator's command line. */
 import { Command, Option } from 'commander';
 import { readEnvironment } from '../config/environment';
-import { ConfigError, loadConfig } from '../config/load';
+import { loadConfig } from '../config/load';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
 import { startWorker } from '../worker';
@@ -16,13 +16,19 @@ import { formatBytes } from '../config/units';
 import { describeSchedules, reconcileSchedules, backupScheduleId } from '../schedules/reconcile';
 import type { BackupOutcome } from '../shared/backup-types';
 import { connectClient } from '../temporal/client';
-import { deploymentStatus, formatSnapshots, formatStatus, listSnapshots, runRestore, startManualBackup, triggerSchedule } from './operations';
+import type { RestoreResult } from '../shared/restore-types';
+import { handleError, UsageError } from './errors';
+import { deploymentStatus, formatSnapshots, formatStatus, listSnapshots, startManualBackup, startRestore, triggerSchedule } from './operations';
+import { portOption, secondsOption } from './options';
 import { waitWithProgress } from './progress';
+import { neededQueues, policyQueues, waitWatched } from './waiting';
 
 const program = new Command('backupctl')
   .description('Durable, verified backups on Temporal and restic')
   .addOption(new Option('-c, --config <file>', 'config file').env('BACKUP_CONFIG'))
-  .showHelpAfterError();
+  .showHelpAfterError('(backupctl <command> --help shows the options)')
+  // A wrong command line or option value exits 2 (commander prints the message).
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
 function configFile(): string {
   const file = program.opts<{ config?: string }>().config;
@@ -30,16 +36,23 @@ function configFile(): string {
   return file;
 }
 
-class UsageError extends Error {}
+/** The config file, absolute, for the hints that tell how to start a worker. */
+function configPath(): string {
+  return resolve(configFile());
+}
+
+function checkPolicy(config: Config, policy: string): void {
+  if (!config.policies[policy]) throw new UsageError(`no policy named "${policy}" in ${configFile()} (known: ${Object.keys(config.policies).join(', ')})`);
+}
 
 program.command('doctor')
   .description('check that everything a backup needs is reachable and correct; exits 1 if any check fails')
   .option('--json', 'print the report as JSON')
-  .option('--worker-wait <seconds>', 'how long to wait for a worker to poll', '15')
-  .action(async (options: { json?: boolean; workerWait: string }) => {
+  .option('--worker-wait <seconds>', 'how long to wait for a worker to poll (seconds, or a duration such as 1m)', secondsOption, 15_000)
+  .action(async (options: { json?: boolean; workerWait: number }) => {
     const environment = readEnvironment();
     const config = loadConfig(configFile(), { host: environment.host });
-    const report = await runDoctor({ config, environment, workerWaitMs: Number(options.workerWait) * 1000 });
+    const report = await runDoctor({ config, environment, workerWaitMs: options.workerWait });
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
     process.exitCode = report.checks.every((c) => c.ok) ? 0 : 1;
   });
@@ -84,10 +97,11 @@ schedules.command('list')
 schedules.command('trigger <policy>')
   .description('run a policy\'s schedule now')
   .option('--wait', 'wait for the run and show its progress')
-  .action((policy: string, options: { wait?: boolean }) => withClient(async (client, config) => {
+  .action((policy: string, options: { wait?: boolean }) => withClient(async (client, config, host) => {
+    checkPolicy(config, policy);
     const handle = await triggerSchedule(client, config, policy);
     process.stdout.write(`started ${handle.workflowId}\n`);
-    if (options.wait) printOutcome(await waitWithProgress(client, handle));
+    if (options.wait) printOutcome(await waitWithProgress(client, handle, process.stderr, policyQueues(config, policy, host), { configFile: configPath() }));
   }));
 
 for (const verb of ['pause', 'resume'] as const) {
@@ -115,11 +129,12 @@ program.command('backup')
   .option('-p, --policy <name>', 'only this policy')
   .option('--wait', 'wait for the backup, with a progress bar')
   .action((options: { policy?: string; wait?: boolean }) => withClient(async (client, config, host) => {
+    if (options.policy) checkPolicy(config, options.policy);
     const policies = options.policy ? [options.policy] : Object.keys(config.policies);
     for (const policy of policies) {
       const handle = await startManualBackup(client, config, policy, host);
       process.stdout.write(`started ${handle.workflowId}\n`);
-      if (options.wait) printOutcome(await waitWithProgress(client, handle));
+      if (options.wait) printOutcome(await waitWithProgress(client, handle, process.stderr, policyQueues(config, policy, host), { configFile: configPath() }));
     }
   }));
 
@@ -152,10 +167,13 @@ program.command('restore')
   .action((options: { source: string; snapshot?: string; repository?: string; target?: string; inPlace?: boolean; yes?: boolean; include?: string[] }) => withClient(async (client, config, host) => {
     if (!options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
     if (options.inPlace && !options.yes) throw new UsageError(`--in-place overwrites the files of source ${options.source}: add --yes to confirm`);
-    const result = await runRestore(client, {
+    if (!config.sources[options.source]) throw new UsageError(`no source named "${options.source}" in ${configFile()} (known: ${Object.keys(config.sources).join(', ')})`);
+    const handle = await startRestore(client, {
       config, source: options.source, snapshot: options.snapshot, repository: options.repository,
       target: options.target ? resolve(options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include, defaultHost: host,
     });
+    process.stderr.write(`started ${handle.workflowId}\n`);
+    const result = await waitWatched<RestoreResult>(client, handle, neededQueues(config, [options.source], host), { configFile: configPath() });
     process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
   }));
 
@@ -173,21 +191,10 @@ program.command('dev')
   .description('start a local Temporal dev server with its Web UI, a worker and a local repository, on a sample deployment')
   .option('--data <dir>', 'where the dev server, repository and sample deployment live', '.data')
   .option('--once', 'run the checks, print the results and stop (for scripts and tests)')
-  .option('--ui-port <port>', 'port of the Temporal Web UI', '8233')
-  .option('--port <port>', 'port of the Temporal frontend', '7233')
-  .action(async (options: { data: string; once?: boolean; uiPort: string; port: string }) => {
-    process.exitCode = await runDev({ dataDirectory: options.data, once: options.once === true, uiPort: Number(options.uiPort), port: Number(options.port) });
+  .option('--ui-port <port>', 'port of the Temporal Web UI', portOption, 8233)
+  .option('--port <port>', 'port of the Temporal frontend', portOption, 7233)
+  .action(async (options: { data: string; once?: boolean; uiPort: number; port: number }) => {
+    process.exitCode = await runDev({ dataDirectory: options.data, once: options.once === true, uiPort: options.uiPort, port: options.port });
   });
 
-program.parseAsync(process.argv).catch((error: unknown) => {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`invalid config:\n${error.message}\n`);
-    process.exit(2);
-  }
-  if (error instanceof UsageError) {
-    process.stderr.write(`${error.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`backupctl: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+program.parseAsync(process.argv).catch((error: unknown) => process.exit(handleError(error)));

@@ -5,6 +5,8 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { BackupHeartbeat, BackupOutcome, BackupProgress } from '../shared/backup-types';
 import { formatBytes } from '../config/units';
+import { inWorkflow } from './errors';
+import { watchTaskQueues, type NeededQueue, type WatchOptions } from './waiting';
 
 /** The latest heartbeat of a workflow's running activity (restic's progress), if any. */
 export async function pendingHeartbeat(client: Client, workflowId: string): Promise<BackupHeartbeat | undefined> {
@@ -28,11 +30,25 @@ export function renderProgressLine(progress: BackupProgress, heartbeat: BackupHe
   return `${progress.policy} ${bar} ${(fraction * 100).toFixed(0).padStart(3)}% ${progress.stage} (${progress.sourcesDone}/${progress.sourcesTotal} sources)${files}${bytes}`;
 }
 
-export async function waitWithProgress(client: Client, handle: WorkflowHandle, out: NodeJS.WriteStream = process.stderr): Promise<BackupOutcome> {
-  const result = handle.result() as Promise<BackupOutcome>;
+/**
+ * Waits for a backup, drawing its progress on `out`; with `queues`, also says when no worker polls
+ * one of them. A failure is rethrown with the workflow id (see errors.ts).
+ */
+export async function waitWithProgress(client: Client, handle: WorkflowHandle, out: NodeJS.WriteStream = process.stderr, queues: NeededQueue[] = [], watch: WatchOptions = {}): Promise<BackupOutcome> {
+  const result = inWorkflow(handle.workflowId, handle.result() as Promise<BackupOutcome>);
   let finished = false;
   void result.then(() => (finished = true), () => (finished = true));
   let lastLine = '';
+  // A watcher's message gets a line of its own, under a progress line redrawn in place.
+  const watcher = watchTaskQueues(client, queues, {
+    ...watch,
+    out: {
+      write(text: string) {
+        out.write(out.isTTY && lastLine ? `\n${text}` : text);
+        if (out.isTTY) lastLine = '';
+      },
+    },
+  });
   let lastProgress: BackupProgress | undefined;
   while (!finished) {
     try {
@@ -48,6 +64,7 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
     }
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]);
   }
+  watcher.stop();
   // The run may end between two polls: always close with its final state.
   const outcome = await result.catch(() => undefined);
   if (outcome && lastProgress) {
