@@ -31,7 +31,8 @@ import type { Config } from '../src/config/schema';
 import { runRestic } from '../src/restic/restic';
 import { PINNED_BINARIES, repoRoot, resolveBinaryInfo } from '../src/servers/binaries';
 import { startMinio, startTemporal, type MinioServer, type TemporalServer } from '../src/servers/processes';
-import type { BackupInput, BackupOutcome } from '../src/shared/backup-types';
+import type { BackupOutcome } from '../src/shared/backup-types';
+import { buildBackupPlan } from '../src/config/plans';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, mutate, parseByteOption, restoreTree, type Tree } from './generate';
 
@@ -556,13 +557,13 @@ async function main(): Promise<void> {
 
     const backup = async (label: string, config: Config, runIndex: number): Promise<BackupMeasure> => {
       syncDisks();
-      const input: BackupInput = { config, policy: POLICY, trigger: 'manual', defaultHost: 'bench-host' };
+      const input = buildBackupPlan(config, POLICY, 'bench-host', 'manual');
       const workflowId = `${DEPLOYMENT}-backup-${label}-${runIndex}-${Date.now()}`;
       const callsBefore = readResticCalls(wrapper.logFile).length;
       sampler.setPhase(label);
       const started = performance.now();
       const outcome = await Promise.race([
-        client.workflow.execute('backupWorkflow', { taskQueue: sharedTaskQueue(DEPLOYMENT), workflowId, args: [input] }) as Promise<BackupOutcome>,
+        client.workflow.execute<(plan: typeof input) => Promise<BackupOutcome>>('backupWorkflow', { taskQueue: sharedTaskQueue(DEPLOYMENT), workflowId, args: [input] }),
         workerDied,
       ]);
       const wall = seconds(performance.now() - started);

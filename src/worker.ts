@@ -52,7 +52,8 @@ export async function startWorker({ config, environment, logger, env = process.e
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
   // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
   const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const };
-  const shared = await Worker.create({ ...common, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
+  const cache = environment.workflowCacheSize === undefined ? {} : { maxCachedWorkflows: environment.workflowCacheSize };
+  const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
   const done = Promise.all([shared.run(), host.run()]).then(async () => {

@@ -3,6 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { WorkflowFailedError } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
 import { runRestic } from '../src/restic/restic';
@@ -44,10 +46,10 @@ policies:
   everything: { sources: [artifacts, secrets], repositories: [offsite], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
 `, values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
-    outcome = await deployment.client.workflow.execute('backupWorkflow', {
+    outcome = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName('backup'),
-      args: [{ config: deployment.config, policy: 'everything', defaultHost: hostname() }],
+      args: [buildBackupPlan(deployment.config, 'everything', hostname(), 'manual')],
     });
   });
 
@@ -55,11 +57,11 @@ policies:
     await deployment?.close();
   });
 
-  async function restore(args: Record<string, unknown>): Promise<RestoreResult> {
-    return deployment.client.workflow.execute('restoreWorkflow', {
+  async function restore(args: Partial<RestoreRequest> & { source: string }): Promise<RestoreResult> {
+    return deployment.client.workflow.execute(restoreWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName('restore'),
-      args: [{ config: deployment.config, defaultHost: hostname(), ...args }],
+      args: [buildRestorePlan({ config: deployment.config, defaultHost: hostname(), ...args })],
     });
   }
 
@@ -125,10 +127,10 @@ policies:
     const offsite = config.repositories.offsite!;
     if (offsite.type === 's3') offsite.secretAccessKeyEnv = wrongSecret;
     const started = Date.now();
-    const error = await deployment.client.workflow.execute('backupWorkflow', {
+    const error = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(config.deployment),
       workflowId: uniqueName('backup-bad-credentials'),
-      args: [{ config, policy: 'everything', defaultHost: hostname() }],
+      args: [buildBackupPlan(config, 'everything', hostname(), 'manual')],
     }).then(() => assert.fail('the backup should have failed'), (e: unknown) => e);
     assert.ok(error instanceof WorkflowFailedError);
     const cause = error.cause as { type?: string; message: string };

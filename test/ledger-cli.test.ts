@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import type { BackupInput, BackupOutcome, SnapshotRecord } from '../src/shared/backup-types';
+import type { BackupOutcome, SnapshotRecord } from '../src/shared/backup-types';
+import { buildBackupPlan } from '../src/config/plans';
+import { backupWorkflow } from '../src/workflows';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { applyOutcome, emptyLedgerState, lastSuccessful, recoveryPointAge } from '../src/workflows/ledger';
@@ -51,8 +53,8 @@ policies:
 `;
     deployment = await startDeployment(yaml, values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
-    const input: BackupInput = { config: deployment.config, policy: 'daily', defaultHost: deployment.environment.host };
-    outcome = await deployment.client.workflow.execute('backupWorkflow', {
+    const input = buildBackupPlan(deployment.config, 'daily', deployment.environment.host, 'manual');
+    outcome = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName(`${deployment.config.deployment}-backup-daily`),
       args: [input],
@@ -101,7 +103,7 @@ describe('the ledger\'s state', () => {
     files: 3, bytes: 1024, dataAdded: 10, durationSeconds: 1, resumed: false,
   });
   const outcomeOf = (workflowId: string, ok: boolean, snapshots: SnapshotRecord[]): BackupOutcome => ({
-    deployment, policy: 'daily', workflowId, ok, startedAt: snapshots[0]?.time ?? '2026-01-01T00:00:00.000Z', finishedAt: snapshots[0]?.time ?? '2026-01-01T00:00:00.000Z', snapshots,
+    kind: 'backup', status: ok ? 'ok' : 'failed', deployment, policy: 'daily', workflowId, ok, startedAt: snapshots[0]?.time ?? '2026-01-01T00:00:00.000Z', finishedAt: snapshots[0]?.time ?? '2026-01-01T00:00:00.000Z', snapshots,
     ...(ok ? {} : { error: { type: 'StorageUnreachable', message: 'storage of s3:... is unreachable' } }),
   });
 

@@ -17,7 +17,9 @@ import { initRepositories } from '../src/cli/init';
 import type { Repository } from '../src/config/schema';
 import { resticDuration } from '../src/restic/commands';
 import { repositoryEnvironment, repositoryOptions, runRestic } from '../src/restic/restic';
-import { LAST_VERIFIED_TAG, VERIFIED_TAG, type BackupInput, type BackupOutcome } from '../src/shared/backup-types';
+import { LAST_VERIFIED_TAG, VERIFIED_TAG, type BackupOutcome } from '../src/shared/backup-types';
+import { buildBackupPlan } from '../src/config/plans';
+import { backupWorkflow } from '../src/workflows';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { createBucket, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
@@ -176,8 +178,8 @@ policies:
   }
 
   async function backupThroughTheWorkflow(policy: string): Promise<BackupOutcome> {
-    const input: BackupInput = { config: deployment.config, policy, defaultHost: host };
-    return deployment.client.workflow.execute('backupWorkflow', {
+    const input = buildBackupPlan(deployment.config, policy, host, 'manual');
+    return deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName(`${deployment.config.deployment}-backup-${policy}`),
       args: [input],

@@ -3,6 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { buildBackupPlan, buildRestorePlan } from '../src/config/plans';
+import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { initRepositories } from '../src/cli/init';
 import { runRestic } from '../src/restic/restic';
 import { startMinio, type MinioServer } from '../src/servers/processes';
@@ -49,10 +51,10 @@ after(async () => {
 
 test('MinIO stopped for 20 s in the middle of a backup and started again: the backup succeeds and the repository checks clean', async () => {
   const { client, config } = deployment;
-  const handle = await client.workflow.start('backupWorkflow', {
+  const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: uniqueName('backup-outage'),
-    args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
+    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
   });
   await waitFor('restic to be under way', async () => {
     const beat = await pendingHeartbeat(client, repositoryWorkflowId(config.deployment, 'offsite'));
@@ -69,10 +71,10 @@ test('MinIO stopped for 20 s in the middle of a backup and started again: the ba
   await runRestic(['check'], { bin: process.env.RESTIC_BIN!, repository, env: process.env });
   // And the snapshot holds the data: restore it and compare.
   const target = join(root, 'restored');
-  await client.workflow.execute('restoreWorkflow', {
+  await client.workflow.execute(restoreWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: uniqueName('restore-outage'),
-    args: [{ config, source: 'artifacts', target, defaultHost: hostname() }],
+    args: [buildRestorePlan({ config, source: 'artifacts', target, defaultHost: hostname() })],
   });
   const original = describeTree(join(root, 'app'));
   const restored = describeTree(target);

@@ -3,6 +3,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { buildBackupPlan } from '../src/config/plans';
+import { backupWorkflow } from '../src/workflows';
 import { stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { parseConfig } from '../src/config/load';
@@ -60,10 +62,10 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
 
   const first = await startWorkerProcess(configFile, values);
   workers.push(first);
-  const handle = await client.workflow.start('backupWorkflow', {
+  const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-crash'),
-    args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
+    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
   });
   // Kill it once restic is visibly under way, not before it starts nor after it ends.
   const progress = await waitFor('restic to report progress', async () => {
@@ -89,10 +91,10 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
   const last = await ledger.query<{ sources: Record<string, { snapshotId: string }> }>('lastSuccessfulBackup');
   assert.equal(last.sources.artifacts?.snapshotId, made[0]!.id);
 
-  const next = (await client.workflow.execute('backupWorkflow', {
+  const next = (await client.workflow.execute(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-after-crash'),
-    args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
+    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
   })) as BackupOutcome;
   assert.equal(next.ok, true);
   assert.equal((await snapshots(restic, { tags: [`deployment=${deploymentName}`, 'source=artifacts'] })).length, 2);
@@ -108,10 +110,10 @@ test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is 
 
   const worker = await startWorkerProcess(configFile, values);
   workers.push(worker);
-  const handle = await client.workflow.start('backupWorkflow', {
+  const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-sigterm'),
-    args: [{ config, policy: 'artifacts', defaultHost: hostname() }],
+    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
   });
   await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100);
   const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));

@@ -10,17 +10,18 @@ import { Context } from '@temporalio/activity';
 import type { Repository } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
-import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot } from '../restic/commands';
+import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
 import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
-  LAST_VERIFIED_TAG, VERIFIED_TAG,
-  type BackupHeartbeat, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
+  LAST_VERIFIED_TAG, PARTIAL_LIST_LIMIT, PARTIAL_TAG, VERIFIED_TAG,
+  type BackupHeartbeat, type PartialDetail, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
 } from '../shared/backup-types';
 import type { Logger } from '../logging/logger';
 import { buildManifest, MANIFEST_FILE } from './manifest';
 import { failure, typed } from './failures';
+import { withHeartbeat } from './heartbeat';
 
 export interface BackupDependencies {
   logger: Logger;
@@ -56,12 +57,26 @@ async function stopOrphan(previous: BackupHeartbeat | undefined, logger: Logger)
   while (isAlive(previous.pid)) await new Promise((r) => setTimeout(r, 100));
 }
 
-function record(input: SourceBackupInput, snapshot: { id: string; time: string; files: number; bytes: number; dataAdded: number; durationSeconds: number }, resumed: boolean): SnapshotRecord {
+function record(input: SourceBackupInput, snapshot: { id: string; time: string; files: number; bytes: number; dataAdded: number; durationSeconds: number }, resumed: boolean, partial?: PartialDetail): SnapshotRecord {
   return {
     deployment: input.deployment, policy: input.policy, source: input.sourceName, repository: input.repositoryName,
     snapshotId: snapshot.id, time: snapshot.time, scheduledTime: input.scheduledTime,
     files: snapshot.files, bytes: snapshot.bytes, dataAdded: snapshot.dataAdded, durationSeconds: snapshot.durationSeconds, resumed,
+    ...(partial ? { partial } : {}),
   };
+}
+
+/** "YYYY-MM-DD HH:MM:SS" in UTC, the form restic's --time takes. */
+export function resticTime(date: Date): string {
+  return date.toISOString().slice(0, 19).replace('T', ' ');
+}
+
+export function isoFromResticTime(time: string): string {
+  return new Date(`${time.replace(' ', 'T')}Z`).toISOString();
+}
+
+function partialDetail(unreadable: number, items: UnreadableItem[]): PartialDetail {
+  return { unreadable, items: items.slice(0, PARTIAL_LIST_LIMIT) };
 }
 
 export function snapshotTags(input: Pick<SourceBackupInput, 'deployment' | 'sourceName' | 'policy' | 'scheduledTime' | 'host' | 'runTag'>): string[] {
@@ -103,37 +118,50 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
       const activity = Context.current();
       const previous = activity.info.heartbeatDetails as BackupHeartbeat | undefined;
       const log = activity.log;
-      return typed(async () => {
+      const beat: BackupHeartbeat = { host: hostname(), runTag: input.runTag, unreadable: previous?.unreadable, unreadableItems: previous?.unreadableItems };
+      return typed(() => withHeartbeat(() => beat, async () => {
         await stopOrphan(previous, logger);
         const restic = await context(input.repository, activity.cancellationSignal);
+        // A snapshot saved with unreadable files is tagged `partial` (its id changes): find it again by the run's tag.
+        const markPartial = async (snapshotId: string): Promise<Snapshot | undefined> => {
+          await tag(restic, [snapshotId], { add: [PARTIAL_TAG] });
+          return (await snapshots(restic, { tags: [input.runTag] }))[0];
+        };
         // An earlier attempt may have finished its snapshot just before its worker died.
         const [existing] = activity.info.attempt > 1 ? await snapshots(restic, { tags: [input.runTag] }) : [];
         if (existing) {
           log.info(`adopting snapshot ${existing.short_id} made by an earlier attempt`);
-          return record(input, { id: existing.id, time: existing.time, files: existing.summary?.total_files_processed ?? 0, bytes: existing.summary?.total_bytes_processed ?? 0, dataAdded: existing.summary?.data_added ?? 0, durationSeconds: 0 }, true);
+          // Partial if it was tagged so, or if the earlier attempt's heartbeats had reported unreadable files.
+          let adopted = existing;
+          const wasPartial = existing.tags?.includes(PARTIAL_TAG) || (previous?.unreadable ?? 0) > 0;
+          if (wasPartial && !existing.tags?.includes(PARTIAL_TAG)) adopted = (await markPartial(existing.id)) ?? existing;
+          const partial = wasPartial ? partialDetail(previous?.unreadable ?? 1, previous?.unreadableItems ?? [{ path: '', error: 'an earlier attempt reported unreadable files' }]) : undefined;
+          return record(input, { id: adopted.id, time: new Date(adopted.time).toISOString(), files: adopted.summary?.total_files_processed ?? 0, bytes: adopted.summary?.total_bytes_processed ?? 0, dataAdded: adopted.summary?.data_added ?? 0, durationSeconds: 0 }, true, partial);
         }
         const root = input.source.root;
         for (const path of input.source.paths) {
-          if (!existsSync(resolve(root, path))) throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}`);
+          if (!existsSync(resolve(root, path))) {
+            throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}: restore it (backupctl restore --source ${input.sourceName} --target ${root}) or fix the source's paths`);
+          }
         }
         const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source: input.source, host: input.host, scheduledTime: input.scheduledTime });
         const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
         mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
         writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
 
-        const beat: BackupHeartbeat = { host: hostname(), runTag: input.runTag };
-        activity.heartbeat(beat);
         const started = Date.now();
-        // restic may be silent for a while (a slow listing, storage retrying): beat anyway while it lives.
-        const keepAlive = setInterval(() => activity.heartbeat(beat), 5_000);
-        const summary = await backup(restic, {
+        // The snapshot's time is set here (restic runs with TZ=UTC), so the ledger's record and the
+        // snapshot agree to the second: a ledger rebuilt from the repository reads the same time back.
+        const snapshotTime = input.time ?? resticTime(new Date(started));
+        const unreadableItems: UnreadableItem[] = [];
+        const { summary, unreadable } = await backup(restic, {
           // Absolute paths: the snapshot's tree then mirrors the host, and restore can take <snapshot>:<root>.
           paths: [...input.source.paths.map((p) => resolve(root, p)), manifestPath],
           cwd: root,
           host: input.host,
           tags: snapshotTags(input),
           exclude: input.source.exclude,
-          time: input.time,
+          time: snapshotTime,
           onStart: (pid) => {
             beat.pid = pid;
             activity.heartbeat(beat);
@@ -142,13 +170,27 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
             Object.assign(beat, { percentDone: status.percent_done, filesDone: status.files_done, totalFiles: status.total_files, bytesDone: status.bytes_done, totalBytes: status.total_bytes });
             activity.heartbeat(beat);
           },
-        }).finally(() => clearInterval(keepAlive));
-        logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: summary.snapshot_id.slice(0, 8), files: summary.total_files_processed, added: summary.data_added }, 'snapshot saved');
+          onUnreadable: (item, count) => {
+            if (unreadableItems.length < PARTIAL_LIST_LIMIT) unreadableItems.push(item);
+            beat.unreadable = count;
+            beat.unreadableItems = unreadableItems;
+            activity.heartbeat(beat);
+          },
+        });
+        let snapshotId = summary.snapshot_id;
+        let partial: PartialDetail | undefined;
+        if (unreadable.length > 0) {
+          partial = partialDetail(unreadable.length, unreadable);
+          snapshotId = (await markPartial(snapshotId))?.id ?? snapshotId;
+          logger.warn({ source: input.sourceName, repository: input.repositoryName, snapshot: snapshotId.slice(0, 8), unreadable: unreadable.length, first: unreadable[0] }, 'partial snapshot: some files could not be read');
+        } else {
+          logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: snapshotId.slice(0, 8), files: summary.total_files_processed, added: summary.data_added }, 'snapshot saved');
+        }
         return record(input, {
-          id: summary.snapshot_id, time: new Date().toISOString(), files: summary.total_files_processed, bytes: summary.total_bytes_processed,
+          id: snapshotId, time: isoFromResticTime(snapshotTime), files: summary.total_files_processed, bytes: summary.total_bytes_processed,
           dataAdded: summary.data_added, durationSeconds: (Date.now() - started) / 1000,
-        }, false);
-      });
+        }, false, partial);
+      }));
     },
 
     /**
@@ -156,7 +198,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
      * and restic keeps it whatever the rules say.
      */
     async applyRetention(input: RetentionInput): Promise<RetentionResult> {
-      return typed(async () => {
+      return typed(() => withHeartbeat(() => ({ stage: 'retention', source: input.sourceName }), async () => {
         const restic = await context(input.repository, Context.current().cancellationSignal);
         const sourceTags = [`deployment=${input.deployment}`, `source=${input.sourceName}`];
         const all = await snapshots(restic, { tags: sourceTags, host: input.host });
@@ -187,25 +229,19 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         };
         logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
         return result;
-      });
+      }));
     },
 
     async pruneRepository(input: { name: string; repository: Repository }): Promise<void> {
-      await typed(async () => {
-        const activity = Context.current();
-        const restic = await context(input.repository, activity.cancellationSignal);
+      await typed(() => withHeartbeat(() => ({ stage: 'prune' }), async () => {
+        const restic = await context(input.repository, Context.current().cancellationSignal);
         await unlockStale(restic);
-        const heartbeat = setInterval(() => activity.heartbeat({ stage: 'prune' }), 5_000);
-        try {
-          await prune(restic);
-        } finally {
-          clearInterval(heartbeat);
-        }
-      });
+        await prune(restic);
+      }));
     },
 
     async listSnapshots(input: { repository: Repository; tags?: string[] }): Promise<Snapshot[]> {
-      return typed(async () => snapshots(await context(input.repository), { tags: input.tags }));
+      return typed(() => withHeartbeat(() => ({ stage: 'list' }), async () => snapshots(await context(input.repository, Context.current().cancellationSignal), { tags: input.tags })));
     },
   };
 }

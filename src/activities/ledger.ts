@@ -1,8 +1,10 @@
 /** Delivers outcomes to the deployment's ledger, starting it the first time. */
 import type { Client } from '@temporalio/client';
-import type { BackupOutcome } from '../shared/backup-types';
+import type { RunOutcome } from '../shared/backup-types';
 import { LEDGER, ledgerWorkflowId, type LedgerInput } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
+// Types only: activities never load workflow code (nor @temporalio/workflow).
+import type { ledgerWorkflow } from '../workflows/ledger';
 
 export interface LedgerDependencies {
   /** Lazily connected: doctor and tests without a ledger never open it. */
@@ -10,17 +12,20 @@ export interface LedgerDependencies {
 }
 
 export function createLedgerActivities({ temporalClient }: LedgerDependencies) {
+  const recordOutcome = async (outcome: RunOutcome): Promise<void> => {
+    const client = await temporalClient();
+    const input: LedgerInput = { deployment: outcome.deployment };
+    await client.workflow.signalWithStart<typeof ledgerWorkflow, [RunOutcome]>(LEDGER.workflowType, {
+      workflowId: ledgerWorkflowId(outcome.deployment),
+      taskQueue: sharedTaskQueue(outcome.deployment),
+      args: [input],
+      signal: LEDGER.recordBackupSignal,
+      signalArgs: [outcome],
+    });
+  };
   return {
-    async recordBackupOutcome(outcome: BackupOutcome): Promise<void> {
-      const client = await temporalClient();
-      const input: LedgerInput = { deployment: outcome.deployment };
-      await client.workflow.signalWithStart(LEDGER.workflowType, {
-        workflowId: ledgerWorkflowId(outcome.deployment),
-        taskQueue: sharedTaskQueue(outcome.deployment),
-        args: [input],
-        signal: LEDGER.recordBackupSignal,
-        signalArgs: [outcome],
-      });
-    },
+    recordOutcome,
+    /** The earlier name: workflows started before the rename still schedule it. */
+    recordBackupOutcome: recordOutcome,
   };
 }

@@ -3,7 +3,8 @@
  * version, and where the recovery procedure lives. It lists .env keys, never their values.
  */
 import { execFile } from 'node:child_process';
-import { lstatSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { FilesSource } from '../config/schema';
@@ -43,13 +44,25 @@ export function envKeys(text: string): string[] {
 
 interface Tally { files: number; folders: number; symlinks: number; bytes: number }
 
-function walk(path: string, tally: Tally, envFiles: string[]): void {
-  const stat = lstatSync(path);
+/** Async, so the activity's heartbeat timer keeps firing while a large tree is walked. */
+async function walk(path: string, tally: Tally, envFiles: string[]): Promise<void> {
+  let stat;
+  try {
+    stat = await lstat(path);
+  } catch {
+    return; // Vanished or unreadable: restic reports it (a partial snapshot), the manifest counts what it saw.
+  }
   if (stat.isSymbolicLink()) {
     tally.symlinks += 1;
   } else if (stat.isDirectory()) {
     tally.folders += 1;
-    for (const entry of readdirSync(path)) walk(join(path, entry), tally, envFiles);
+    let entries: string[] = [];
+    try {
+      entries = await readdir(path);
+    } catch {
+      return;
+    }
+    for (const entry of entries) await walk(join(path, entry), tally, envFiles);
   } else {
     tally.files += 1;
     tally.bytes += stat.size;
@@ -80,13 +93,16 @@ export async function buildManifest(input: { deployment: string; policy: string;
       continue;
     }
     const tally: Tally = { files: 0, folders: 0, symlinks: 0, bytes: 0 };
-    walk(full, tally, envFiles);
-    const stat = lstatSync(full);
+    await walk(full, tally, envFiles);
+    const stat = await lstat(full);
     paths.push({ path, kind: stat.isSymbolicLink() ? 'symlink' : stat.isDirectory() ? 'folder' : 'file', files: tally.files, bytes: tally.bytes });
     for (const key of Object.keys(totals) as (keyof Tally)[]) totals[key] += tally[key];
   }
   const keys: Record<string, string[]> = {};
-  for (const file of envFiles) keys[file.slice(input.source.root.length + 1) || basename(file)] = envKeys(readFileSync(file, 'utf8'));
+  for (const file of envFiles) {
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    if (text !== undefined) keys[file.slice(input.source.root.length + 1) || basename(file)] = envKeys(text);
+  }
   return {
     manifestVersion: 1,
     service: { name: 'backupctl', version: SERVICE_VERSION },

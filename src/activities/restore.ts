@@ -12,6 +12,7 @@ import { FailureType } from '../shared/failures';
 import type { RestoreResult } from '../shared/restore-types';
 import type { Logger } from '../logging/logger';
 import { failure, typed } from './failures';
+import { withHeartbeat } from './heartbeat';
 
 export interface RestoreDependencies {
   logger: Logger;
@@ -42,7 +43,8 @@ export function createRestoreActivities({ logger, resticBin, env }: RestoreDepen
   return {
     async restoreFiles(input: RestoreFilesInput): Promise<RestoreResult> {
       const activity = Context.current();
-      return typed(async () => {
+      const progress: { stage: string; percentDone?: number } = { stage: 'listing' };
+      return typed(() => withHeartbeat(() => progress, async () => {
         const restic: ResticContext = { bin: await resticBin(), repository: input.repository, env, signal: activity.cancellationSignal };
         let target: string;
         if (input.inPlace) {
@@ -78,13 +80,17 @@ export function createRestoreActivities({ logger, resticBin, env }: RestoreDepen
         }
 
         mkdirSync(target, { recursive: true });
+        progress.stage = 'restoring';
         const started = Date.now();
         const summary = await restore(restic, {
           snapshotId: chosen.id,
           subfolder: input.source.root,
           target: realpathSync(target),
           include: input.include?.map((p) => `/${posix.normalize(p).replace(/^\/+/, '')}`),
-          onStatus: (status) => activity.heartbeat({ percentDone: status.percent_done }),
+          onStatus: (status) => {
+            progress.percentDone = Number(status.percent_done ?? 0);
+            activity.heartbeat(progress);
+          },
         });
         const result: RestoreResult = {
           source: input.sourceName,
@@ -97,7 +103,7 @@ export function createRestoreActivities({ logger, resticBin, env }: RestoreDepen
         };
         logger.info({ source: input.sourceName, snapshot: chosen.short_id, target, files: result.filesRestored }, 'restored');
         return result;
-      });
+      }));
     },
   };
 }

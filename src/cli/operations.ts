@@ -4,17 +4,18 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import type { Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
-import type { BackupInput } from '../shared/backup-types';
-import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge } from '../shared/ledger';
-import type { RestoreInput, RestoreResult } from '../shared/restore-types';
+import type { RestoreResult } from '../shared/restore-types';
+import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, type RestoreRequest } from '../config/plans';
+import { ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
+import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow } from '../workflows';
+import { lastSuccessfulBackupQuery, recoveryPointAgeQuery } from '../workflows/definitions';
 import { formatBytes } from '../config/units';
 import { renderTable } from './table';
 
-export async function startManualBackup(client: Client, config: Config, policy: string, defaultHost: string): Promise<WorkflowHandle> {
-  if (!config.policies[policy]) throw new Error(`no policy named "${policy}" (known: ${Object.keys(config.policies).join(', ')})`);
-  const input: BackupInput = { config, policy, trigger: 'manual', defaultHost };
-  return client.workflow.start('backupWorkflow', {
+export async function startManualBackup(client: Client, config: Config, policy: string, defaultHost: string): Promise<WorkflowHandle<typeof backupWorkflow>> {
+  const input = buildBackupPlan(config, policy, defaultHost, 'manual');
+  return client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-backup-${policy}-manual-${new Date().toISOString()}`,
     args: [input],
@@ -49,8 +50,8 @@ export async function deploymentStatus(client: Client, config: Config, defaultHo
   let last: LastSuccessfulBackup | null = null;
   let age: RecoveryPointAge | null = null;
   try {
-    last = await ledger.query<LastSuccessfulBackup>(LEDGER.lastSuccessfulBackupQuery);
-    age = await ledger.query<RecoveryPointAge>(LEDGER.recoveryPointAgeQuery);
+    last = await ledger.query(lastSuccessfulBackupQuery);
+    age = await ledger.query(recoveryPointAgeQuery);
   } catch (error) {
     if ((error as Error).name !== 'WorkflowNotFoundError') throw error;
   }
@@ -64,22 +65,31 @@ export function formatAge(seconds: number): string {
   return `${(seconds / 86_400).toFixed(1)} d`;
 }
 
+/** The last run of a source when it was not a success: "partial: 3 unreadable", "failed: ...". */
+export function describeRun(run: SourceRun | undefined): string {
+  if (!run) return '-';
+  if (run.status === 'ok') return 'ok';
+  if (run.status === 'partial') return `PARTIAL: ${run.unreadable ?? '?'} unreadable${run.unreadableItems?.[0]?.path ? ` (${run.unreadableItems[0].path})` : ''}`;
+  return `${run.status.toUpperCase()}${run.error ? `: ${run.error.type}` : ''}`;
+}
+
 export function formatStatus(config: Config, status: DeploymentStatus, now = new Date()): string {
   const rows = Object.keys(config.sources).map((source) => {
     const last = status.ledger?.sources[source];
-    if (!last) return [source, 'never', '-', '-', '-', '-'];
+    const run = describeRun(status.ledger?.lastRuns?.[source]);
+    if (!last) return [source, 'never', '-', '-', '-', '-', run];
     const seconds = Math.round((now.getTime() - Date.parse(last.time)) / 1000);
-    return [source, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files)];
+    return [source, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files), run];
   });
   const schedules = status.schedules.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns[0]?.replace(/\.\d+Z$/, 'Z') ?? '-', s.lastRun?.replace(/\.\d+Z$/, 'Z') ?? '-']);
-  return `${renderTable(['source', 'last success', 'age', 'snapshot', 'size', 'files'], rows)}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
+  return `${renderTable(['source', 'last success', 'age', 'snapshot', 'size', 'files', 'last run'], rows)}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
 }
 
 export async function listSnapshots(client: Client, config: Config, source?: string): Promise<Record<string, Snapshot[]>> {
-  return client.workflow.execute('listSnapshotsWorkflow', {
+  return client.workflow.execute(listSnapshotsWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-snapshots-${randomUUID()}`,
-    args: [{ config, source }],
+    args: [buildSnapshotsPlan(config, source)],
     workflowExecutionTimeout: '5 minutes',
   });
 }
@@ -96,14 +106,14 @@ export function formatSnapshots(snapshots: Record<string, Snapshot[]>): string {
 }
 
 /** Starts a restore; the caller waits on the handle (and can tell the user when no worker polls). */
-export async function startRestore(client: Client, input: RestoreInput): Promise<WorkflowHandle> {
-  return client.workflow.start('restoreWorkflow', {
-    taskQueue: sharedTaskQueue(input.config.deployment),
-    workflowId: `${input.config.deployment}-restore-${input.source}-${randomUUID()}`,
-    args: [input],
+export async function startRestore(client: Client, request: RestoreRequest): Promise<WorkflowHandle<typeof restoreWorkflow>> {
+  return client.workflow.start(restoreWorkflow, {
+    taskQueue: sharedTaskQueue(request.config.deployment),
+    workflowId: `${request.config.deployment}-restore-${request.source}-${randomUUID()}`,
+    args: [buildRestorePlan(request)],
   });
 }
 
-export async function runRestore(client: Client, input: RestoreInput): Promise<RestoreResult> {
-  return (await startRestore(client, input)).result() as Promise<RestoreResult>;
+export async function runRestore(client: Client, request: RestoreRequest): Promise<RestoreResult> {
+  return (await startRestore(client, request)).result();
 }

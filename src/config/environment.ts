@@ -19,6 +19,7 @@ export const ENVIRONMENT_VARIABLES = {
   RESTIC_BIN: 'Path of the restic binary. Default: restic from PATH, then the project cache.',
   LOG_LEVEL: 'pino level: trace, debug, info, warn, error. Default: info.',
   LOG_FORMAT: '"json" or "pretty". Default: pretty on a terminal, json otherwise.',
+  BACKUP_WORKFLOW_CACHE: 'Workflows the worker keeps in memory between tasks (default: the SDK\'s). 0 replays every task from history, as the tests do.',
 } as const;
 
 export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
@@ -39,6 +40,8 @@ export interface WorkerEnvironment {
   resticBin?: string;
   logLevel: string;
   logFormat?: 'json' | 'pretty';
+  /** Set: the worker's maxCachedWorkflows (0 in tests, so every workflow task replays). */
+  workflowCacheSize?: number;
 }
 
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnvironment {
@@ -54,6 +57,10 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnv
   const logFormat = get('LOG_FORMAT');
   if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') {
     throw new Error(`LOG_FORMAT must be "json" or "pretty", not "${logFormat}"`);
+  }
+  const workflowCache = get('BACKUP_WORKFLOW_CACHE');
+  if (workflowCache !== undefined && !/^\d+$/.test(workflowCache)) {
+    throw new Error(`BACKUP_WORKFLOW_CACHE must be a whole number of workflows, not "${workflowCache}"`);
   }
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     throw new Error('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together (mTLS needs both)');
@@ -74,5 +81,6 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnv
     resticBin: get('RESTIC_BIN'),
     logLevel: get('LOG_LEVEL') ?? 'info',
     logFormat,
+    workflowCacheSize: workflowCache === undefined ? undefined : Number(workflowCache),
   };
 }

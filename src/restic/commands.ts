@@ -10,7 +10,7 @@ export interface Snapshot {
   hostname: string;
   paths: string[];
   tags?: string[];
-  summary?: { total_files_processed?: number; total_bytes_processed?: number; data_added?: number };
+  summary?: { total_files_processed?: number; total_bytes_processed?: number; data_added?: number; backup_start?: string; backup_end?: string };
 }
 
 export interface BackupStatus {
@@ -57,24 +57,58 @@ export interface BackupArguments {
   time?: string;
   onStatus?: (status: BackupStatus) => void;
   onStart?: (pid: number) => void;
+  /** Each file restic could not read, with the count so far. */
+  onUnreadable?: (item: UnreadableItem, count: number) => void;
 }
 
-export async function backup(context: ResticContext, args: BackupArguments): Promise<BackupSummary> {
+export interface UnreadableItem {
+  path: string;
+  error: string;
+}
+
+export interface BackupResult {
+  summary: BackupSummary;
+  /** Files and folders restic could not read; non-empty means exit code 3: a partial snapshot. */
+  unreadable: UnreadableItem[];
+}
+
+/** An `{"message_type":"error"}` line of `restic backup --json`, as an unreadable item. */
+export function unreadableItem(message: Record<string, unknown>): UnreadableItem | undefined {
+  if (message.message_type !== 'error') return undefined;
+  const error = message.error as { message?: string } | string | undefined;
+  const text = typeof error === 'string' ? error : error?.message ?? 'unreadable';
+  return { path: typeof message.item === 'string' ? message.item : '', error: text };
+}
+
+export async function backup(context: ResticContext, args: BackupArguments): Promise<BackupResult> {
   const argv = ['backup', '--json', '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), ...(args.exclude ?? []).flatMap((e) => ['--exclude', e])];
   if (args.time) argv.push('--time', args.time);
   argv.push('--', ...args.paths);
   let summary: BackupSummary | undefined;
-  await runRestic(argv, options(context, {
+  const unreadable: UnreadableItem[] = [];
+  const onError = (message: Record<string, unknown>) => {
+    const item = unreadableItem(message);
+    if (item) {
+      unreadable.push(item);
+      args.onUnreadable?.(item, unreadable.length);
+    }
+  };
+  const run = await runRestic(argv, options(context, {
     cwd: args.cwd,
     collectStdout: false,
+    // Exit 3: the snapshot was saved, but some source files could not be read.
+    acceptExitCodes: [3],
     onJson: (message) => {
       if (message.message_type === 'status') args.onStatus?.(message as unknown as BackupStatus);
       else if (message.message_type === 'summary') summary = message as unknown as BackupSummary;
+      else onError(message);
     },
+    onErrorJson: onError,
     onSpawn: args.onStart,
   }));
   if (!summary) throw new Error('restic backup ended without a summary');
-  return summary;
+  if (run.exitCode === 3 && unreadable.length === 0) unreadable.push({ path: '', error: 'restic reported unreadable files (exit code 3) without naming them' });
+  return { summary, unreadable };
 }
 
 export async function snapshots(context: ResticContext, filter: { tags?: string[]; host?: string } = {}): Promise<Snapshot[]> {

@@ -40,6 +40,8 @@ export function repositoryEnvironment(repository: Repository, env: NodeJS.Proces
     RESTIC_REPOSITORY: repositoryLocation(repository),
     RESTIC_PASSWORD: requireSecret(env, repository.passwordEnv, 'repository password'),
     RESTIC_PROGRESS_FPS: '2',
+    // Snapshot times are given and read in UTC, and retention's days and weeks are UTC days.
+    TZ: 'UTC',
   };
   if (repository.type === 's3') {
     child.AWS_ACCESS_KEY_ID = requireSecret(env, repository.accessKeyIdEnv, 'S3 access key id');
@@ -57,6 +59,8 @@ export function repositoryOptions(repository: Repository): string[] {
 export interface ResticRun {
   stdout: string;
   stderr: string;
+  /** 0, or one of acceptExitCodes (3: backup saved a snapshot but could not read some files). */
+  exitCode: number;
 }
 
 export interface ResticRunOptions {
@@ -67,6 +71,8 @@ export interface ResticRunOptions {
   signal?: AbortSignal;
   /** Each JSON line of stdout, as it arrives (progress of `backup --json`, `restore --json`). */
   onJson?: (message: Record<string, unknown>) => void;
+  /** Each JSON line of stderr (restic --json reports unreadable files there as "error" messages). */
+  onErrorJson?: (message: Record<string, unknown>) => void;
   /** Keep stdout in memory (default true; off for commands that stream a lot). */
   collectStdout?: boolean;
   /** Exit codes that are not failures (e.g. 3 for backup: some files could not be read). */
@@ -104,8 +110,24 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
         newline = pending.indexOf('\n');
       }
     });
+    let pendingErr = '';
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
+      if (!options.onErrorJson) return;
+      pendingErr += chunk;
+      let newline = pendingErr.indexOf('\n');
+      while (newline >= 0) {
+        const line = pendingErr.slice(0, newline).trim();
+        pendingErr = pendingErr.slice(newline + 1);
+        if (line.startsWith('{')) {
+          try {
+            options.onErrorJson(JSON.parse(line) as Record<string, unknown>);
+          } catch {
+            // restic's plain text on stderr: kept in stderr for the failure message.
+          }
+        }
+        newline = pendingErr.indexOf('\n');
+      }
     });
     // SIGINT lets restic remove its lock; SIGKILL if it does not stop in time.
     const onAbort = () => {
@@ -122,7 +144,7 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
       options.signal?.removeEventListener('abort', onAbort);
       const stdout = stdoutChunks.join('');
       if (code === 0 || (code !== null && options.acceptExitCodes?.includes(code))) {
-        resolve({ stdout, stderr });
+        resolve({ stdout, stderr, exitCode: code });
         return;
       }
       reject(classifyResticFailure(args[0] ?? 'restic', code, scrubSecrets(stderr), options.repository));

@@ -7,8 +7,9 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type Schedul
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
-import type { BackupInput } from '../shared/backup-types';
+import { buildBackupPlan, buildPrunePlan } from '../config/plans';
 import { sharedTaskQueue } from '../shared/task-queues';
+import { backupWorkflow, pruneWorkflow } from '../workflows';
 
 export const MANAGED_BY = 'backupctl';
 /** Prune weekly, on Sunday 04:30 UTC, away from the usual 02:00 backups. */
@@ -40,18 +41,13 @@ function digestOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
-/** Only what one schedule's runs need, so editing one policy does not touch the other schedules. */
-function configFor(config: Config, sourceNames: string[], repositoryNames: string[], policies: Config['policies']): Config {
-  const pick = <T>(record: Record<string, T>, keys: string[]) => Object.fromEntries(keys.filter((k) => k in record).map((k) => [k, record[k]!]));
-  return { ...config, sources: pick(config.sources, sourceNames), repositories: pick(config.repositories, repositoryNames), policies };
-}
-
 export function desiredSchedules(config: Config, defaultHost: string): DesiredSchedule[] {
   const taskQueue = sharedTaskQueue(config.deployment);
-  const make = (scheduleId: string, kind: DesiredSchedule['kind'], name: string, schedule: Schedule, workflowType: string, args: unknown[]): DesiredSchedule => {
+  // Each schedule stores its run's plan: only what that run needs, so editing one policy does not touch the others.
+  const make = (scheduleId: string, kind: DesiredSchedule['kind'], name: string, schedule: Schedule, workflowType: Workflow, args: unknown[]): DesiredSchedule => {
     const spec = specOf(schedule);
     const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: parseDuration(schedule.catchupWindow)!, pauseOnFailure: false };
-    const digest = digestOf({ spec, policies, workflowType, args });
+    const digest = digestOf({ spec, policies, workflowType: workflowType.name, args });
     return {
       scheduleId, kind, name, digest,
       options: {
@@ -65,11 +61,11 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   };
   const desired: DesiredSchedule[] = [];
   for (const [policy, definition] of Object.entries(config.policies)) {
-    const input: BackupInput = { config: configFor(config, definition.sources, definition.repositories, { [policy]: definition }), policy, trigger: 'schedule', defaultHost };
-    desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, 'backupWorkflow', [input]));
+    const plan = buildBackupPlan(config, policy, defaultHost, 'schedule');
+    desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, backupWorkflow, [plan]));
   }
   for (const repository of Object.keys(config.repositories)) {
-    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, 'pruneWorkflow', [{ config: configFor(config, [], [repository], {}), repository }]));
+    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, pruneWorkflow, [buildPrunePlan(config, repository)]));
   }
   return desired;
 }

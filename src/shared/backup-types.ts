@@ -1,14 +1,5 @@
 /** Inputs and outcomes of backups, shared by workflows, activities, the ledger and the CLI. */
-import type { Config, FilesSource, Repository, Retention } from '../config/schema';
-
-export interface BackupInput {
-  config: Config;
-  policy: string;
-  /** Set by a schedule; absent for a manual run. */
-  trigger?: 'schedule' | 'manual';
-  /** Host of file sources that name none (the host whose worker holds them). */
-  defaultHost: string;
-}
+import type { FilesSource, Repository, Retention } from '../config/schema';
 
 export interface SourceBackupInput {
   deployment: string;
@@ -26,6 +17,18 @@ export interface SourceBackupInput {
   time?: string;
 }
 
+/** Files restic could not read (its exit code 3): the snapshot exists but is not a success. */
+export interface PartialDetail {
+  /** How many files or folders could not be read. */
+  unreadable: number;
+  /** The first of them (at most PARTIAL_LIST_LIMIT), with restic's reason. */
+  items: { path: string; error: string }[];
+}
+
+export const PARTIAL_LIST_LIMIT = 20;
+/** Tag of a snapshot saved with unreadable files: a ledger rebuilt from tags never counts it. */
+export const PARTIAL_TAG = 'partial';
+
 export interface SnapshotRecord {
   deployment: string;
   policy: string;
@@ -41,21 +44,40 @@ export interface SnapshotRecord {
   durationSeconds: number;
   /** True when a retry found the snapshot an earlier attempt had made. */
   resumed: boolean;
+  /** Set when some files could not be read: never the source's last successful backup. */
+  partial?: PartialDetail;
 }
 
-export interface BackupOutcome {
+export type RunKind = 'backup' | 'restore' | 'prune';
+export type RunStatus = 'ok' | 'partial' | 'failed' | 'cancelled';
+
+/**
+ * What a backup, restore or prune ended with; every one is signalled to the ledger. Outcomes
+ * from workers before `kind` and `status` existed are backups with `ok` only.
+ */
+export interface RunOutcome {
+  kind: RunKind;
+  status: RunStatus;
   deployment: string;
-  policy: string;
   workflowId: string;
+  /** Kept for readers of older outcomes: status === 'ok'. */
   ok: boolean;
   startedAt: string;
   finishedAt: string;
+  /** Backup: the policy and the sources it covers. */
+  policy?: string;
+  sources?: string[];
   snapshots: SnapshotRecord[];
+  /** Restore and prune: the repository; restore: what was restored where. */
+  repository?: string;
+  restored?: { source: string; snapshotId: string; target: string; files: number; bytes: number };
   error?: { type: string; message: string };
 }
 
+export type BackupOutcome = RunOutcome;
+
 export interface BackupProgress {
-  stage: 'preflight' | 'waiting-for-repository' | 'backup' | 'retention' | 'done' | 'failed';
+  stage: 'preflight' | 'waiting-for-repository' | 'backup' | 'retention' | 'done' | 'partial' | 'failed' | 'cancelled';
   policy: string;
   sourcesDone: number;
   sourcesTotal: number;
@@ -72,6 +94,9 @@ export interface BackupHeartbeat {
   totalFiles?: number;
   bytesDone?: number;
   totalBytes?: number;
+  /** Files restic could not read so far: a retry that adopts the snapshot still knows it is partial. */
+  unreadable?: number;
+  unreadableItems?: { path: string; error: string }[];
 }
 
 export interface RetentionInput {

@@ -13,12 +13,6 @@ export interface CheckResult {
   estimatedBytes?: number;
 }
 
-export interface DoctorInput {
-  config: import('../config/schema').Config;
-  /** The host the CLI was started on, for file sources that declare none. */
-  defaultHost: string;
-}
-
 export interface DoctorReport {
   deployment: string;
   checks: CheckResult[];

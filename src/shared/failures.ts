@@ -19,6 +19,10 @@ export const FailureType = {
   DatabaseAuthFailed: 'DatabaseAuthFailed',
   RestoreTargetUnsafe: 'RestoreTargetUnsafe',
   StorageUnreachable: 'StorageUnreachable',
+  /** restic saved a snapshot but could not read some files (its exit code 3). */
+  PartialSnapshot: 'PartialSnapshot',
+  /** A workflow input (plan) of a version or kind this worker does not understand. */
+  InputVersionUnsupported: 'InputVersionUnsupported',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
@@ -36,4 +40,6 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.ResticMissing,
   FailureType.DatabaseAuthFailed,
   FailureType.RestoreTargetUnsafe,
+  FailureType.PartialSnapshot,
+  FailureType.InputVersionUnsupported,
 ];

@@ -1,9 +1,12 @@
-/** The ledger's names and answers, shared by its workflow, the activity that signals it and the CLI. */
-import type { BackupOutcome, SnapshotRecord } from './backup-types';
+/** The ledger's names, state and answers, shared by its workflow, the activity that signals it and the CLI. */
+import type { RunOutcome, RunStatus, SnapshotRecord } from './backup-types';
 
 export const LEDGER = {
   workflowType: 'ledgerWorkflow',
+  /** Carries every run's outcome (backup, restore, prune); the name predates restores and prunes. */
   recordBackupSignal: 'recordBackup',
+  /** Snapshots read back from the repositories' tags by `backupctl ledger rebuild`. */
+  rebuildSignal: 'rebuildFromSnapshots',
   lastSuccessfulBackupQuery: 'lastSuccessfulBackup',
   recoveryPointAgeQuery: 'recoveryPointAge',
   historyQuery: 'history',
@@ -13,19 +16,51 @@ export function ledgerWorkflowId(deployment: string): string {
   return `${deployment}-ledger`;
 }
 
+/**
+ * The state's shape. It changes only at continue-as-new: a run starts by migrating the state it
+ * was handed (migrateLedgerState), so one run never sees two shapes.
+ */
+export const LEDGER_STATE_VERSION = 2;
+
 export interface LedgerInput {
   deployment: string;
-  /** Carried over by continue-as-new. */
-  state?: LedgerState;
+  /** Carried over by continue-as-new; any earlier version is migrated at the start of the run. */
+  state?: LedgerState | LedgerStateV1;
+}
+
+/** The last run that covered a source, whatever its result: `status` shows partial and failed runs. */
+export interface SourceRun {
+  status: RunStatus;
+  workflowId: string;
+  finishedAt: string;
+  /** For a partial run: how many files could not be read, and the first of them. */
+  unreadable?: number;
+  unreadableItems?: { path: string; error: string }[];
+  snapshotId?: string;
+  error?: { type: string; message: string };
 }
 
 export interface LedgerState {
-  /** Newest successful snapshot per source (whatever the repository). */
+  version: typeof LEDGER_STATE_VERSION;
+  /** Newest successful (complete) snapshot per source, whatever the repository. */
   lastBySource: Record<string, SnapshotRecord>;
   /** Newest successful snapshot per source and repository ("source/repository"). */
   lastBySourceAndRepository: Record<string, SnapshotRecord>;
+  /** Last backup run per source, successful or not. */
+  lastRunBySource: Record<string, SourceRun>;
   /** Most recent outcomes, newest last. */
-  history: BackupOutcome[];
+  history: RunOutcome[];
+  recorded: number;
+  /** When the ledger was last rebuilt from the repositories, if ever. */
+  rebuiltAt?: string;
+}
+
+/** The state before versioning (2026-11-24): no lastRunBySource, backups only. */
+export interface LedgerStateV1 {
+  version?: undefined;
+  lastBySource: Record<string, SnapshotRecord>;
+  lastBySourceAndRepository: Record<string, SnapshotRecord>;
+  history: RunOutcome[];
   recorded: number;
 }
 
@@ -34,6 +69,8 @@ export interface LastSuccessfulBackup {
   overall: SnapshotRecord | null;
   sources: Record<string, SnapshotRecord>;
   repositories: Record<string, SnapshotRecord>;
+  /** The last run per source, including partial, failed and cancelled ones. */
+  lastRuns: Record<string, SourceRun>;
 }
 
 export interface RecoveryPointAge {
@@ -42,6 +79,12 @@ export interface RecoveryPointAge {
   asOf: string;
   overallSeconds: number | null;
   sources: Record<string, { seconds: number; lastSuccess: string }>;
+}
+
+/** What `backupctl ledger rebuild` sends: snapshots found in the repositories, as records. */
+export interface LedgerRebuild {
+  rebuiltAt: string;
+  snapshots: SnapshotRecord[];
 }
 
 export const HISTORY_LIMIT = 200;

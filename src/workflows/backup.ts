@@ -1,14 +1,17 @@
 /**
  * A policy's backup: preflight every repository, one snapshot per source and repository,
- * retention, and the outcome to the ledger (failures too, so silence is never success).
+ * retention, and the outcome to the ledger (failures, partial snapshots and cancellations too,
+ * so silence is never success).
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { ApplicationFailure, ActivityFailure, ChildWorkflowFailure, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupInput, BackupOutcome, BackupProgress, RepositoryJob, SourceBackupInput } from '../shared/backup-types';
+import type { BackupOutcome, BackupProgress, RepositoryJob, SourceBackupInput } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
+import type { BackupPlan } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery } from './definitions';
+import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
 import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
 import { SHORT_CALLS } from './retry-policies';
 
@@ -22,53 +25,42 @@ function scheduledTime(): string {
   return (attribute ?? info.startTime).toISOString();
 }
 
-function rootCause(error: unknown): { type: string; message: string } {
-  let current: unknown = error;
-  while (current instanceof ActivityFailure || current instanceof ChildWorkflowFailure) current = current.cause;
-  if (current instanceof ApplicationFailure) return { type: current.type ?? 'Error', message: current.message };
-  return { type: 'Error', message: current instanceof Error ? current.message : String(current) };
+function repositoryJobs(plan: BackupPlan, when: string): RepositoryJob[] {
+  const info = workflowInfo();
+  return plan.repositories.map(({ name: repositoryName, repository }) => {
+    const backups: SourceBackupInput[] = plan.sources.map(({ name: sourceName, source, host }) => ({
+      deployment: plan.deployment, policy: plan.policy, sourceName, source, repositoryName, repository, host,
+      stagingDirectory: plan.staging.directory, scheduledTime: when,
+      runTag: `run=${info.workflowId}/${info.runId.slice(0, 8)}/${sourceName}`,
+    }));
+    return {
+      deployment: plan.deployment, repositoryName, repository, backups, prune: false,
+      retention: backups.map((b) => ({ deployment: plan.deployment, repositoryName, repository, sourceName: b.sourceName, host: b.host, retention: plan.retention })),
+    };
+  });
 }
 
-export async function backupWorkflow(input: BackupInput): Promise<BackupOutcome> {
-  const { config } = input;
+export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
+  requirePlan(plan, 'backup', 'backupWorkflow');
   const info = workflowInfo();
-  const policy = config.policies[input.policy];
-  if (!policy) throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `no policy named "${input.policy}" in the config`, nonRetryable: true });
   const when = scheduledTime();
-  const progress: BackupProgress = { stage: 'preflight', policy: input.policy, sourcesDone: 0, sourcesTotal: policy.sources.length * policy.repositories.length };
+  const progress: BackupProgress = { stage: 'preflight', policy: plan.policy, sourcesDone: 0, sourcesTotal: plan.sources.length * plan.repositories.length };
   setHandler(backupProgressQuery, () => progress);
-  const outcome: BackupOutcome = { deployment: config.deployment, policy: input.policy, workflowId: info.workflowId, ok: false, startedAt: info.startTime.toISOString(), finishedAt: '', snapshots: [] };
+  const outcome: BackupOutcome = {
+    kind: 'backup', status: 'failed', ok: false, deployment: plan.deployment, policy: plan.policy, sources: plan.sources.map((s) => s.name),
+    workflowId: info.workflowId, startedAt: info.startTime.toISOString(), finishedAt: '', snapshots: [],
+  };
 
+  let failure: unknown;
   try {
-    await Promise.all(policy.repositories.map((name) => calls.preflightRepository({ name, repository: config.repositories[name]! })));
-    const hosts = new Set<string>();
-    const jobs: RepositoryJob[] = policy.repositories.map((repositoryName) => {
-      const repository = config.repositories[repositoryName]!;
-      const backups: SourceBackupInput[] = [];
-      for (const sourceName of policy.sources) {
-        const source = config.sources[sourceName]!;
-        if (source.type !== 'files' && source.type !== 'secrets') {
-          throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `source ${sourceName} is of type ${source.type}, which this version backs up only as files`, nonRetryable: true });
-        }
-        const host = source.host ?? input.defaultHost;
-        hosts.add(host);
-        backups.push({
-          deployment: config.deployment, policy: input.policy, sourceName, source, repositoryName, repository, host,
-          stagingDirectory: config.staging.directory, scheduledTime: when,
-          runTag: `run=${info.workflowId}/${info.runId.slice(0, 8)}/${sourceName}`,
-        });
-      }
-      return {
-        deployment: config.deployment, repositoryName, repository, backups, prune: false,
-        retention: backups.map((b) => ({ deployment: config.deployment, repositoryName, repository, sourceName: b.sourceName, host: b.host, retention: policy.retention })),
-      };
-    });
+    await Promise.all(plan.repositories.map(({ name, repository }) => calls.preflightRepository({ name, repository })));
     // Free space is checked on the hosts that will write the manifests.
-    await Promise.all([...hosts].map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(config.deployment, host), scheduleToStartTimeout: '10 minutes' })
-      .checkFreeSpace({ directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace, neededBytes: 0 })));
+    const hosts = [...new Set(plan.sources.map((s) => s.host))];
+    await Promise.all(hosts.map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '10 minutes' })
+      .checkFreeSpace({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, neededBytes: 0 })));
 
     progress.stage = 'backup';
-    const results = await Promise.all(jobs.map(async (job) => {
+    const results = await Promise.all(repositoryJobs(plan, when).map(async (job) => {
       progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
       const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
         progress.stage = waiting ? 'waiting-for-repository' : 'backup';
@@ -77,16 +69,29 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupOutcome>
       return result;
     }));
     outcome.snapshots = results.flatMap((r) => r.snapshots);
-    outcome.ok = true;
-    progress.stage = 'done';
+    const partial = outcome.snapshots.filter((s) => s.partial);
+    if (partial.length > 0) {
+      outcome.status = 'partial';
+      const unreadable = partial.reduce((sum, s) => sum + (s.partial?.unreadable ?? 0), 0);
+      const first = partial.flatMap((s) => s.partial?.items ?? [])[0];
+      outcome.error = {
+        type: FailureType.PartialSnapshot,
+        message: `${unreadable} file(s) of ${[...new Set(partial.map((s) => s.source))].join(', ')} could not be read (first: ${first?.path || '?'}: ${first?.error ?? '?'}); `
+          + `the snapshot ${partial.map((s) => s.snapshotId.slice(0, 8)).join(', ')} is partial and does not count as a successful backup: give the worker's user read access, then back up again`,
+      };
+    } else {
+      outcome.status = 'ok';
+    }
   } catch (error) {
+    failure = error;
+    outcome.status = statusOfError(error);
     outcome.error = rootCause(error);
-    progress.stage = 'failed';
   }
+  outcome.ok = outcome.status === 'ok';
+  progress.stage = outcome.status === 'ok' ? 'done' : outcome.status;
   outcome.finishedAt = new Date().toISOString();
-  await calls.recordBackupOutcome(outcome);
-  if (!outcome.ok) {
-    throw ApplicationFailure.create({ type: outcome.error!.type, message: outcome.error!.message, nonRetryable: true });
-  }
+  await recordOutcome(outcome);
+  if (failure !== undefined) throw finalError(failure, outcome);
+  if (outcome.status === 'partial') throw ApplicationFailure.create({ type: FailureType.PartialSnapshot, message: outcome.error!.message, nonRetryable: true, details: [outcome] });
   return outcome;
 }

@@ -4,8 +4,10 @@
  */
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { CheckResult, DoctorInput, DoctorReport } from '../shared/doctor-types';
+import type { CheckResult, DoctorReport } from '../shared/doctor-types';
+import type { DoctorPlan } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
+import { requirePlan } from './outcomes';
 
 const checks = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -29,12 +31,12 @@ async function guarded(id: string, title: string, fix: string, check: () => Prom
   }
 }
 
-export async function doctorWorkflow(input: DoctorInput): Promise<DoctorReport> {
-  const { config } = input;
+export async function doctorWorkflow(plan: DoctorPlan): Promise<DoctorReport> {
+  requirePlan(plan, 'doctor', 'doctorWorkflow');
   const rows: Promise<CheckResult>[] = [];
   rows.push(guarded('restic', 'restic installed and recent enough', 'install restic or set RESTIC_BIN', () => checks.checkRestic()));
 
-  for (const [name, repository] of Object.entries(config.repositories)) {
+  for (const { name, repository } of plan.repositories) {
     const repositoryRow = async (): Promise<CheckResult[]> => {
       const results: CheckResult[] = [];
       if (repository.type === 's3') {
@@ -54,15 +56,15 @@ export async function doctorWorkflow(input: DoctorInput): Promise<DoctorReport> 
   }
 
   const databaseRows: Promise<CheckResult>[] = [];
-  for (const [name, source] of Object.entries(config.sources)) {
+  for (const { name, source, host: plannedHost } of plan.sources) {
     if (source.type === 'mongodb') {
       databaseRows.push(guarded(`mongodb:${name}`, `MongoDB of source ${name} reachable`, `check ${source.uriEnv}`, () => checks.checkMongoDb({ name, source })));
     } else if (source.type === 'postgres') {
       databaseRows.push(guarded(`postgres:${name}`, `PostgreSQL of source ${name} reachable`, `check ${source.urlEnv}`, () => checks.checkPostgres({ name, source })));
     } else {
-      const host = source.host ?? input.defaultHost;
+      const host = plannedHost ?? source.host ?? 'unknown';
       const onHost = proxyActivities<Activities>({
-        taskQueue: hostTaskQueue(config.deployment, host),
+        taskQueue: hostTaskQueue(plan.deployment, host),
         // No worker for that host: say so in seconds instead of waiting forever.
         scheduleToStartTimeout: '20 seconds',
         startToCloseTimeout: '1 minute',
@@ -75,12 +77,12 @@ export async function doctorWorkflow(input: DoctorInput): Promise<DoctorReport> 
   }
   rows.push(...databaseRows);
 
-  const staging = guarded('staging:writable', 'staging folder writable', 'create staging.directory', () => checks.prepareStaging({ directory: config.staging.directory }));
+  const staging = guarded('staging:writable', 'staging folder writable', 'create staging.directory', () => checks.prepareStaging({ directory: plan.staging.directory }));
   rows.push(staging);
   const databases = await Promise.all(databaseRows);
   const estimatedBytes = databases.reduce((sum, row) => sum + (row.estimatedBytes ?? 0), 0);
   rows.push(guarded('disk:staging', 'free disk for staging dumps', 'free disk space', () =>
-    checks.checkStagingDisk({ directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace, estimatedBytes })));
+    checks.checkStagingDisk({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, estimatedBytes })));
 
-  return { deployment: config.deployment, checks: await Promise.all(rows) };
+  return { deployment: plan.deployment, checks: await Promise.all(rows) };
 }

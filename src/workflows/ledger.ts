@@ -1,45 +1,115 @@
 /**
- * One ledger per deployment: it receives every backup's outcome and answers "when was the last
- * successful backup?" from its state. Long-lived; continue-as-new keeps its history short.
+ * One ledger per deployment: it receives every run's outcome (backup, restore, prune) and answers
+ * "when was the last successful backup?" from its state. Long-lived; continue-as-new keeps its
+ * history short, and is the only moment its state may change shape (LEDGER_STATE_VERSION).
  */
 import { allHandlersFinished, condition, continueAsNew, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
-import type { BackupOutcome } from '../shared/backup-types';
-import { HISTORY_LIMIT, type LastSuccessfulBackup, type LedgerInput, type LedgerState, type RecoveryPointAge } from '../shared/ledger';
-import { historyQuery, lastSuccessfulBackupQuery, recordBackupSignal, recoveryPointAgeQuery } from './definitions';
+import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
+import {
+  HISTORY_LIMIT, LEDGER_STATE_VERSION,
+  type LastSuccessfulBackup, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type RecoveryPointAge, type SourceRun,
+} from '../shared/ledger';
+import { historyQuery, lastSuccessfulBackupQuery, rebuildLedgerSignal, recordBackupSignal, recoveryPointAgeQuery } from './definitions';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
 /**
  * A query answers with the workflow's clock, which only moves when the workflow wakes up: a tick
- * each minute keeps recoveryPointAge true to the minute (about 3,000 events a day).
+ * each minute keeps recoveryPointAge true to the minute. Each tick is a timer and a workflow task
+ * (about 5 history events), about 7,200 events a day: continue-as-new comes every ~16 hours.
  */
 const CLOCK_TICK = '1 minute';
 
 export function emptyLedgerState(): LedgerState {
-  return { lastBySource: {}, lastBySourceAndRepository: {}, history: [], recorded: 0 };
+  return { version: LEDGER_STATE_VERSION, lastBySource: {}, lastBySourceAndRepository: {}, lastRunBySource: {}, history: [], recorded: 0 };
 }
 
-/** Pure: folds one outcome into the state (a redelivered outcome replaces its earlier copy). */
-export function applyOutcome(state: LedgerState, outcome: BackupOutcome): void {
+/** Pure: any earlier state shape to the current one (run once, at the start of a run). */
+export function migrateLedgerState(state: LedgerState | LedgerStateV1 | undefined): LedgerState {
+  if (!state) return emptyLedgerState();
+  if (state.version === LEDGER_STATE_VERSION) return state;
+  return { ...state, version: LEDGER_STATE_VERSION, lastRunBySource: {} };
+}
+
+/** Outcomes recorded by workers before `kind` and `status` existed are backups with `ok` only. */
+export function normaliseOutcome(outcome: RunOutcome): RunOutcome {
+  const status: RunStatus = outcome.status ?? (outcome.ok ? 'ok' : 'failed');
+  return { ...outcome, kind: outcome.kind ?? 'backup', status, ok: status === 'ok' };
+}
+
+function newer(a: SnapshotRecord | undefined, b: SnapshotRecord): boolean {
+  return !a || a.time <= b.time;
+}
+
+function noteSuccess(state: LedgerState, snapshot: SnapshotRecord): void {
+  if (snapshot.partial) return; // A partial snapshot is never the last successful backup.
+  if (newer(state.lastBySource[snapshot.source], snapshot)) state.lastBySource[snapshot.source] = snapshot;
+  const key = `${snapshot.source}/${snapshot.repository}`;
+  if (newer(state.lastBySourceAndRepository[key], snapshot)) state.lastBySourceAndRepository[key] = snapshot;
+}
+
+function noteRun(state: LedgerState, source: string, run: SourceRun): void {
+  const previous = state.lastRunBySource[source];
+  if (!previous || previous.finishedAt <= run.finishedAt) state.lastRunBySource[source] = run;
+}
+
+function pushHistory(state: LedgerState, outcome: RunOutcome): void {
   const index = state.history.findIndex((h) => h.workflowId === outcome.workflowId);
   if (index >= 0) state.history.splice(index, 1);
   else state.recorded += 1;
   state.history.push(outcome);
   if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
-  if (!outcome.ok) return;
-  for (const snapshot of outcome.snapshots) {
-    const previous = state.lastBySource[snapshot.source];
-    if (!previous || previous.time <= snapshot.time) state.lastBySource[snapshot.source] = snapshot;
-    const key = `${snapshot.source}/${snapshot.repository}`;
-    const previousInRepository = state.lastBySourceAndRepository[key];
-    if (!previousInRepository || previousInRepository.time <= snapshot.time) state.lastBySourceAndRepository[key] = snapshot;
+}
+
+/** Pure: folds one outcome into the state (a redelivered outcome replaces its earlier copy). */
+export function applyOutcome(state: LedgerState, received: RunOutcome): void {
+  const outcome = normaliseOutcome(received);
+  pushHistory(state, outcome);
+  if (outcome.kind !== 'backup') return;
+  for (const snapshot of outcome.snapshots) noteSuccess(state, snapshot);
+  const sources = new Set([...(outcome.sources ?? []), ...outcome.snapshots.map((s) => s.source)]);
+  for (const source of sources) {
+    const mine = outcome.snapshots.filter((s) => s.source === source);
+    const partial = mine.find((s) => s.partial);
+    const status: RunStatus = outcome.status === 'ok' || outcome.status === 'partial' ? (partial ? 'partial' : mine.length > 0 ? 'ok' : outcome.status) : outcome.status;
+    noteRun(state, source, {
+      status, workflowId: outcome.workflowId, finishedAt: outcome.finishedAt,
+      snapshotId: (partial ?? mine[0])?.snapshotId,
+      ...(partial?.partial ? { unreadable: partial.partial.unreadable, unreadableItems: partial.partial.items } : {}),
+      ...(outcome.error && status !== 'ok' ? { error: outcome.error } : {}),
+    });
   }
+}
+
+/**
+ * Pure: folds snapshots read back from the repositories (their tags) into the state, as a ledger
+ * rebuilt after the Temporal server was lost. Each snapshot becomes one history entry.
+ */
+export function applyRebuild(state: LedgerState, rebuild: LedgerRebuild): void {
+  const ordered = [...rebuild.snapshots].sort((a, b) => a.time.localeCompare(b.time));
+  for (const snapshot of ordered) {
+    noteSuccess(state, snapshot);
+    noteRun(state, snapshot.source, {
+      status: snapshot.partial ? 'partial' : 'ok', workflowId: `rebuilt/${snapshot.repository}/${snapshot.snapshotId}`, finishedAt: snapshot.time, snapshotId: snapshot.snapshotId,
+      ...(snapshot.partial ? { unreadable: snapshot.partial.unreadable, unreadableItems: snapshot.partial.items } : {}),
+    });
+  }
+  const known = new Set(state.history.flatMap((h) => h.snapshots.map((s) => s.snapshotId)));
+  const entries: RunOutcome[] = ordered.filter((s) => !known.has(s.snapshotId)).map((snapshot) => ({
+    kind: 'backup', status: snapshot.partial ? 'partial' : 'ok', ok: !snapshot.partial, deployment: snapshot.deployment,
+    workflowId: `rebuilt/${snapshot.repository}/${snapshot.snapshotId}`, policy: snapshot.policy, sources: [snapshot.source],
+    startedAt: snapshot.time, finishedAt: snapshot.time, snapshots: [snapshot],
+  }));
+  const merged = [...state.history, ...entries].sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+  state.recorded += entries.length;
+  state.history = merged.slice(-HISTORY_LIMIT);
+  state.rebuiltAt = rebuild.rebuiltAt;
 }
 
 export function lastSuccessful(deployment: string, state: LedgerState): LastSuccessfulBackup {
   const all = Object.values(state.lastBySource);
   const overall = all.reduce<(typeof all)[number] | null>((newest, s) => (newest === null || s.time > newest.time ? s : newest), null);
-  return { deployment, overall, sources: state.lastBySource, repositories: state.lastBySourceAndRepository };
+  return { deployment, overall, sources: state.lastBySource, repositories: state.lastBySourceAndRepository, lastRuns: state.lastRunBySource };
 }
 
 export function recoveryPointAge(deployment: string, state: LedgerState, now: Date): RecoveryPointAge {
@@ -53,8 +123,9 @@ export function recoveryPointAge(deployment: string, state: LedgerState, now: Da
 }
 
 export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
-  const state = input.state ?? emptyLedgerState();
+  const state = migrateLedgerState(input.state);
   setHandler(recordBackupSignal, (outcome) => applyOutcome(state, outcome));
+  setHandler(rebuildLedgerSignal, (rebuild) => applyRebuild(state, rebuild));
   setHandler(lastSuccessfulBackupQuery, () => lastSuccessful(input.deployment, state));
   setHandler(recoveryPointAgeQuery, () => recoveryPointAge(input.deployment, state, new Date()));
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));

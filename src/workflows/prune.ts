@@ -1,14 +1,31 @@
-/** Prune on its own schedule: it takes the repository's writer slot like any backup. */
-import type { Config } from '../config/schema';
-import type { RepositoryJobResult } from '../shared/backup-types';
+/** Prune on its own schedule: it takes the repository's writer slot like any backup; the outcome goes to the ledger. */
+import { workflowInfo } from '@temporalio/workflow';
+import type { RepositoryJobResult, RunOutcome } from '../shared/backup-types';
+import type { PrunePlan } from '../shared/plans';
+import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
 import { runAsRepositoryWriter } from './repository';
 
-export interface PruneInput {
-  config: Config;
-  repository: string;
-}
-
-export async function pruneWorkflow(input: PruneInput): Promise<RepositoryJobResult> {
-  const repository = input.config.repositories[input.repository]!;
-  return runAsRepositoryWriter({ deployment: input.config.deployment, repositoryName: input.repository, repository, backups: [], retention: [], prune: true });
+export async function pruneWorkflow(plan: PrunePlan): Promise<RepositoryJobResult> {
+  requirePlan(plan, 'prune', 'pruneWorkflow');
+  const info = workflowInfo();
+  const { name, repository } = plan.repository;
+  const outcome: RunOutcome = {
+    kind: 'prune', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
+    startedAt: info.startTime.toISOString(), finishedAt: '', repository: name, snapshots: [],
+  };
+  let result: RepositoryJobResult | undefined;
+  let failure: unknown;
+  try {
+    result = await runAsRepositoryWriter({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: true });
+    outcome.status = 'ok';
+  } catch (error) {
+    failure = error;
+    outcome.status = statusOfError(error);
+    outcome.error = rootCause(error);
+  }
+  outcome.ok = outcome.status === 'ok';
+  outcome.finishedAt = new Date().toISOString();
+  await recordOutcome(outcome);
+  if (failure !== undefined || !result) throw finalError(failure, outcome);
+  return result;
 }

@@ -4,16 +4,15 @@
  * first runs (callers wait and retry). A crashed worker cannot leak this lock.
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, sleep, startChild } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, sleep, startChild } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RepositoryJob, RepositoryJobResult } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import { hostTaskQueue } from '../shared/task-queues';
+import { repositoryJobQuery } from './definitions';
 import { LONG_TRANSFERS } from './retry-policies';
 
 const transfers = proxyActivities<Activities>(LONG_TRANSFERS);
-
-export const repositoryJobQuery = defineQuery<{ stage: string; source?: string; done: number; total: number }>('job');
 
 export function repositoryWorkflowId(deployment: string, repositoryName: string): string {
   return `${deployment}-repository-${repositoryName}`;

@@ -1,25 +1,39 @@
-/** Restore of a file source, run by the worker on the source's host. */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+/** Restore of a file source, run by the worker on the source's host; the outcome goes to the ledger. */
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { FailureType } from '../shared/failures';
-import type { RestoreInput, RestoreResult } from '../shared/restore-types';
+import type { RunOutcome } from '../shared/backup-types';
+import type { RestorePlan } from '../shared/plans';
+import type { RestoreResult } from '../shared/restore-types';
 import { hostTaskQueue } from '../shared/task-queues';
+import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
 import { LONG_TRANSFERS } from './retry-policies';
 
-export async function restoreWorkflow(input: RestoreInput): Promise<RestoreResult> {
-  const { config } = input;
-  const source = config.sources[input.source];
-  if (!source) throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `no source named "${input.source}"`, nonRetryable: true });
-  if (source.type !== 'files' && source.type !== 'secrets') {
-    throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `source ${input.source} is a ${source.type} source: this restore handles files and secrets`, nonRetryable: true });
+export async function restoreWorkflow(plan: RestorePlan): Promise<RestoreResult> {
+  requirePlan(plan, 'restore', 'restoreWorkflow');
+  const info = workflowInfo();
+  const { source, repository } = plan;
+  const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, source.host) });
+  const outcome: RunOutcome = {
+    kind: 'restore', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
+    startedAt: info.startTime.toISOString(), finishedAt: '', sources: [source.name], repository: repository.name, snapshots: [],
+  };
+  let result: RestoreResult | undefined;
+  let failure: unknown;
+  try {
+    result = await onHost.restoreFiles({
+      deployment: plan.deployment, sourceName: source.name, source: source.source, repositoryName: repository.name, repository: repository.repository,
+      snapshot: plan.snapshot, target: plan.target, inPlace: plan.inPlace, confirmInPlace: plan.confirmInPlace, include: plan.include,
+    });
+    outcome.status = 'ok';
+    outcome.restored = { source: result.source, snapshotId: result.snapshotId, target: result.target, files: result.filesRestored, bytes: result.bytesRestored };
+  } catch (error) {
+    failure = error;
+    outcome.status = statusOfError(error);
+    outcome.error = rootCause(error);
   }
-  const repositoryName = input.repository ?? Object.values(config.policies).find((p) => p.sources.includes(input.source))?.repositories[0];
-  const repository = repositoryName ? config.repositories[repositoryName] : undefined;
-  if (!repositoryName || !repository) throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `no repository holds source ${input.source}`, nonRetryable: true });
-  const host = source.host ?? input.defaultHost;
-  const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(config.deployment, host) });
-  return onHost.restoreFiles({
-    deployment: config.deployment, sourceName: input.source, source, repositoryName, repository,
-    snapshot: input.snapshot, target: input.target, inPlace: input.inPlace, confirmInPlace: input.confirmInPlace, include: input.include,
-  });
+  outcome.ok = outcome.status === 'ok';
+  outcome.finishedAt = new Date().toISOString();
+  await recordOutcome(outcome);
+  if (failure !== undefined || !result) throw finalError(failure, outcome);
+  return result;
 }

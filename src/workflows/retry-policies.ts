@@ -1,5 +1,5 @@
 /** Activity option groups, each retry policy written out in full. */
-import type { ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import { NON_RETRYABLE_FAILURES } from '../shared/failures';
 
 /** Checks and bookkeeping: seconds each; a few quick retries. */
@@ -16,5 +16,8 @@ export const SHORT_CALLS: ActivityOptions = {
 export const LONG_TRANSFERS: ActivityOptions = {
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '20 seconds',
+  // A cancelled run waits until the activity has stopped its restic (it learns of the
+  // cancellation at its next heartbeat), so "cancelled" never leaves restic writing behind it.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 20, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 };

@@ -1,15 +1,16 @@
 /** Lists snapshots through a worker, which holds the repositories' secrets (the CLI need not). */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { Config } from '../config/schema';
 import type { Snapshot } from '../restic/commands';
+import type { SnapshotsPlan } from '../shared/plans';
+import { requirePlan } from './outcomes';
 import { SHORT_CALLS } from './retry-policies';
 
-const calls = proxyActivities<Activities>(SHORT_CALLS);
+const calls = proxyActivities<Activities>({ ...SHORT_CALLS, heartbeatTimeout: '30 seconds' });
 
-export async function listSnapshotsWorkflow(input: { config: Config; repositories?: string[]; source?: string }): Promise<Record<string, Snapshot[]>> {
-  const names = input.repositories ?? Object.keys(input.config.repositories);
-  const tags = [`deployment=${input.config.deployment}`, ...(input.source ? [`source=${input.source}`] : [])];
-  const lists = await Promise.all(names.map((name) => calls.listSnapshots({ repository: input.config.repositories[name]!, tags })));
-  return Object.fromEntries(names.map((name, i) => [name, lists[i]!]));
+export async function listSnapshotsWorkflow(plan: SnapshotsPlan): Promise<Record<string, Snapshot[]>> {
+  requirePlan(plan, 'snapshots', 'listSnapshotsWorkflow');
+  const tags = [`deployment=${plan.deployment}`, ...(plan.source ? [`source=${plan.source}`] : [])];
+  const lists = await Promise.all(plan.repositories.map(({ repository }) => calls.listSnapshots({ repository, tags })));
+  return Object.fromEntries(plan.repositories.map(({ name }, i) => [name, lists[i]!]));
 }

@@ -124,7 +124,8 @@ export async function startDeployment(yaml: string, env: Record<string, string>,
   const servers = testServers();
   Object.assign(process.env, env);
   const config = parseConfig(yaml, 'test-config.yaml', { env: process.env });
-  const environment: WorkerEnvironment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin };
+  // No workflow cache: every workflow task replays its history, so a non-deterministic change fails here.
+  const environment: WorkerEnvironment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin, workflowCacheSize: 0 };
   environment.temporal = { ...environment.temporal, address: servers.temporalAddress, namespace: servers.namespace };
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn', format: 'json' });
   const worker = options.worker === false ? undefined : await startWorker({ config, environment, logger, shutdownGraceTime: '2 seconds' });

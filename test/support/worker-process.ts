@@ -16,7 +16,7 @@ export async function startWorkerProcess(configFile: string, env: Record<string,
     env: {
       ...process.env, ...env,
       BACKUP_CONFIG: configFile, BACKUP_HOST: hostname(), TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace,
-      RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info',
+      RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

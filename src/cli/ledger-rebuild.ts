@@ -1,0 +1,72 @@
+/**
+ * `backupctl ledger rebuild`: the ledger lives in Temporal, but its truth is also in the
+ * repositories, whose snapshots carry deployment, source, policy and schedule tags. After the
+ * Temporal server is lost, this reads them back (through a worker, which holds the secrets) and
+ * hands them to a fresh ledger; `backupctl schedules apply` then brings the schedules back.
+ */
+import type { Client } from '@temporalio/client';
+import type { Config } from '../config/schema';
+import type { Snapshot } from '../restic/commands';
+import { HISTORY_LIMIT, ledgerWorkflowId, type LastSuccessfulBackup, type LedgerInput, type LedgerRebuild } from '../shared/ledger';
+import { PARTIAL_TAG, type SnapshotRecord } from '../shared/backup-types';
+import { sharedTaskQueue } from '../shared/task-queues';
+import { ledgerWorkflow } from '../workflows';
+import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
+import { listSnapshots } from './operations';
+
+function tagValue(snapshot: Snapshot, key: string): string | undefined {
+  return snapshot.tags?.find((t) => t.startsWith(`${key}=`))?.slice(key.length + 1);
+}
+
+/** Pure: a snapshot of this deployment as the record its backup gave the ledger (undefined if not ours). */
+export function recordFromSnapshot(deployment: string, repository: string, snapshot: Snapshot): SnapshotRecord | undefined {
+  const source = tagValue(snapshot, 'source');
+  if (tagValue(snapshot, 'deployment') !== deployment || !source) return undefined;
+  const start = snapshot.summary?.backup_start ? Date.parse(snapshot.summary.backup_start) : NaN;
+  const end = snapshot.summary?.backup_end ? Date.parse(snapshot.summary.backup_end) : NaN;
+  return {
+    deployment, policy: tagValue(snapshot, 'policy') ?? '', source, repository,
+    snapshotId: snapshot.id, time: new Date(snapshot.time).toISOString(), scheduledTime: tagValue(snapshot, 'scheduled') ?? '',
+    files: snapshot.summary?.total_files_processed ?? 0, bytes: snapshot.summary?.total_bytes_processed ?? 0, dataAdded: snapshot.summary?.data_added ?? 0,
+    durationSeconds: Number.isFinite(end - start) ? (end - start) / 1000 : 0, resumed: false,
+    ...(snapshot.tags?.includes(PARTIAL_TAG) ? { partial: { unreadable: 0, items: [{ path: '', error: 'tagged partial in the repository (the list of unreadable files was in the lost ledger)' }] } } : {}),
+  };
+}
+
+/**
+ * Pure: what the ledger needs from every snapshot found: the newest complete one per source and
+ * repository, plus the newest HISTORY_LIMIT for its history (a signal stays small however many
+ * snapshots the repositories hold).
+ */
+export function rebuildFromSnapshots(deployment: string, lists: Record<string, Snapshot[]>, rebuiltAt: string): LedgerRebuild {
+  const records = Object.entries(lists).flatMap(([repository, list]) => list.map((s) => recordFromSnapshot(deployment, repository, s)).filter((r): r is SnapshotRecord => r !== undefined));
+  records.sort((a, b) => a.time.localeCompare(b.time));
+  const chosen = new Map<string, SnapshotRecord>();
+  for (const record of records) if (!record.partial) chosen.set(`${record.source}/${record.repository}`, record);
+  for (const record of records.slice(-HISTORY_LIMIT)) chosen.set(record.snapshotId, record);
+  return { rebuiltAt, snapshots: [...new Set(chosen.values())].sort((a, b) => a.time.localeCompare(b.time)) };
+}
+
+export interface RebuildReport {
+  snapshotsFound: number;
+  snapshotsSent: number;
+  ledger: LastSuccessfulBackup;
+}
+
+export async function rebuildLedger(client: Client, config: Config): Promise<RebuildReport> {
+  const lists = await listSnapshots(client, config);
+  const rebuild = rebuildFromSnapshots(config.deployment, lists, new Date().toISOString());
+  const input: LedgerInput = { deployment: config.deployment };
+  const handle = await client.workflow.signalWithStart(ledgerWorkflow, {
+    workflowId: ledgerWorkflowId(config.deployment),
+    taskQueue: sharedTaskQueue(config.deployment),
+    args: [input],
+    signal: rebuildLedgerSignal,
+    signalArgs: [rebuild],
+  });
+  return {
+    snapshotsFound: Object.values(lists).reduce((n, l) => n + l.length, 0),
+    snapshotsSent: rebuild.snapshots.length,
+    ledger: await handle.query(lastSuccessfulBackupQuery),
+  };
+}

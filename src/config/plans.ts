@@ -1,0 +1,89 @@
+/**
+ * Builds each workflow's plan (src/shared/plans.ts) from the config: the client and the schedule
+ * reconciler call these, so a workflow input carries only what that run needs.
+ */
+import type { Config, FilesSource } from './schema';
+import {
+  PLAN_VERSION,
+  type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedFilesSource, type PrunePlan, type RestorePlan, type SnapshotsPlan,
+} from '../shared/plans';
+
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlanError';
+  }
+}
+
+function repositoryOf(config: Config, name: string): NamedRepository {
+  const repository = config.repositories[name];
+  if (!repository) throw new PlanError(`no repository named "${name}" (known: ${Object.keys(config.repositories).join(', ')})`);
+  return { name, repository };
+}
+
+function filesSourceOf(config: Config, name: string, defaultHost: string): PlannedFilesSource {
+  const source = config.sources[name];
+  if (!source) throw new PlanError(`no source named "${name}" (known: ${Object.keys(config.sources).join(', ')})`);
+  if (source.type !== 'files' && source.type !== 'secrets') {
+    throw new PlanError(`source ${name} is a ${source.type} source: this version backs up and restores files and secrets only (database sources are checked by doctor)`);
+  }
+  return { name, source: source as FilesSource, host: source.host ?? defaultHost };
+}
+
+export function buildBackupPlan(config: Config, policyName: string, defaultHost: string, trigger: BackupPlan['trigger']): BackupPlan {
+  const policy = config.policies[policyName];
+  if (!policy) throw new PlanError(`no policy named "${policyName}" (known: ${Object.keys(config.policies).join(', ')})`);
+  return {
+    kind: 'backup', version: PLAN_VERSION, deployment: config.deployment, policy: policyName, trigger,
+    staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
+    sources: policy.sources.map((name) => filesSourceOf(config, name, defaultHost)),
+    repositories: policy.repositories.map((name) => repositoryOf(config, name)),
+    retention: policy.retention,
+  };
+}
+
+export interface RestoreRequest {
+  config: Config;
+  source: string;
+  /** Default: the first repository of the first policy that backs the source up. */
+  repository?: string;
+  snapshot?: string;
+  target?: string;
+  inPlace?: boolean;
+  confirmInPlace?: boolean;
+  include?: string[];
+  defaultHost: string;
+}
+
+export function buildRestorePlan(request: RestoreRequest): RestorePlan {
+  const { config } = request;
+  const source = filesSourceOf(config, request.source, request.defaultHost);
+  const repositoryName = request.repository ?? Object.values(config.policies).find((p) => p.sources.includes(request.source))?.repositories[0];
+  if (!repositoryName) throw new PlanError(`no policy backs up source ${request.source}, so no repository holds it: pass --repository`);
+  return {
+    kind: 'restore', version: PLAN_VERSION, deployment: config.deployment, source, repository: repositoryOf(config, repositoryName),
+    snapshot: request.snapshot, target: request.target, inPlace: request.inPlace, confirmInPlace: request.confirmInPlace, include: request.include,
+  };
+}
+
+export function buildPrunePlan(config: Config, repositoryName: string): PrunePlan {
+  return { kind: 'prune', version: PLAN_VERSION, deployment: config.deployment, repository: repositoryOf(config, repositoryName) };
+}
+
+export function buildDoctorPlan(config: Config, defaultHost: string): DoctorPlan {
+  return {
+    kind: 'doctor', version: PLAN_VERSION, deployment: config.deployment,
+    staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
+    repositories: Object.keys(config.repositories).map((name) => repositoryOf(config, name)),
+    sources: Object.entries(config.sources).map(([name, source]) => ({
+      name, source, host: source.type === 'files' || source.type === 'secrets' ? source.host ?? defaultHost : undefined,
+    })),
+  };
+}
+
+export function buildSnapshotsPlan(config: Config, source?: string, repositories?: string[]): SnapshotsPlan {
+  return {
+    kind: 'snapshots', version: PLAN_VERSION, deployment: config.deployment, source,
+    repositories: (repositories ?? Object.keys(config.repositories)).map((name) => repositoryOf(config, name)),
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * Every run ends in the ledger, whatever happened: success, failure, or cancellation. The
+ * recording runs in a non-cancellable scope, so a cancelled run still says it was cancelled.
+ */
+import { ActivityFailure, ApplicationFailure, CancellationScope, ChildWorkflowFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { RunOutcome, RunStatus } from '../shared/backup-types';
+import { FailureType } from '../shared/failures';
+import { planProblem, type Plan } from '../shared/plans';
+import { SHORT_CALLS } from './retry-policies';
+
+const calls = proxyActivities<Activities>(SHORT_CALLS);
+
+/** The failure at the bottom of a chain of activity and child-workflow failures. */
+export function rootCause(error: unknown): { type: string; message: string } {
+  let current: unknown = error;
+  while ((current instanceof ActivityFailure || current instanceof ChildWorkflowFailure) && current.cause) current = current.cause;
+  if (current instanceof ApplicationFailure) return { type: current.type ?? 'Error', message: current.message };
+  if (isCancellation(error)) return { type: 'Cancelled', message: 'cancelled by a request (backupctl, the temporal CLI or the Web UI)' };
+  return { type: 'Error', message: current instanceof Error ? current.message : String(current) };
+}
+
+export function statusOfError(error: unknown): RunStatus {
+  return isCancellation(error) ? 'cancelled' : 'failed';
+}
+
+/** Signals the outcome to the ledger, also when the run itself is being cancelled. */
+export async function recordOutcome(outcome: RunOutcome): Promise<void> {
+  await CancellationScope.nonCancellable(() => calls.recordOutcome(outcome));
+}
+
+/** Fails the run at once (nothing to retry) when its input is not a plan this code understands. */
+export function requirePlan(input: unknown, kind: Plan['kind'], workflowType: string): void {
+  const problem = planProblem(input, kind, workflowType);
+  if (problem) throw ApplicationFailure.create({ type: problem.type, message: problem.message, nonRetryable: true });
+}
+
+/** The error a run ends with, after its outcome is recorded: a cancellation stays a cancellation. */
+export function finalError(error: unknown, outcome: RunOutcome): unknown {
+  if (isCancellation(error)) return error;
+  return ApplicationFailure.create({ type: outcome.error?.type ?? FailureType.ResticFailed, message: outcome.error?.message ?? 'failed', nonRetryable: true });
+}
