@@ -13,6 +13,9 @@ function temporalLevel(pinoLevel: string): keyof typeof LEVELS {
   return found ? found[0] : 'ERROR';
 }
 
+/** SDK warnings that describe this design, not a problem: the host queue's worker runs activities only. */
+const EXPECTED = [/^No workflows registered, not polling for workflow tasks/];
+
 let installed = false;
 
 export function installTemporalRuntimeLogger(logger: Logger): void {
@@ -21,7 +24,7 @@ export function installTemporalRuntimeLogger(logger: Logger): void {
   const temporalLogger = logger.child({ component: 'temporal' });
   Runtime.install({
     logger: new DefaultLogger(temporalLevel(logger.level), (entry: LogEntry) => {
-      const method = LEVELS[entry.level];
+      const method = EXPECTED.some((pattern) => pattern.test(entry.message)) ? 'debug' : LEVELS[entry.level];
       temporalLogger[method](entry.meta ?? {}, entry.message);
     }),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'WARN', other: 'ERROR' }), forward: {} } },
