@@ -41,6 +41,7 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
   let lastLine = '';
   // A watcher's message gets a line of its own, under a progress line redrawn in place.
   const watcher = watchTaskQueues(client, queues, {
+    workflowId: handle.workflowId,
     ...watch,
     out: {
       write(text: string) {

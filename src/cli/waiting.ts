@@ -2,6 +2,11 @@
  * Nobody waits in silence: while the CLI waits on a workflow, it checks that every task queue the
  * run needs has a worker polling it. After a few seconds without one it says which queue and how
  * to start a worker there, and keeps waiting; it says so again when a worker appears.
+ *
+ * Two kinds of evidence: the task queue's pollers (the server lists a poller for minutes after
+ * its worker stopped, so only recently seen ones count), and the workflow itself — a workflow
+ * task or an activity that stays scheduled and is never picked up names its queue at once, also
+ * when the worker went down a moment ago.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
@@ -43,6 +48,8 @@ export interface WatchOptions {
   intervalMs?: number;
   /** A poller not seen for this long is gone (the server remembers pollers for minutes). */
   liveWithinMs?: number;
+  /** The workflow waited on: its (and its children's) tasks that nobody picks up name their queue. */
+  workflowId?: string;
 }
 
 export interface QueueWatcher {
@@ -68,11 +75,55 @@ export async function livePollers(client: Client, queue: NeededQueue, liveWithin
   }).length;
 }
 
-export function noPollerMessage(queue: NeededQueue, configFile: string): string {
+/** The queue a task-queue name stands for: `<deployment>.host.<host>` is a host's. */
+function queueNamed(taskQueue: string, kind: NeededQueue['kind']): NeededQueue {
+  const host = /^[^.]+\.host\.(.+)$/.exec(taskQueue)?.[1];
+  return host ? { taskQueue, kind: 'activity', host } : { taskQueue, kind };
+}
+
+const PENDING_ACTIVITY_SCHEDULED = 1;
+const PENDING_WORKFLOW_TASK_SCHEDULED = 1;
+
+interface StuckTask {
+  /** Same key while the same attempt of the same task waits. */
+  key: string;
+  queue: NeededQueue;
+  /** How long it may wait by design (a retry's backoff) before it counts as not picked up. */
+  allowanceMs: number;
+}
+
+/** Tasks of a workflow and its running children that wait in a queue, not started by any worker. */
+async function scheduledTasks(client: Client, workflowId: string, depth = 0): Promise<StuckTask[]> {
+  const { raw } = await client.workflow.getHandle(workflowId).describe();
+  const tasks: StuckTask[] = [];
+  const workflowQueue = raw.executionConfig?.taskQueue?.name ?? raw.workflowExecutionInfo?.taskQueue;
+  const wft = raw.pendingWorkflowTask;
+  if (wft && wft.state === PENDING_WORKFLOW_TASK_SCHEDULED && workflowQueue) {
+    tasks.push({ key: `${workflowId}/workflow-task/${wft.attempt}/${String(wft.scheduledTime?.seconds)}`, queue: queueNamed(workflowQueue, 'workflow'), allowanceMs: 0 });
+  }
+  for (const activity of raw.pendingActivities ?? []) {
+    const taskQueue = activity.activityOptions?.taskQueue?.name;
+    if (activity.state !== PENDING_ACTIVITY_SCHEDULED || !taskQueue || activity.paused) continue;
+    const backoff = activity.nextAttemptScheduleTime && activity.lastAttemptCompleteTime
+      ? Math.max(0, (timestampMs(activity.nextAttemptScheduleTime) ?? 0) - (timestampMs(activity.lastAttemptCompleteTime) ?? 0)) : 0;
+    tasks.push({ key: `${workflowId}/activity/${activity.activityId}/${activity.attempt}`, queue: queueNamed(taskQueue, 'activity'), allowanceMs: backoff });
+  }
+  if (depth < 2) {
+    for (const child of raw.pendingChildren ?? []) {
+      if (child.workflowId) tasks.push(...await scheduledTasks(client, child.workflowId, depth + 1).catch(() => []));
+    }
+  }
+  return tasks;
+}
+
+/** `stalled`: the server still lists a poller, but a task has waited there unpicked. */
+export function noPollerMessage(queue: NeededQueue, configFile: string, stalled = false): string {
   const start = queue.host
     ? `start one on host ${queue.host}: BACKUP_HOST=${queue.host} BACKUP_CONFIG=${configFile} backupctl worker (or fix sources.<name>.host / BACKUP_HOST)`
     : `start one: BACKUP_CONFIG=${configFile} backupctl worker (on any host of the deployment)`;
-  return `waiting: no worker polls task queue ${queue.taskQueue} — ${start}`;
+  return stalled
+    ? `waiting: no worker picks up the tasks of task queue ${queue.taskQueue} (its worker may have stopped, or is busy) — ${start}`
+    : `waiting: no worker polls task queue ${queue.taskQueue} — ${start}`;
 }
 
 /** Checks the queues every intervalMs until stopped; tells `out` when one has had no poller for graceMs, and when one is back. */
@@ -80,31 +131,49 @@ export function watchTaskQueues(client: Client, queues: NeededQueue[], options: 
   const { out = process.stderr, graceMs = 5_000, intervalMs = 2_000, liveWithinMs = 120_000 } = options;
   const configFile = options.configFile ?? process.env.BACKUP_CONFIG ?? '<config file>';
   const since = new Map<string, number>();
-  const reported = new Set<string>();
+  /** When this CLI first saw each waiting task (local clock: the server's may differ). */
+  const taskSeen = new Map<string, number>();
+  const reported = new Map<string, NeededQueue>();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
 
   const check = async () => {
+    const unattended = new Map<string, NeededQueue & { stalled?: boolean }>();
+    const unknown = new Set<string>();
     for (const queue of queues) {
-      if (stopped) return;
-      let pollers: number;
       try {
-        pollers = await livePollers(client, queue, liveWithinMs);
+        if ((await livePollers(client, queue, liveWithinMs)) === 0) unattended.set(queue.taskQueue, queue);
       } catch {
-        continue; // Temporal briefly unreachable: the wait itself reports what matters.
+        unknown.add(queue.taskQueue); // Temporal briefly unreachable: the wait itself reports what matters.
       }
-      if (stopped) return;
-      if (pollers > 0) {
-        since.delete(queue.taskQueue);
-        if (reported.delete(queue.taskQueue)) out.write(`a worker is polling ${queue.taskQueue} again\n`);
-        continue;
+    }
+    if (options.workflowId) {
+      try {
+        const tasks = await scheduledTasks(client, options.workflowId);
+        const now = Date.now();
+        for (const key of [...taskSeen.keys()]) if (!tasks.some((t) => t.key === key)) taskSeen.delete(key);
+        for (const task of tasks) {
+          const seen = taskSeen.get(task.key) ?? now;
+          taskSeen.set(task.key, seen);
+          if (now - seen >= graceMs + task.allowanceMs && !unattended.has(task.queue.taskQueue)) unattended.set(task.queue.taskQueue, { ...task.queue, stalled: true });
+        }
+      } catch {
+        // Not started yet, or just closed.
       }
-      const first = since.get(queue.taskQueue) ?? Date.now();
-      since.set(queue.taskQueue, first);
-      if (Date.now() - first >= graceMs && !reported.has(queue.taskQueue)) {
-        reported.add(queue.taskQueue);
-        out.write(`${noPollerMessage(queue, configFile)}\n`);
+    }
+    if (stopped) return;
+    for (const [name, queue] of unattended) {
+      const first = since.get(name) ?? Date.now();
+      since.set(name, first);
+      if (Date.now() - first >= graceMs && !reported.has(name)) {
+        reported.set(name, queue);
+        out.write(`${noPollerMessage(queue, configFile, queue.stalled)}\n`);
       }
+    }
+    for (const name of [...since.keys()]) {
+      if (unattended.has(name) || unknown.has(name)) continue;
+      since.delete(name);
+      if (reported.delete(name)) out.write(`a worker is polling ${name} again\n`);
     }
   };
   const loop = async () => {
@@ -122,7 +191,7 @@ export function watchTaskQueues(client: Client, queues: NeededQueue[], options: 
 
 /** Waits for a workflow's result while watching its queues; a failure carries the workflow id. */
 export async function waitWatched<T>(client: Client, handle: WorkflowHandle, queues: NeededQueue[], options: WatchOptions = {}): Promise<T> {
-  const watcher = watchTaskQueues(client, queues, options);
+  const watcher = watchTaskQueues(client, queues, { workflowId: handle.workflowId, ...options });
   try {
     return await inWorkflow(handle.workflowId, handle.result() as Promise<T>);
   } finally {
