@@ -1,5 +1,6 @@
 /** Turns the errors of restic, S3 and the file system into ApplicationFailures with a type. */
-import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { ResticError } from '../restic/restic';
 import { S3PreflightError } from '../storage/s3';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../shared/failures';
@@ -18,11 +19,24 @@ export function asFailure(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
 
-/** Runs fn and rethrows whatever it throws as a typed failure. */
+/** The activity's cancellation, if it was cancelled (then whatever restic said is beside the point). */
+function cancellation(): unknown {
+  try {
+    const signal = Context.current().cancellationSignal;
+    return signal.aborted ? signal.reason ?? new CancelledFailure('activity cancelled') : undefined;
+  } catch {
+    return undefined; // not in an activity
+  }
+}
+
+/**
+ * Runs fn and rethrows whatever it throws as a typed failure. A cancelled activity ends as
+ * cancelled (its restic was stopped by the abort signal), not as "restic failed".
+ */
 export async function typed<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (error) {
-    throw asFailure(error);
+    throw cancellation() ?? asFailure(error);
   }
 }

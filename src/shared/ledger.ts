@@ -26,6 +26,8 @@ export interface LedgerInput {
   deployment: string;
   /** Carried over by continue-as-new; any earlier version is migrated at the start of the run. */
   state?: LedgerState | LedgerStateV1;
+  /** Continue-as-new after this many history events (default 5,000; small in the replay captures). */
+  maxHistoryEvents?: number;
 }
 
 /** The last run that covered a source, whatever its result: `status` shows partial and failed runs. */

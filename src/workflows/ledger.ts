@@ -3,7 +3,7 @@
  * "when was the last successful backup?" from its state. Long-lived; continue-as-new keeps its
  * history short, and is the only moment its state may change shape (LEDGER_STATE_VERSION).
  */
-import { allHandlersFinished, condition, continueAsNew, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, patched, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
 import {
   HISTORY_LIMIT, LEDGER_STATE_VERSION,
@@ -130,8 +130,15 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   setHandler(recoveryPointAgeQuery, () => recoveryPointAge(input.deployment, state, new Date()));
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));
 
-  const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
-  while (!shouldContinueAsNew()) await sleep(CLOCK_TICK);
+  const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+  const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
+  // Since 2026-11-26 the loop also wakes on each signal, so a busy ledger continues as new at
+  // once rather than at the next tick; runs started before keep the plain sleep on replay.
+  const wakeOnSignal = patched('ledger-wakes-on-signal');
+  while (!shouldContinueAsNew()) {
+    if (wakeOnSignal) await condition(shouldContinueAsNew, CLOCK_TICK);
+    else await sleep(CLOCK_TICK);
+  }
   await condition(allHandlersFinished);
-  await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state });
+  await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state, maxHistoryEvents: input.maxHistoryEvents });
 }

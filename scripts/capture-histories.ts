@@ -1,0 +1,159 @@
+/**
+ * Captures the event histories of real runs of every workflow type into test/histories/, for
+ * test/replay.test.ts. Run it when a workflow changes on purpose (behind `patched()`), and keep
+ * the old files: they are the runs that may still be in flight.
+ *
+ *   npx tsx scripts/capture-histories.ts [--out test/histories]
+ *
+ * It starts its own Temporal dev server, a worker and a local restic repository in a temporary
+ * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan } from '../src/config/plans';
+import { initRepositories } from '../src/cli/init';
+import { readEnvironment } from '../src/config/environment';
+import { parseConfig } from '../src/config/load';
+import { createLogger } from '../src/logging/logger';
+import { resolveBinary } from '../src/servers/binaries';
+import { startTemporal } from '../src/servers/processes';
+import { ledgerWorkflowId } from '../src/shared/ledger';
+import { sharedTaskQueue } from '../src/shared/task-queues';
+import { connectClient } from '../src/temporal/client';
+import { startWorker } from '../src/worker';
+import { backupWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow } from '../src/workflows';
+import { repositoryWorkflowId } from '../src/workflows/repository';
+
+const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
+
+/** The history as `temporal workflow show --output json` prints it: the form historyFromJSON reads. */
+async function save(temporal: { bin: string; address: string }, name: string, workflowId: string, runId?: string): Promise<void> {
+  const args = ['workflow', 'show', '--address', temporal.address, '--workflow-id', workflowId, '--output', 'json', ...(runId ? ['--run-id', runId] : [])];
+  const { stdout } = await promisify(execFile)(temporal.bin, args, { maxBuffer: 64 * 1024 * 1024 });
+  const events = (JSON.parse(stdout) as { events?: unknown[] }).events?.length ?? 0;
+  writeFileSync(join(out, `${name}.json`), stdout.endsWith('\n') ? stdout : `${stdout}\n`);
+  process.stderr.write(`saved ${name}.json (${events} events)\n`);
+}
+
+async function settle<T>(promise: Promise<T>): Promise<T | undefined> {
+  try {
+    return await promise;
+  } catch (error) {
+    if (error instanceof WorkflowFailedError) return undefined; // a failing run is captured on purpose
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const password = `CAPTURE_${randomBytes(3).toString('hex').toUpperCase()}_PASSWORD`;
+  process.env[password] = randomBytes(16).toString('hex');
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'applications', 'Acme', 'SRE'), { recursive: true });
+  writeFileSync(join(app, 'applications', 'Acme', 'SRE', 'CV.md'), '# CV\n');
+  writeFileSync(join(app, 'big.bin'), randomBytes(64 * 1024 * 1024));
+  const config = parseConfig(`deployment: capture
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  artifacts: { type: files, root: ${app}, paths: [applications, big.bin] }
+  missing: { type: files, root: ${join(root, 'gone')}, paths: [data] }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${password} }
+policies:
+  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
+  broken: { sources: [missing], repositories: [local], schedule: { cron: "0 3 * * *" }, retention: { keepDaily: 7 } }
+`, 'capture.yaml', { env: process.env });
+  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
+  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
+  const logger = createLogger({ level: 'warn', format: 'json' });
+  await initRepositories(config, resticBin, undefined, process.env);
+  const worker = await startWorker({ config, environment, logger, shutdownGraceTime: '2 seconds' });
+  const client = await connectClient(environment);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  try {
+    const backupId = id('backup');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    await save(server, 'backup-ok', backupId);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-backup', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
+
+    const failedId = id('backup-failed');
+    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: failedId, args: [buildBackupPlan(config, 'broken', hostname(), 'manual')] }));
+    await save(server, 'backup-source-missing', failedId);
+
+    // Cancelled while restic runs: new data, so the backup has work to do.
+    writeFileSync(join(app, 'big.bin'), randomBytes(64 * 1024 * 1024));
+    const cancelledId = id('backup-cancelled');
+    const cancelled: WorkflowHandle = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: cancelledId, args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    for (let i = 0; i < 200; i += 1) {
+      const description = await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe().catch(() => undefined);
+      if (description?.status.name === 'RUNNING' && description.raw.pendingActivities?.some((a) => a.activityType?.name === 'backupSource' && a.heartbeatDetails)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await cancelled.cancel();
+    await settle(cancelled.result());
+    await save(server, 'backup-cancelled', cancelledId);
+
+    const restoreId = id('restore');
+    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [buildRestorePlan({ config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })] });
+    await save(server, 'restore-ok', restoreId);
+
+    const pruneId = id('prune');
+    await client.workflow.execute(pruneWorkflow, { taskQueue, workflowId: pruneId, args: [buildPrunePlan(config, 'local')] });
+    await save(server, 'prune-ok', pruneId);
+
+    const doctorId = id('doctor');
+    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [buildDoctorPlan(config, hostname())] });
+    await save(server, 'doctor', doctorId);
+
+    const snapshotsId = id('snapshots');
+    await client.workflow.execute(listSnapshotsWorkflow, { taskQueue, workflowId: snapshotsId, args: [buildSnapshotsPlan(config)] });
+    await save(server, 'snapshots', snapshotsId);
+
+    // The ledger across a continue-as-new: a small event budget, then enough outcomes to pass it.
+    const ledgerId = ledgerWorkflowId('capture-ledger');
+    const ledger = await client.workflow.start('ledgerWorkflow', { taskQueue, workflowId: ledgerId, args: [{ deployment: 'capture-ledger', maxHistoryEvents: 40 }] });
+    const firstRun = ledger.firstExecutionRunId;
+    const outcome = (await client.workflow.getHandle(backupId).result()) as object;
+    for (let i = 0; i < 40; i += 1) {
+      await ledger.signal('recordBackup', { ...outcome, deployment: 'capture-ledger', workflowId: `capture-outcome-${i}` });
+    }
+    let secondRun = firstRun;
+    for (let i = 0; i < 100 && secondRun === firstRun; i += 1) {
+      secondRun = (await client.workflow.getHandle(ledgerId).describe()).runId;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (secondRun === firstRun) {
+      const d = await client.workflow.getHandle(ledgerId).describe();
+      throw new Error(`the ledger did not continue as new: ${d.status.name}, ${d.historyLength} events`);
+    }
+    await ledger.signal('recordBackup', { ...outcome, deployment: 'capture-ledger', workflowId: 'capture-outcome-after' });
+    await client.workflow.getHandle(ledgerId).query('lastSuccessfulBackup');
+    await save(server, 'ledger-before-continue-as-new', ledgerId, firstRun);
+    await save(server, 'ledger-after-continue-as-new', ledgerId, secondRun);
+    await client.workflow.getHandle(ledgerId).terminate('capture done');
+    // The deployment's own ledger: every outcome above (ok, failed, cancelled, restore, prune).
+    await save(server, 'ledger-outcomes', ledgerWorkflowId(config.deployment));
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await temporal.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,56 @@
+/**
+ * Replay safety: the saved histories of real runs (test/histories/, captured with
+ * scripts/capture-histories.ts) replay against the current workflow code. A change that would
+ * break a run in flight fails here; such a change goes behind `patched()`.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+import { DefaultLogger, Runtime, Worker, type ReplayWorkerOptions } from '@temporalio/worker';
+import { workflowBundlePath } from '../src/workflow-bundle';
+import * as workflows from '../src/workflows';
+
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+const folder = join(__dirname, 'histories');
+const files = readdirSync(folder).filter((f) => f.endsWith('.json')).sort();
+
+function load(file: string) {
+  return historyFromJSON(JSON.parse(readFileSync(join(folder, file), 'utf8')));
+}
+
+function workflowTypeOf(file: string): string | undefined {
+  const events = (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: { workflowExecutionStartedEventAttributes?: { workflowType?: { name?: string } } }[] }).events;
+  return events[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name;
+}
+
+async function replayAll(options: ReplayWorkerOptions, names: string[]): Promise<{ file: string; error?: Error }[]> {
+  const results: { file: string; error?: Error }[] = [];
+  const histories = names.map((file) => ({ workflowId: file, history: load(file) }));
+  for await (const result of Worker.runReplayHistories(options, histories)) results.push({ file: result.workflowId, error: result.error });
+  return results;
+}
+
+test('every workflow type has a saved history, the ledger on both sides of a continue-as-new', () => {
+  const covered = new Set(files.map(workflowTypeOf));
+  for (const type of Object.keys(workflows)) assert.ok(covered.has(type), `no saved history of ${type} in test/histories (run scripts/capture-histories.ts)`);
+  assert.ok(files.includes('ledger-before-continue-as-new.json') && files.includes('ledger-after-continue-as-new.json'));
+  assert.ok(files.includes('backup-cancelled.json'), 'a cancelled backup is one of the shapes in flight');
+});
+
+test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {
+  const results = await replayAll({ workflowBundle: { codePath: await workflowBundlePath() } }, files);
+  assert.equal(results.length, files.length);
+  const failures = results.filter((r) => r.error).map((r) => `${r.file}: ${r.error!.message}`);
+  assert.deepEqual(failures, []);
+});
+
+test('an incompatible change to a workflow (a new timer before the preflight, without patched()) is caught by the replay', async () => {
+  const results = await replayAll({ workflowsPath: require.resolve('./fixtures/incompatible-workflows') }, ['backup-ok.json']);
+  assert.equal(results.length, 1);
+  assert.ok(results[0]!.error, 'the replay of the changed code should have failed');
+  assert.ok(results[0]!.error instanceof DeterminismViolationError, `expected a DeterminismViolationError, got ${String(results[0]!.error)}`);
+});
