@@ -257,6 +257,12 @@ export interface TemporalServer {
   namespace: string;
   dbFile: string;
   stop(): Promise<void>;
+  /** The server's process id (the temporal CLI runs the whole dev server in this one process). */
+  pid(): number | undefined;
+  /** SIGKILL, to simulate a crash of the cluster; restart() brings it back. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port(s) and dbFile (stopping it first if it still runs). */
+  restart(): Promise<void>;
 }
 
 export async function startTemporal(opts: TemporalOptions = {}): Promise<TemporalServer> {
@@ -278,17 +284,36 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
       if (namespace !== 'default') args.push('--namespace', namespace);
       if (uiPort !== undefined) args.push('--ui-port', String(uiPort));
       else args.push('--headless');
-      const server = launch('temporal', bin, args, temporalCliEnv());
-      try {
-        await waitUntilReady(server, `Temporal dev server on ${address}`, timeoutMs, () => tcpAnswers('127.0.0.1', port));
-        await waitForNamespace(server, bin, address, namespace, Math.max(5_000, timeoutMs / 2));
-        const uiUrl = uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined;
-        if (uiUrl !== undefined) await waitUntilReady(server, `Temporal Web UI on ${uiUrl}`, timeoutMs, () => httpOk(uiUrl));
-        return { address, uiUrl, namespace, dbFile, stop: stopOnce(server, dir) };
-      } catch (error) {
-        await killHard(server);
-        throw error;
-      }
+      const uiUrl = uiPort !== undefined ? `http://127.0.0.1:${uiPort}` : undefined;
+      const startOnce = async (): Promise<Launched> => {
+        const launched = launch('temporal', bin, args, temporalCliEnv());
+        try {
+          await waitUntilReady(launched, `Temporal dev server on ${address}`, timeoutMs, () => tcpAnswers('127.0.0.1', port));
+          await waitForNamespace(launched, bin, address, namespace, Math.max(5_000, timeoutMs / 2));
+          if (uiUrl !== undefined) await waitUntilReady(launched, `Temporal Web UI on ${uiUrl}`, timeoutMs, () => httpOk(uiUrl));
+          return launched;
+        } catch (error) {
+          await killHard(launched);
+          throw error;
+        }
+      };
+      let server = await startOnce();
+      let stopped = false;
+      let stopping: Promise<void> | undefined;
+      return {
+        address, uiUrl, namespace, dbFile,
+        stop: () => {
+          stopped = true;
+          return (stopping ??= terminate(server).then(() => removeTempDir(dir)));
+        },
+        pid: () => (server.hasExited() ? undefined : server.child.pid),
+        kill: () => killHard(server),
+        restart: async () => {
+          if (stopped) throw new Error('the Temporal dev server was stopped for good; start a new one');
+          await terminate(server);
+          server = await startOnce();
+        },
+      };
     });
   } catch (error) {
     await removeTempDir(dir);
