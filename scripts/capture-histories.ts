@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan } from '../src/config/plans';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
