@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 
 const run = promisify(execFile);
 
@@ -65,5 +65,24 @@ policies:
     const refused = await backupctl('restore', '--source', 'artifacts', '--in-place').then(() => assert.fail('should be refused'), (error: { code: number; stderr: string }) => error);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /add --yes to confirm/);
+  });
+
+  test('restore with a wrong BACKUP_HOST says that no worker polls that host\'s queue, and keeps waiting', async () => {
+    const child = spawn(process.execPath, ['bin/backupctl.js', 'restore', '--source', 'artifacts', '--target', join(root, 'restored-elsewhere')], {
+      env: { ...env, BACKUP_HOST: 'elsewhere-host' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const queue = `${deployment.config.deployment}.host.elsewhere-host`;
+      await waitFor('the no-poller message', () => stderr.includes(`no worker polls task queue ${queue}`), 20_000, 100);
+      assert.match(stderr, /start one on host elsewhere-host: BACKUP_HOST=elsewhere-host BACKUP_CONFIG=\S+ backupctl worker/);
+      assert.equal(child.exitCode, null, 'the CLI keeps waiting');
+      const workflowId = /^started (\S+)$/m.exec(stderr)?.[1];
+      assert.ok(workflowId, stderr);
+      await deployment.client.workflow.getHandle(workflowId).terminate('test done');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
