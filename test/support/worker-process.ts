@@ -9,7 +9,8 @@ export interface WorkerProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-export async function startWorkerProcess(configFile: string, env: Record<string, string>): Promise<WorkerProcess> {
+/** `as`: run the worker as another (unprivileged) user, as a production worker would. */
+export async function startWorkerProcess(configFile: string, env: Record<string, string>, as?: { uid: number; gid: number }): Promise<WorkerProcess> {
   const servers = testServers();
   let output = '';
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
@@ -19,6 +20,7 @@ export async function startWorkerProcess(configFile: string, env: Record<string,
       RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(as ? { uid: as.uid, gid: as.gid } : {}),
   });
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
