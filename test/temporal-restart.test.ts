@@ -31,7 +31,8 @@ const { names, values } = testSecrets('TRESTART');
 const deploymentName = uniqueName('trestart');
 const configFile = join(root, 'backup.yaml');
 const repositoryPath = join(root, 'repository');
-const DOWN_MS = 5_000;
+// TEMPORAL_RESTART_DOWN_MS=30000 makes the outage outlast the backup activity's 20 s heartbeat timeout (the retry-and-adopt path).
+const DOWN_MS = Number(process.env.TEMPORAL_RESTART_DOWN_MS ?? 5_000);
 const RESULT_DEADLINE_MS = 3 * 60_000;
 
 let temporal: TemporalServer | undefined;
