@@ -18,6 +18,7 @@ import type { BackupOutcome } from '../shared/backup-types';
 import { connectClient } from '../temporal/client';
 import type { RestoreResult } from '../shared/restore-types';
 import { handleError, UsageError } from './errors';
+import { rebuildLedger } from './ledger-rebuild';
 import { deploymentStatus, formatSnapshots, formatStatus, listSnapshots, startManualBackup, startRestore, triggerSchedule } from './operations';
 import { portOption, secondsOption } from './options';
 import { waitWithProgress } from './progress';
@@ -144,6 +145,21 @@ program.command('status')
   .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
     const status = await deploymentStatus(client, config, host);
     process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(config, status)}\n`);
+  }));
+
+const ledger = program.command('ledger').description('the deployment\'s ledger (last successful backup per source)');
+
+ledger.command('rebuild')
+  .description('rebuild the ledger from the repositories\' snapshot tags (after the Temporal server was lost); then run `schedules apply`')
+  .action(() => withClient(async (client, config) => {
+    const report = await rebuildLedger(client, config);
+    process.stdout.write(`read ${report.snapshotsFound} snapshot(s) of ${config.deployment} from ${Object.keys(config.repositories).length} repositories; the ledger now knows:\n`);
+    const rows = Object.keys(config.sources).map((source) => {
+      const last = report.ledger.sources[source];
+      const run = report.ledger.lastRuns[source];
+      return [source, last ? last.time.replace(/\.\d+Z$/, 'Z') : 'never', last?.snapshotId.slice(0, 8) ?? '-', run?.status ?? '-'];
+    });
+    process.stdout.write(`${renderTable(['source', 'last success', 'snapshot', 'last run'], rows)}\n\nnext: backupctl schedules apply (recreates the schedules from the config)\n`);
   }));
 
 program.command('snapshots')

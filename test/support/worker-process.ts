@@ -15,9 +15,11 @@ export async function startWorkerProcess(configFile: string, env: Record<string,
   let output = '';
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
     env: {
-      ...process.env, ...env,
+      ...process.env,
       BACKUP_CONFIG: configFile, BACKUP_HOST: hostname(), TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace,
       RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
+      // The caller's variables last: a test may point its worker at another server or host.
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(as ? { uid: as.uid, gid: as.gid } : {}),

@@ -1,0 +1,159 @@
+/**
+ * A recoverable control plane: the ledger lives in Temporal, but every snapshot carries its
+ * deployment, source, policy and schedule tags. Here the Temporal server's data is wiped, a fresh
+ * server started, `backupctl ledger rebuild` run, and the ledger answers as before.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import type { Client } from '@temporalio/client';
+import { initRepositories } from '../src/cli/init';
+import { rebuildFromSnapshots } from '../src/cli/ledger-rebuild';
+import { buildBackupPlan } from '../src/config/plans';
+import { readEnvironment, type WorkerEnvironment } from '../src/config/environment';
+import { parseConfig } from '../src/config/load';
+import type { Config } from '../src/config/schema';
+import { createLogger } from '../src/logging/logger';
+import type { Snapshot } from '../src/restic/commands';
+import { freePort, startTemporal, type TemporalServer } from '../src/servers/processes';
+import { ledgerWorkflowId, type LastSuccessfulBackup } from '../src/shared/ledger';
+import { sharedTaskQueue } from '../src/shared/task-queues';
+import { connectClient } from '../src/temporal/client';
+import { startWorker, type RunningWorker } from '../src/worker';
+import { backupWorkflow } from '../src/workflows';
+import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
+import { tempDir, testSecrets, testServers, uniqueName } from './support/harness';
+
+const run = promisify(execFile);
+
+describe('the ledger rebuilt from the repositories after the Temporal server is lost', () => {
+  const servers = testServers();
+  const root = tempDir('ledger-rebuild');
+  const { names, values } = testSecrets('REBUILD');
+  const deploymentName = uniqueName('rebuild');
+  const configFile = join(root, 'backup.yaml');
+  const dbFile = join(root, 'temporal.db');
+  let temporal: TemporalServer | undefined;
+  let worker: RunningWorker | undefined;
+  let client: Client | undefined;
+  let config: Config;
+  let environment: WorkerEnvironment;
+
+  async function up(): Promise<void> {
+    worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+    client = await connectClient(environment);
+  }
+
+  async function down(): Promise<void> {
+    await worker?.shutdown();
+    await client?.connection.close();
+    worker = undefined;
+    client = undefined;
+  }
+
+  before(async () => {
+    for (const folder of ['app/applications/Acme', 'app/credentials']) mkdirSync(join(root, folder), { recursive: true });
+    writeFileSync(join(root, 'app', 'applications', 'Acme', 'CV.md'), '# CV\n');
+    writeFileSync(join(root, 'app', '.env'), 'API_KEY=secret\n', { mode: 0o600 });
+    writeFileSync(configFile, stringify({
+      deployment: deploymentName,
+      staging: { directory: join(root, 'staging'), minFreeSpace: '1MiB' },
+      sources: {
+        artifacts: { type: 'files', root: join(root, 'app'), paths: ['applications'] },
+        secrets: { type: 'secrets', root: join(root, 'app'), paths: ['.env', 'credentials'] },
+      },
+      repositories: {
+        local: { type: 'local', path: join(root, 'repository'), passwordEnv: names.password },
+        vault: { type: 'local', path: join(root, 'vault'), passwordEnv: names.password },
+      },
+      policies: {
+        artifacts: { sources: ['artifacts'], repositories: ['local'], schedule: { cron: '0 2 * * *' }, retention: { keepDaily: 7 } },
+        secrets: { sources: ['secrets'], repositories: ['local', 'vault'], schedule: { cron: '0 3 * * 0' }, retention: { keepWeekly: 4 } },
+      },
+    }));
+    Object.assign(process.env, values);
+    config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });
+    await initRepositories(config, servers.resticBin, undefined, process.env);
+    temporal = await startTemporal({ bin: servers.temporalBin, port: await freePort(), dbFile });
+    environment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin, workflowCacheSize: 0 };
+    environment.temporal = { ...environment.temporal, address: temporal.address, namespace: 'default' };
+    await up();
+  });
+
+  after(async () => {
+    await down();
+    await temporal?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  async function backup(policy: string): Promise<void> {
+    await client!.workflow.execute(backupWorkflow, {
+      taskQueue: sharedTaskQueue(deploymentName),
+      workflowId: uniqueName(`${deploymentName}-${policy}`),
+      args: [buildBackupPlan(config, policy, hostname(), 'manual')],
+    });
+  }
+
+  test('wipe the server\'s database, start a fresh one, `backupctl ledger rebuild`: lastSuccessfulBackup answers as before, and `schedules apply` brings the schedules back', async () => {
+    await backup('artifacts');
+    writeFileSync(join(root, 'app', 'applications', 'Acme', 'CV.md'), '# CV, second edition\n');
+    await backup('artifacts');
+    await backup('secrets');
+    const before = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery);
+    assert.deepEqual(Object.keys(before.repositories).sort(), ['artifacts/local', 'secrets/local', 'secrets/vault']);
+
+    // The host that ran Temporal is lost: its database goes with it.
+    await down();
+    await temporal!.kill();
+    rmSync(dbFile, { force: true });
+    await temporal!.restart();
+    await up();
+    await assert.rejects(client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery), /not found/i);
+
+    const env = { ...process.env, BACKUP_CONFIG: configFile, TEMPORAL_ADDRESS: temporal!.address, TEMPORAL_NAMESPACE: 'default', BACKUP_HOST: hostname() };
+    const rebuilt = await run(process.execPath, ['bin/backupctl.js', 'ledger', 'rebuild'], { env });
+    assert.match(rebuilt.stdout, /read 4 snapshot\(s\)/);
+    assert.match(rebuilt.stdout, /^artifacts +\d{4}-/m);
+
+    const after = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery);
+    const essentials = (answer: LastSuccessfulBackup) => Object.fromEntries(Object.entries({ ...answer.sources, ...Object.fromEntries(Object.entries(answer.repositories).map(([k, v]) => [`by-repository:${k}`, v])) })
+      .map(([key, s]) => [key, { snapshotId: s.snapshotId, time: s.time, source: s.source, repository: s.repository, policy: s.policy, scheduledTime: s.scheduledTime, files: s.files, bytes: s.bytes, dataAdded: s.dataAdded }]));
+    assert.deepEqual(essentials(after), essentials(before));
+    assert.equal(after.overall?.snapshotId, before.overall?.snapshotId);
+
+    const applied = await run(process.execPath, ['bin/backupctl.js', 'schedules', 'apply'], { env });
+    assert.match(applied.stdout, new RegExp(`${deploymentName}-backup-artifacts +created`));
+    assert.match(applied.stdout, new RegExp(`${deploymentName}-backup-secrets +created`));
+
+    // The rebuilt ledger keeps working: a new backup moves it forward.
+    await backup('artifacts');
+    const next = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery);
+    assert.ok(next.sources.artifacts!.time >= before.sources.artifacts!.time);
+    assert.notEqual(next.sources.artifacts!.snapshotId, before.sources.artifacts!.snapshotId);
+  });
+});
+
+describe('what a rebuild takes from the snapshot tags', () => {
+  const snapshot = (id: string, time: string, tags: string[]): Snapshot => ({
+    id, short_id: id.slice(0, 8), time, hostname: 'vps-1', paths: ['/srv/app'], tags,
+    summary: { total_files_processed: 3, total_bytes_processed: 100, data_added: 10, backup_start: time, backup_end: time },
+  });
+
+  test('a snapshot tagged partial is history, never the last success; other deployments\' snapshots are ignored', () => {
+    const rebuild = rebuildFromSnapshots('shop', {
+      offsite: [
+        snapshot('a'.repeat(64), '2026-11-01T02:00:00Z', ['deployment=shop', 'source=db', 'policy=daily', 'scheduled=2026-11-01T02:00:00.000Z']),
+        snapshot('b'.repeat(64), '2026-11-02T02:00:00Z', ['deployment=shop', 'source=db', 'policy=daily', 'partial']),
+        snapshot('c'.repeat(64), '2026-11-03T02:00:00Z', ['deployment=other', 'source=db']),
+      ],
+    }, '2026-11-03T10:00:00.000Z');
+    assert.deepEqual(rebuild.snapshots.map((s) => [s.snapshotId[0], Boolean(s.partial)]), [['a', false], ['b', true]]);
+    assert.equal(rebuild.snapshots[0]!.scheduledTime, '2026-11-01T02:00:00.000Z');
+    assert.equal(rebuild.snapshots[0]!.time, '2026-11-01T02:00:00.000Z');
+  });
+});
