@@ -14,7 +14,7 @@ import { buildBackupPlan } from '../src/config/plans';
 import { backupWorkflow } from '../src/workflows';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
-import { applyOutcome, emptyLedgerState, lastSuccessful, recoveryPointAge } from '../src/workflows/ledger';
+import { applyOutcome, emptyLedgerState, lastSuccessful, migrateLedgerState, recoveryPointAge } from '../src/workflows/ledger';
 import { startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
 
 const run = promisify(execFile);
@@ -160,5 +160,49 @@ describe('the ledger\'s state', () => {
     assert.equal(age.overallSeconds, secretsAge);
     assert.equal(age.asOf, now.toISOString());
     assert.equal(lastSuccessful(deployment, state).overall?.snapshotId, 'documents-1');
+  });
+});
+
+describe('the ledger\'s state across versions, kinds and partial runs', () => {
+  const snapshot = (source: string, time: string, snapshotId: string, partial = false): SnapshotRecord => ({
+    deployment: 'v', policy: 'daily', source, repository: 'offsite', snapshotId, time, scheduledTime: time,
+    files: 3, bytes: 1024, dataAdded: 10, durationSeconds: 1, resumed: false,
+    ...(partial ? { partial: { unreadable: 2, items: [{ path: '/srv/app/secret.csv', error: 'permission denied' }] } } : {}),
+  });
+
+  test('a state from before versioning (no version, no lastRunBySource) is migrated and keeps its last successes', () => {
+    const v1 = { lastBySource: { db: snapshot('db', '2026-01-01T00:00:00.000Z', 's1') }, lastBySourceAndRepository: {}, history: [], recorded: 1 };
+    const state = migrateLedgerState(v1);
+    assert.equal(state.version, 2);
+    assert.deepEqual(state.lastRunBySource, {});
+    assert.equal(state.lastBySource.db?.snapshotId, 's1');
+  });
+
+  test('an outcome from an older worker (ok only, no kind or status) is a backup', () => {
+    const state = emptyLedgerState();
+    applyOutcome(state, { deployment: 'v', workflowId: 'old', ok: true, startedAt: '', finishedAt: '2026-01-02T00:00:00.000Z', snapshots: [snapshot('db', '2026-01-02T00:00:00.000Z', 's2')] } as unknown as BackupOutcome);
+    assert.equal(state.lastBySource.db?.snapshotId, 's2');
+    assert.equal(state.history[0]?.kind, 'backup');
+    assert.equal(state.history[0]?.status, 'ok');
+  });
+
+  test('a partial run counts its complete snapshots, never the partial one, and lastRuns says partial with the files', () => {
+    const state = emptyLedgerState();
+    applyOutcome(state, { kind: 'backup', status: 'partial', ok: false, deployment: 'v', workflowId: 'p', startedAt: '', finishedAt: '2026-01-03T00:00:00.000Z', sources: ['db', 'files'],
+      snapshots: [snapshot('db', '2026-01-03T00:00:00.000Z', 'complete'), snapshot('files', '2026-01-03T00:00:00.000Z', 'half', true)] });
+    assert.equal(state.lastBySource.db?.snapshotId, 'complete');
+    assert.equal(state.lastBySource.files, undefined);
+    assert.equal(state.lastRunBySource.files?.status, 'partial');
+    assert.equal(state.lastRunBySource.files?.unreadable, 2);
+    assert.equal(state.lastRunBySource.db?.status, 'ok');
+  });
+
+  test('restores and prunes are history, not backups; a cancelled backup is the source\'s last run', () => {
+    const state = emptyLedgerState();
+    applyOutcome(state, { kind: 'restore', status: 'ok', ok: true, deployment: 'v', workflowId: 'r', startedAt: '', finishedAt: '2026-01-04T00:00:00.000Z', sources: ['db'], snapshots: [] });
+    applyOutcome(state, { kind: 'backup', status: 'cancelled', ok: false, deployment: 'v', workflowId: 'c', startedAt: '', finishedAt: '2026-01-05T00:00:00.000Z', sources: ['db'], snapshots: [], error: { type: 'Cancelled', message: 'cancelled' } });
+    assert.deepEqual(state.history.map((h) => [h.kind, h.status]), [['restore', 'ok'], ['backup', 'cancelled']]);
+    assert.equal(state.lastRunBySource.db?.status, 'cancelled');
+    assert.deepEqual(state.lastBySource, {});
   });
 });

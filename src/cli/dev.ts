@@ -92,8 +92,9 @@ export async function runDev(options: DevOptions): Promise<number> {
   const config = loadConfig(configPath);
 
   const [temporalBin, resticBin] = await Promise.all([
-    resolveBinary('temporal', { logger: (m) => logger.info(m) }),
-    resolveBinary('restic', { logger: (m) => logger.info(m) }),
+    // A first build takes minutes: say so even when the terminal shows only warnings.
+    resolveBinary('temporal', { logger: (m) => process.stderr.write(`${m}\n`) }),
+    resolveBinary('restic', { logger: (m) => process.stderr.write(`${m}\n`) }),
   ]);
   process.env.RESTIC_BIN = resticBin;
   logger.info({ temporalBin, resticBin }, 'binaries ready');

@@ -2,6 +2,7 @@
  * The backup progress bar: the workflow's `progress` query says the stage; the heartbeat of the
  * repository workflow's running activity says how far restic is.
  */
+import { backupProgressQuery } from '../workflows/definitions';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { BackupHeartbeat, BackupOutcome, BackupProgress } from '../shared/backup-types';
 import { formatBytes } from '../config/units';
@@ -53,7 +54,7 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
   let lastProgress: BackupProgress | undefined;
   while (!finished) {
     try {
-      const progress = await handle.query<BackupProgress>('progress');
+      const progress = await handle.query(backupProgressQuery);
       lastProgress = progress;
       const heartbeat = progress.repositoryWorkflowId ? await pendingHeartbeat(client, progress.repositoryWorkflowId) : undefined;
       const line = renderProgressLine(progress, heartbeat);

@@ -66,7 +66,8 @@ export function applyOutcome(state: LedgerState, received: RunOutcome): void {
   const outcome = normaliseOutcome(received);
   pushHistory(state, outcome);
   if (outcome.kind !== 'backup') return;
-  for (const snapshot of outcome.snapshots) noteSuccess(state, snapshot);
+  // A failed or cancelled run counts for nothing, even with snapshots; a partial run counts its complete ones.
+  if (outcome.status === 'ok' || outcome.status === 'partial') for (const snapshot of outcome.snapshots) noteSuccess(state, snapshot);
   const sources = new Set([...(outcome.sources ?? []), ...outcome.snapshots.map((s) => s.source)]);
   for (const source of sources) {
     const mine = outcome.snapshots.filter((s) => s.source === source);
