@@ -38,5 +38,6 @@ export function requirePlan(input: unknown, kind: Plan['kind'], workflowType: st
 /** The error a run ends with, after its outcome is recorded: a cancellation stays a cancellation. */
 export function finalError(error: unknown, outcome: RunOutcome): unknown {
   if (isCancellation(error)) return error;
-  return ApplicationFailure.create({ type: outcome.error?.type ?? FailureType.ResticFailed, message: outcome.error?.message ?? 'failed', nonRetryable: true });
+  // The root's type and message on top (what the CLI and the Web UI show first), the chain below it.
+  return ApplicationFailure.create({ type: outcome.error?.type ?? FailureType.ResticFailed, message: outcome.error?.message ?? 'failed', nonRetryable: true, cause: error instanceof Error ? error : undefined });
 }
