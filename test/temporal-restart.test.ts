@@ -55,7 +55,7 @@ async function startWorkerAgainst(address: string): Promise<ChildProcess> {
     env: {
       ...process.env, ...values,
       BACKUP_CONFIG: configFile, BACKUP_HOST: hostname(), TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default',
-      RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info',
+      RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
