@@ -38,7 +38,7 @@ function service(name: string): Mapping {
 }
 
 const worker = service('worker');
-const exampleConfig = loadConfig(exampleConfigFile, { checkEnv: false, checkPaths: false });
+const exampleConfig = loadConfig(exampleConfigFile, { checkEnv: false });
 /** The secrets examples/vps.yaml names in its `...Env` fields. */
 const exampleSecrets = new Set(environmentReferences(exampleConfig).map((ref) => ref.variable));
 

@@ -110,15 +110,15 @@ describe('configuration', () => {
 
   for (const example of ['examples/vps.yaml', 'examples/saas-postgres.yaml']) {
     test(`the example ${example} validates`, () => {
-      const probe = loadConfig(example, { checkEnv: false, checkPaths: false });
+      const probe = loadConfig(example, { checkEnv: false });
       const allSet = Object.fromEntries(environmentReferences(probe).map((r) => [r.variable, 'set-for-the-test']));
-      const config = loadConfig(example, { env: allSet, checkPaths: false });
+      const config = loadConfig(example, { env: allSet });
       assert.ok(Object.keys(config.policies).length >= 2);
     });
   }
 
   test('the second seed\'s policy is what saas-postgres.yaml says: every 6 hours, daily 7 / weekly 4 / monthly 12', () => {
-    const config = loadConfig('examples/saas-postgres.yaml', { checkEnv: false, checkPaths: false });
+    const config = loadConfig('examples/saas-postgres.yaml', { checkEnv: false });
     assert.equal(config.policies.database!.schedule.cron, '0 */6 * * *');
     assert.deepEqual(config.policies.database!.retention, { keepDaily: 7, keepWeekly: 4, keepMonthly: 12 });
     assert.equal(config.repositories.r2!.type, 's3');

@@ -63,14 +63,14 @@ program.command('init')
   .option('-r, --repository <name...>', 'only these repositories')
   .action(async (options: { repository?: string[] }) => {
     const environment = readEnvironment();
-    const config = loadConfig(configFile(), { host: environment.host, checkPaths: false });
+    const config = loadConfig(configFile(), { host: environment.host });
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
     process.stdout.write(`${renderTable(['repository', 'action', 'detail'], results.map((r) => [r.repository, r.action, r.detail]))}\n`);
   });
 
-async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>, loadOptions: { checkPaths?: boolean } = { checkPaths: false }): Promise<T> {
+async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>): Promise<T> {
   const environment = readEnvironment();
-  const config = loadConfig(configFile(), { host: environment.host, checkEnv: false, ...loadOptions });
+  const config = loadConfig(configFile(), { host: environment.host, checkEnv: false });
   const client = await connectClient(environment);
   try {
     return await fn(client, config, environment.host);

@@ -68,13 +68,9 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** This worker's host (kept for callers; the loader no longer reads the file system for sources). */
   host?: string;
-  /**
-   * @deprecated Has no effect. Whether a source's folder exists is not a property of the config:
-   * after a disaster the folders are gone and the worker must still start so that they can be
-   * restored. A missing folder is a failing `doctor` check and a SourceMissing failure of that
-   * source's backup, never a load error.
-   */
-  checkPaths?: boolean;
+  // No check that source folders exist: after a disaster they are gone and the worker must still
+  // start so that they can be restored. A missing folder is a failing `doctor` check and a
+  // SourceMissing failure of that source's backup, never a load error.
   /** Check that every named environment variable is set. */
   checkEnv?: boolean;
 }
