@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   }
   // A missing source folder does not stop the worker: on a rebuilt host it is what must be
   // restored. It is said once here; doctor reports it and that source's backups fail SourceMissing.
-  const config = loadConfig(environment.configPath, { host: environment.host });
+  const config = loadConfig(environment.configPath);
   for (const [name, source] of Object.entries(config.sources)) {
     if ((source.type !== 'files' && source.type !== 'secrets') || (source.host ?? environment.host) !== environment.host) continue;
     const missing = [source.root, ...source.paths.map((p) => resolve(source.root, p))].filter((p) => !existsSync(p));

@@ -22,19 +22,10 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, pruneWorkflow, restoreWorkflow } from '../src/workflows';
 import { historyQuery } from '../src/workflows/definitions';
 import { repositoryWorkflowId } from '../src/workflows/repository';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, isProcessAlive } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
 const run = promisify(execFile);
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('cancelled runs', () => {
   const servers = testServers();
@@ -93,7 +84,7 @@ policies:
       const heartbeat = await pendingHeartbeat(deployment.client, repositoryWorkflowId(deployment.config.deployment, 'local'));
       return heartbeat?.pid !== undefined && (heartbeat.percentDone ?? 0) > 0.01 ? heartbeat : undefined;
     }, 120_000, 100);
-    assert.ok(isAlive(beat.pid!), 'restic runs');
+    assert.ok(isProcessAlive(beat.pid!), 'restic runs');
 
     // The prune queues behind the backup (one writer per repository) and is cancelled while it waits.
     const prune = await deployment.client.workflow.start(pruneWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('prune-cancelled'), args: [buildPrunePlan(deployment.config, 'local')] });
@@ -105,7 +96,7 @@ policies:
 
     await cancelled(backup);
     // WAIT_CANCELLATION_COMPLETED: the run reports "cancelled" only once the activity stopped restic.
-    assert.equal(isAlive(beat.pid!), false, `restic (pid ${beat.pid}) still runs after the backup was cancelled`);
+    assert.equal(isProcessAlive(beat.pid!), false, `restic (pid ${beat.pid}) still runs after the backup was cancelled`);
     rmSync(slowFlag);
     const backupEntry = await ledgerEntry(backup.workflowId);
     assert.equal(backupEntry.kind, 'backup');

@@ -85,7 +85,7 @@ describe('configuration', () => {
     const yaml = validYaml().replace(`root: ${root}`, `root: ${gone}`).replace('paths: [applications]', 'paths: [applications, missing.md]');
     const config = parseConfig(yaml, 'backup.yaml', { env });
     assert.equal(config.sources.artifacts!.type === 'files' && config.sources.artifacts!.root, gone);
-    parseConfig(validYaml().replace('paths: [applications]', 'paths: [applications, missing.md]'), 'backup.yaml', { env, host: 'this-host' });
+    parseConfig(validYaml().replace('paths: [applications]', 'paths: [applications, missing.md]'), 'backup.yaml', { env });
   });
 
   test('path containment compares paths, not string prefixes: ../app2/x leaves /srv/app, sub/../x stays in it', () => {

@@ -22,7 +22,7 @@ import type { BackupOutcome } from '../src/shared/backup-types';
 import { ledgerWorkflowId, type LastSuccessfulBackup } from '../src/shared/ledger';
 import { connectClient } from '../src/temporal/client';
 import { repositoryWorkflowId } from '../src/workflows/repository';
-import { tempDir, testSecrets, testServers, uniqueName, waitFor } from './support/harness';
+import { tempDir, testSecrets, testServers, uniqueName, waitFor, isProcessAlive } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
 const servers = testServers();
@@ -80,15 +80,6 @@ function restic(args: string[]): Promise<string> {
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 before(async () => {
   // 320 MiB of incompressible data: restic is still at work when Temporal is killed.
   mkdirSync(join(root, 'app', 'applications'), { recursive: true });
@@ -142,8 +133,8 @@ test('the Temporal dev server SIGKILLed mid-backup and restarted on the same dat
   assert.ok(serverPid !== undefined);
   await temporal.kill();
   const killedAt = Date.now();
-  assert.equal(isAlive(serverPid), false, 'the Temporal dev server process survived SIGKILL');
-  const resticAliveAtKill = isAlive(resticPid);
+  assert.equal(isProcessAlive(serverPid), false, 'the Temporal dev server process survived SIGKILL');
+  const resticAliveAtKill = isProcessAlive(resticPid);
   await delay(DOWN_MS); // the outage itself is the point of this test
   await temporal.restart();
   const restartedAt = Date.now();

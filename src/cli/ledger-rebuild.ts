@@ -6,17 +6,13 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
-import type { Snapshot } from '../restic/commands';
+import { tagValue, type Snapshot } from '../restic/commands';
 import { HISTORY_LIMIT, ledgerWorkflowId, type LastSuccessfulBackup, type LedgerInput, type LedgerRebuild } from '../shared/ledger';
 import { PARTIAL_TAG, type SnapshotRecord } from '../shared/backup-types';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { ledgerWorkflow } from '../workflows';
 import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
 import { listSnapshots } from './operations';
-
-function tagValue(snapshot: Snapshot, key: string): string | undefined {
-  return snapshot.tags?.find((t) => t.startsWith(`${key}=`))?.slice(key.length + 1);
-}
 
 /** Pure: a snapshot of this deployment as the record its backup gave the ledger (undefined if not ours). */
 export function recordFromSnapshot(deployment: string, repository: string, snapshot: Snapshot): SnapshotRecord | undefined {

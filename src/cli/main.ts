@@ -52,7 +52,7 @@ program.command('doctor')
   .option('--worker-wait <seconds>', 'how long to wait for a worker to poll (seconds, or a duration such as 1m)', secondsOption, 15_000)
   .action(async (options: { json?: boolean; workerWait: number }) => {
     const environment = readEnvironment();
-    const config = loadConfig(configFile(), { host: environment.host });
+    const config = loadConfig(configFile());
     const report = await runDoctor({ config, environment, workerWaitMs: options.workerWait });
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
     process.exitCode = report.checks.every((c) => c.ok) ? 0 : 1;
@@ -62,15 +62,14 @@ program.command('init')
   .description('create the buckets and restic repositories the config names (existing ones are left alone)')
   .option('-r, --repository <name...>', 'only these repositories')
   .action(async (options: { repository?: string[] }) => {
-    const environment = readEnvironment();
-    const config = loadConfig(configFile(), { host: environment.host });
+    const config = loadConfig(configFile());
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
     process.stdout.write(`${renderTable(['repository', 'action', 'detail'], results.map((r) => [r.repository, r.action, r.detail]))}\n`);
   });
 
 async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>): Promise<T> {
   const environment = readEnvironment();
-  const config = loadConfig(configFile(), { host: environment.host, checkEnv: false });
+  const config = loadConfig(configFile(), { checkEnv: false });
   const client = await connectClient(environment);
   try {
     return await fn(client, config, environment.host);
@@ -198,7 +197,7 @@ program.command('worker')
   .action(async () => {
     const environment = readEnvironment();
     const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
-    const config = loadConfig(configFile(), { host: environment.host });
+    const config = loadConfig(configFile());
     const worker = await startWorker({ config, environment, logger });
     await worker.done;
   });

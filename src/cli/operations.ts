@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
-import type { Snapshot } from '../restic/commands';
+import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
 import type { RestoreResult } from '../shared/restore-types';
 import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, type RestoreRequest } from '../config/plans';
@@ -98,8 +98,7 @@ export function formatSnapshots(snapshots: Record<string, Snapshot[]>): string {
   const rows: string[][] = [];
   for (const [repository, list] of Object.entries(snapshots)) {
     for (const snapshot of [...list].sort((a, b) => a.time.localeCompare(b.time))) {
-      const tagValue = (key: string) => snapshot.tags?.find((t) => t.startsWith(`${key}=`))?.slice(key.length + 1) ?? '-';
-      rows.push([repository, snapshot.short_id, snapshot.time.replace(/\.\d+(Z|[+-]\d\d:\d\d)$/, '$1'), tagValue('source'), tagValue('policy'), snapshot.hostname, formatBytes(snapshot.summary?.total_bytes_processed ?? 0)]);
+      rows.push([repository, snapshot.short_id, snapshot.time.replace(/\.\d+(Z|[+-]\d\d:\d\d)$/, '$1'), tagValue(snapshot, 'source') ?? '-', tagValue(snapshot, 'policy') ?? '-', snapshot.hostname, formatBytes(snapshot.summary?.total_bytes_processed ?? 0)]);
     }
   }
   return renderTable(['repository', 'snapshot', 'time', 'source', 'policy', 'host', 'size'], rows);

@@ -66,8 +66,6 @@ function lineOf(doc: Document, counter: LineCounter, path: (string | number)[]):
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
-  /** This worker's host (kept for callers; the loader no longer reads the file system for sources). */
-  host?: string;
   // No check that source folders exist: after a disaster they are gone and the worker must still
   // start so that they can be restored. A missing folder is a failing `doctor` check and a
   // SourceMissing failure of that source's backup, never a load error.

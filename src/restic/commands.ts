@@ -13,6 +13,11 @@ export interface Snapshot {
   summary?: { total_files_processed?: number; total_bytes_processed?: number; data_added?: number; backup_start?: string; backup_end?: string };
 }
 
+/** The value of a `key=value` tag of a snapshot (deployment, source, policy, scheduled, host). */
+export function tagValue(snapshot: Pick<Snapshot, 'tags'>, key: string): string | undefined {
+  return snapshot.tags?.find((t) => t.startsWith(`${key}=`))?.slice(key.length + 1);
+}
+
 export interface BackupStatus {
   message_type: 'status';
   percent_done?: number;

@@ -81,6 +81,30 @@ export interface ResticRunOptions {
   onSpawn?: (pid: number) => void;
 }
 
+/**
+ * A chunk handler that hands each complete JSON line to `onMessage`; other lines (restic's own
+ * text) are skipped here and stay in the collected output.
+ */
+function jsonLines(onMessage: (message: Record<string, unknown>) => void): (chunk: string) => void {
+  let pending = '';
+  return (chunk) => {
+    pending += chunk;
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const line = pending.slice(0, newline).trim();
+      pending = pending.slice(newline + 1);
+      if (line.startsWith('{')) {
+        try {
+          onMessage(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // Not JSON after all.
+        }
+      }
+      newline = pending.indexOf('\n');
+    }
+  };
+}
+
 export async function runRestic(args: string[], options: ResticRunOptions): Promise<ResticRun> {
   const env = repositoryEnvironment(options.repository, options.env);
   const fullArgs = [...repositoryOptions(options.repository), ...args];
@@ -89,45 +113,17 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
     const stdoutChunks: string[] = [];
     let stderr = '';
-    let pending = '';
+    const stdoutLines = options.onJson ? jsonLines(options.onJson) : undefined;
+    const stderrLines = options.onErrorJson ? jsonLines(options.onErrorJson) : undefined;
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
       if (options.collectStdout !== false) stdoutChunks.push(chunk);
-      if (!options.onJson) return;
-      pending += chunk;
-      let newline = pending.indexOf('\n');
-      while (newline >= 0) {
-        const line = pending.slice(0, newline).trim();
-        pending = pending.slice(newline + 1);
-        if (line.startsWith('{')) {
-          try {
-            options.onJson(JSON.parse(line) as Record<string, unknown>);
-          } catch {
-            // A non-JSON line in JSON mode is restic's own text; it is kept in stdout.
-          }
-        }
-        newline = pending.indexOf('\n');
-      }
+      stdoutLines?.(chunk);
     });
-    let pendingErr = '';
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
-      if (!options.onErrorJson) return;
-      pendingErr += chunk;
-      let newline = pendingErr.indexOf('\n');
-      while (newline >= 0) {
-        const line = pendingErr.slice(0, newline).trim();
-        pendingErr = pendingErr.slice(newline + 1);
-        if (line.startsWith('{')) {
-          try {
-            options.onErrorJson(JSON.parse(line) as Record<string, unknown>);
-          } catch {
-            // restic's plain text on stderr: kept in stderr for the failure message.
-          }
-        }
-        newline = pendingErr.indexOf('\n');
-      }
+      stderrLines?.(chunk);
     });
     // SIGINT lets restic remove its lock; SIGKILL if it does not stop in time.
     const onAbort = () => {

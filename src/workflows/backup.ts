@@ -11,7 +11,7 @@ import { FailureType } from '../shared/failures';
 import type { BackupPlan } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery } from './definitions';
-import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
+import { recordedRun, requirePlan } from './outcomes';
 import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
 import { SHORT_CALLS } from './retry-policies';
 
@@ -51,47 +51,40 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
     workflowId: info.workflowId, startedAt: info.startTime.toISOString(), finishedAt: '', snapshots: [],
   };
 
-  let failure: unknown;
   try {
-    await Promise.all(plan.repositories.map(({ name, repository }) => calls.preflightRepository({ name, repository })));
-    // Free space is checked on the hosts that will write the manifests.
-    const hosts = [...new Set(plan.sources.map((s) => s.host))];
-    await Promise.all(hosts.map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '10 minutes' })
-      .checkFreeSpace({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, neededBytes: 0 })));
+    await recordedRun(outcome, async () => {
+      await Promise.all(plan.repositories.map(({ name, repository }) => calls.preflightRepository({ name, repository })));
+      // Free space is checked on the hosts that will write the manifests.
+      const hosts = [...new Set(plan.sources.map((s) => s.host))];
+      await Promise.all(hosts.map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '10 minutes' })
+        .checkFreeSpace({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, neededBytes: 0 })));
 
-    progress.stage = 'backup';
-    const results = await Promise.all(repositoryJobs(plan, when).map(async (job) => {
-      progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
-      const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
-        progress.stage = waiting ? 'waiting-for-repository' : 'backup';
-      });
-      progress.sourcesDone += job.backups.length;
-      return result;
-    }));
-    outcome.snapshots = results.flatMap((r) => r.snapshots);
-    const partial = outcome.snapshots.filter((s) => s.partial);
-    if (partial.length > 0) {
-      outcome.status = 'partial';
-      const unreadable = partial.reduce((sum, s) => sum + (s.partial?.unreadable ?? 0), 0);
-      const first = partial.flatMap((s) => s.partial?.items ?? [])[0];
-      outcome.error = {
-        type: FailureType.PartialSnapshot,
-        message: `${unreadable} file(s) of ${[...new Set(partial.map((s) => s.source))].join(', ')} could not be read (first: ${first?.path || '?'}: ${first?.error ?? '?'}); `
-          + `the snapshot ${partial.map((s) => s.snapshotId.slice(0, 8)).join(', ')} is partial and does not count as a successful backup: give the worker's user read access, then back up again`,
-      };
-    } else {
-      outcome.status = 'ok';
-    }
-  } catch (error) {
-    failure = error;
-    outcome.status = statusOfError(error);
-    outcome.error = rootCause(error);
+      progress.stage = 'backup';
+      const results = await Promise.all(repositoryJobs(plan, when).map(async (job) => {
+        progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
+        const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
+          progress.stage = waiting ? 'waiting-for-repository' : 'backup';
+        });
+        progress.sourcesDone += job.backups.length;
+        return result;
+      }));
+      outcome.snapshots = results.flatMap((r) => r.snapshots);
+      const partial = outcome.snapshots.filter((s) => s.partial);
+      if (partial.length > 0) {
+        outcome.status = 'partial';
+        const unreadable = partial.reduce((sum, s) => sum + (s.partial?.unreadable ?? 0), 0);
+        const first = partial.flatMap((s) => s.partial?.items ?? [])[0];
+        outcome.error = {
+          type: FailureType.PartialSnapshot,
+          message: `${unreadable} file(s) of ${[...new Set(partial.map((s) => s.source))].join(', ')} could not be read (first: ${first?.path || '?'}: ${first?.error ?? '?'}); `
+            + `the snapshot ${partial.map((s) => s.snapshotId.slice(0, 8)).join(', ')} is partial and does not count as a successful backup: give the worker's user read access, then back up again`,
+        };
+      }
+    });
+  } finally {
+    progress.stage = outcome.status === 'ok' ? 'done' : outcome.status;
   }
-  outcome.ok = outcome.status === 'ok';
-  progress.stage = outcome.status === 'ok' ? 'done' : outcome.status;
-  outcome.finishedAt = new Date().toISOString();
-  await recordOutcome(outcome);
-  if (failure !== undefined) throw finalError(failure, outcome);
+  // Recorded as partial; the run itself fails, so that the Web UI and the CLI show it as not a success.
   if (outcome.status === 'partial') throw ApplicationFailure.create({ type: FailureType.PartialSnapshot, message: outcome.error!.message, nonRetryable: true, details: [outcome] });
   return outcome;
 }

@@ -20,13 +20,35 @@ export function rootCause(error: unknown): { type: string; message: string } {
   return { type: 'Error', message: current instanceof Error ? current.message : String(current) };
 }
 
-export function statusOfError(error: unknown): RunStatus {
+function statusOfError(error: unknown): RunStatus {
   return isCancellation(error) ? 'cancelled' : 'failed';
 }
 
 /** Signals the outcome to the ledger, also when the run itself is being cancelled. */
-export async function recordOutcome(outcome: RunOutcome): Promise<void> {
+async function recordOutcome(outcome: RunOutcome): Promise<void> {
+  outcome.ok = outcome.status === 'ok';
+  outcome.finishedAt = new Date().toISOString();
   await CancellationScope.nonCancellable(() => calls.recordOutcome(outcome));
+}
+
+/**
+ * Runs a workflow's work and records how it ended in the ledger: ok (or `partial`, when the work
+ * set that status), failed or cancelled. A failure is rethrown after the recording, with the
+ * root cause on top; a cancellation stays a cancellation.
+ */
+export async function recordedRun<T>(outcome: RunOutcome, work: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await work();
+  } catch (error) {
+    outcome.status = statusOfError(error);
+    outcome.error = rootCause(error);
+    await recordOutcome(outcome);
+    throw finalError(error, outcome);
+  }
+  if (outcome.status !== 'partial') outcome.status = 'ok';
+  await recordOutcome(outcome);
+  return result;
 }
 
 /** Fails the run at once (nothing to retry) when its input is not a plan this code understands. */
@@ -35,8 +57,7 @@ export function requirePlan(input: unknown, kind: Plan['kind'], workflowType: st
   if (problem) throw ApplicationFailure.create({ type: problem.type, message: problem.message, nonRetryable: true });
 }
 
-/** The error a run ends with, after its outcome is recorded: a cancellation stays a cancellation. */
-export function finalError(error: unknown, outcome: RunOutcome): unknown {
+function finalError(error: unknown, outcome: RunOutcome): unknown {
   if (isCancellation(error)) return error;
   // The root's type and message on top (what the CLI and the Web UI show first), the chain below it.
   return ApplicationFailure.create({ type: outcome.error?.type ?? FailureType.ResticFailed, message: outcome.error?.message ?? 'failed', nonRetryable: true, cause: error instanceof Error ? error : undefined });

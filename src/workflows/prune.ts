@@ -2,7 +2,7 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { RepositoryJobResult, RunOutcome } from '../shared/backup-types';
 import type { PrunePlan } from '../shared/plans';
-import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
+import { recordedRun, requirePlan } from './outcomes';
 import { runAsRepositoryWriter } from './repository';
 
 export async function pruneWorkflow(plan: PrunePlan): Promise<RepositoryJobResult> {
@@ -13,19 +13,5 @@ export async function pruneWorkflow(plan: PrunePlan): Promise<RepositoryJobResul
     kind: 'prune', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', repository: name, snapshots: [],
   };
-  let result: RepositoryJobResult | undefined;
-  let failure: unknown;
-  try {
-    result = await runAsRepositoryWriter({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: true });
-    outcome.status = 'ok';
-  } catch (error) {
-    failure = error;
-    outcome.status = statusOfError(error);
-    outcome.error = rootCause(error);
-  }
-  outcome.ok = outcome.status === 'ok';
-  outcome.finishedAt = new Date().toISOString();
-  await recordOutcome(outcome);
-  if (failure !== undefined || !result) throw finalError(failure, outcome);
-  return result;
+  return recordedRun(outcome, () => runAsRepositoryWriter({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: true }));
 }

@@ -5,7 +5,7 @@ import type { RunOutcome } from '../shared/backup-types';
 import type { RestorePlan } from '../shared/plans';
 import type { RestoreResult } from '../shared/restore-types';
 import { hostTaskQueue } from '../shared/task-queues';
-import { finalError, recordOutcome, requirePlan, rootCause, statusOfError } from './outcomes';
+import { recordedRun, requirePlan } from './outcomes';
 import { LONG_TRANSFERS } from './retry-policies';
 
 export async function restoreWorkflow(plan: RestorePlan): Promise<RestoreResult> {
@@ -17,23 +17,12 @@ export async function restoreWorkflow(plan: RestorePlan): Promise<RestoreResult>
     kind: 'restore', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', sources: [source.name], repository: repository.name, snapshots: [],
   };
-  let result: RestoreResult | undefined;
-  let failure: unknown;
-  try {
-    result = await onHost.restoreFiles({
+  return recordedRun(outcome, async () => {
+    const result = await onHost.restoreFiles({
       deployment: plan.deployment, sourceName: source.name, source: source.source, repositoryName: repository.name, repository: repository.repository,
       snapshot: plan.snapshot, target: plan.target, inPlace: plan.inPlace, confirmInPlace: plan.confirmInPlace, include: plan.include,
     });
-    outcome.status = 'ok';
     outcome.restored = { source: result.source, snapshotId: result.snapshotId, target: result.target, files: result.filesRestored, bytes: result.bytesRestored };
-  } catch (error) {
-    failure = error;
-    outcome.status = statusOfError(error);
-    outcome.error = rootCause(error);
-  }
-  outcome.ok = outcome.status === 'ok';
-  outcome.finishedAt = new Date().toISOString();
-  await recordOutcome(outcome);
-  if (failure !== undefined || !result) throw finalError(failure, outcome);
-  return result;
+    return result;
+  });
 }

@@ -140,6 +140,16 @@ export async function startDeployment(yaml: string, env: Record<string, string>,
   };
 }
 
+/** True while a process with this pid exists (signal 0 only checks). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Waits for a condition with a deadline (no fixed sleeps in tests). */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
