@@ -36,19 +36,45 @@ const filesFields = {
   exclude: z.array(z.string().min(1)).default([]).describe('restic exclude patterns.'),
 };
 
+const bucketFields = {
+  endpoint: z.url().describe('S3 endpoint URL.'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)'),
+  prefix: z.string().regex(/^[^/].*[^/]$|^$/, 'a key prefix without leading or trailing "/"').default(''),
+  region: z.string().min(1).default('us-east-1'),
+  pathStyle: z.boolean().default(true),
+  accessKeyIdEnv: envName,
+  secretAccessKeyEnv: envName,
+};
+
 export const sourceSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('files'), ...filesFields }),
   z.strictObject({ type: z.literal('secrets'), ...filesFields }),
   z.strictObject({
     type: z.literal('mongodb'),
+    host: z.string().min(1).optional().describe('Host whose worker dumps the database (it needs the staging space). Default: the worker\'s BACKUP_HOST.'),
     uriEnv: envName.describe('Variable holding the MongoDB connection string.'),
     databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: all but admin, local, config.'),
     collections: z.array(z.string().min(1)).optional().describe('Only these collections ("db.collection").'),
   }),
   z.strictObject({
     type: z.literal('postgres'),
+    host: z.string().min(1).optional().describe('Host whose worker runs pg_dump. Default: the worker\'s BACKUP_HOST.'),
     urlEnv: envName.describe('Variable holding a postgres:// connection URL (with its password).'),
     databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: the URL\'s database.'),
+    globals: z.boolean().default(true).describe('Also dump roles and tablespaces (pg_dumpall --globals-only; needs a superuser).'),
+  }),
+  z.strictObject({
+    type: z.literal('git'),
+    host: z.string().min(1).optional().describe('Host that holds the repository. Default: the worker\'s BACKUP_HOST.'),
+    path: z.string().min(1).describe('A local clone (bare or not) of the repository.'),
+    mirrorUrlEnv: envName.optional().describe('Variable holding a second remote\'s URL: every ref is also pushed there (git push --mirror).'),
+  }),
+  z.strictObject({
+    type: z.literal('s3-bucket'),
+    host: z.string().min(1).optional().describe('Host whose worker copies the objects. Default: the worker\'s BACKUP_HOST.'),
+    ...bucketFields,
+    replica: z.strictObject(bucketFields).describe('The bucket, on another endpoint, that receives the copies.'),
+    deletions: z.enum(['keep', 'mirror']).default('keep').describe('An object deleted from the source: keep its copy, or delete it from the replica too.'),
   }),
 ]);
 
@@ -128,6 +154,12 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema>;
 export type Source = z.infer<typeof sourceSchema>;
 export type FilesSource = Extract<Source, { type: 'files' | 'secrets' }>;
+export type MongoSource = Extract<Source, { type: 'mongodb' }>;
+export type PostgresSource = Extract<Source, { type: 'postgres' }>;
+export type GitSource = Extract<Source, { type: 'git' }>;
+export type BucketSource = Extract<Source, { type: 's3-bucket' }>;
+/** Where a bucket lives: the same fields for a source bucket and its replica. */
+export type BucketLocation = Omit<BucketSource, 'type' | 'host' | 'replica' | 'deletions'>;
 export type Repository = z.infer<typeof repositorySchema>;
 export type S3Repository = Extract<Repository, { type: 's3' }>;
 export type Policy = z.infer<typeof policySchema>;

@@ -61,7 +61,7 @@ export async function doctorWorkflow(plan: DoctorPlan): Promise<DoctorReport> {
       databaseRows.push(guarded(`mongodb:${name}`, `MongoDB of source ${name} reachable`, `check ${source.uriEnv}`, () => checks.checkMongoDb({ name, source })));
     } else if (source.type === 'postgres') {
       databaseRows.push(guarded(`postgres:${name}`, `PostgreSQL of source ${name} reachable`, `check ${source.urlEnv}`, () => checks.checkPostgres({ name, source })));
-    } else {
+    } else if (source.type === 'files' || source.type === 'secrets') {
       const host = plannedHost ?? source.host ?? 'unknown';
       const onHost = proxyActivities<Activities>({
         taskQueue: hostTaskQueue(plan.deployment, host),
