@@ -10,18 +10,19 @@ import { Context } from '@temporalio/activity';
 import type { Repository } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
-import { backup, forget, prune, snapshots, tag, unlockStale, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
+import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
 import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
-  LAST_VERIFIED_TAG, PARTIAL_LIST_LIMIT, PARTIAL_TAG, VERIFIED_TAG,
+  LAST_VERIFIED_TAG, PARTIAL_LIST_LIMIT, PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG,
   type BackupHeartbeat, type PartialDetail, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
 } from '../shared/backup-types';
 import type { Logger } from '../logging/logger';
 import { buildManifest, MANIFEST_FILE } from './manifest';
 import { failure, typed } from './failures';
 import { withHeartbeat } from './heartbeat';
+import { backupOtherSource, pushMirror, type SourceManifest } from './source-backup';
 
 export interface BackupDependencies {
   logger: Logger;
@@ -127,8 +128,24 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           await tag(restic, [snapshotId], { add: [PARTIAL_TAG] });
           return (await snapshots(restic, { tags: [input.runTag] }))[0];
         };
-        // An earlier attempt may have finished its snapshot just before its worker died.
-        const [existing] = activity.info.attempt > 1 ? await snapshots(restic, { tags: [input.runTag] }) : [];
+        // An earlier attempt may have finished its snapshot just before its worker died. A PostgreSQL
+        // backup is complete only once its manifest snapshot (the last one) exists.
+        const isFiles = input.source.type === 'files' || input.source.type === 'secrets';
+        const [existing] = activity.info.attempt > 1
+          ? (await snapshots(restic, { tags: [input.runTag] })).filter((s) => input.source.type !== 'postgres' || tagValue(s, PART_TAG_KEY) === 'manifest')
+          : [];
+        if (existing && !isFiles) {
+          log.info(`adopting snapshot ${existing.short_id} made by an earlier attempt`);
+          const manifest = JSON.parse(await readSnapshotFile(restic, existing.id, `${existing.paths[0]}/${MANIFEST_FILE}`)) as SourceManifest;
+          if (input.source.type === 'git') await pushMirror({ env, beat: beat as BackupHeartbeat & Record<string, unknown>, activity }, input.source);
+          const parts = input.source.type === 'postgres'
+            ? (await snapshots(restic, { tags: [input.runTag] })).filter((s) => tagValue(s, PART_TAG_KEY)?.startsWith('database:')).map((s) => ({ part: tagValue(s, PART_TAG_KEY)!, snapshotId: s.id }))
+            : undefined;
+          return {
+            ...record(input, { id: existing.id, time: new Date(existing.time).toISOString(), files: existing.summary?.total_files_processed ?? 0, bytes: existing.summary?.total_bytes_processed ?? 0, dataAdded: existing.summary?.data_added ?? 0, durationSeconds: 0 }, true),
+            fingerprint: manifest.fingerprint, ...(parts ? { parts } : {}),
+          };
+        }
         if (existing) {
           log.info(`adopting snapshot ${existing.short_id} made by an earlier attempt`);
           // Partial if it was tagged so, or if the earlier attempt's heartbeats had reported unreadable files.
@@ -138,29 +155,38 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           const partial = wasPartial ? partialDetail(previous?.unreadable ?? 1, previous?.unreadableItems ?? [{ path: '', error: 'an earlier attempt reported unreadable files' }]) : undefined;
           return record(input, { id: adopted.id, time: new Date(adopted.time).toISOString(), files: adopted.summary?.total_files_processed ?? 0, bytes: adopted.summary?.total_bytes_processed ?? 0, dataAdded: adopted.summary?.data_added ?? 0, durationSeconds: 0 }, true, partial);
         }
-        const root = input.source.root;
-        for (const path of input.source.paths) {
-          if (!existsSync(resolve(root, path))) {
-            throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}: restore it (backupctl restore --source ${input.sourceName} --target ${root}) or fix the source's paths`);
-          }
-        }
-        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source: input.source, host: input.host, scheduledTime: input.scheduledTime });
-        const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
-        mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
-        writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
-
         const started = Date.now();
         // The snapshot's time is set here (restic runs with TZ=UTC), so the ledger's record and the
         // snapshot agree to the second: a ledger rebuilt from the repository reads the same time back.
         const snapshotTime = input.time ?? resticTime(new Date(started));
+        if (input.source.type !== 'files' && input.source.type !== 'secrets') {
+          const saved = await backupOtherSource({ input, restic, beat: beat as BackupHeartbeat & Record<string, unknown>, activity, env, logger, snapshotTime });
+          logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: saved.snapshotId.slice(0, 8), bytes: saved.bytes, added: saved.dataAdded }, 'snapshot saved');
+          return {
+            ...record(input, { id: saved.snapshotId, time: isoFromResticTime(snapshotTime), files: saved.files, bytes: saved.bytes, dataAdded: saved.dataAdded, durationSeconds: (Date.now() - started) / 1000 }, false),
+            fingerprint: saved.fingerprint, ...(saved.parts ? { parts: saved.parts } : {}),
+          };
+        }
+        const source = input.source;
+        const root = source.root;
+        for (const path of source.paths) {
+          if (!existsSync(resolve(root, path))) {
+            throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}: restore it (backupctl restore --source ${input.sourceName} --target ${root}) or fix the source's paths`);
+          }
+        }
+        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime });
+        const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
+        mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
+        writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+
         const unreadableItems: UnreadableItem[] = [];
         const { summary, unreadable } = await backup(restic, {
           // Absolute paths: the snapshot's tree then mirrors the host, and restore can take <snapshot>:<root>.
-          paths: [...input.source.paths.map((p) => resolve(root, p)), manifestPath],
+          paths: [...source.paths.map((p) => resolve(root, p)), manifestPath],
           cwd: root,
           host: input.host,
           tags: snapshotTags(input),
-          exclude: input.source.exclude,
+          exclude: source.exclude,
           time: snapshotTime,
           onStart: (pid) => {
             beat.pid = pid;

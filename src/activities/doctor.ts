@@ -8,7 +8,10 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
-import type { FilesSource, Repository, S3Repository, Source } from '../config/schema';
+import type { BucketSource, FilesSource, GitSource, Repository, S3Repository, Source } from '../config/schema';
+import { checkBucketSource } from '../sources/bucket';
+import { checkGitRepository } from '../sources/git';
+import { checkPgDumpVersion } from '../sources/postgres';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
 import type { CheckResult } from '../shared/doctor-types';
@@ -150,7 +153,10 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
         const databases = input.source.databases ?? [(await client.query<{ db: string }>('select current_database() as db')).rows[0]!.db];
         const { rows } = await client.query<{ bytes: string }>('select coalesce(sum(pg_database_size(datname)), 0)::text as bytes from pg_database where datname = any($1)', [databases]);
         const estimatedBytes = Number(rows[0]?.bytes ?? 0);
-        return { id, title, ok: true, detail: `${databases.join(', ')}: about ${formatBytes(estimatedBytes)} on disk`, estimatedBytes };
+        // pg_dump older than the server cannot dump it: say so now, not at the first backup.
+        const tools = await checkPgDumpVersion(url);
+        if (!tools.ok) return { ...failed(id, title, `${databases.join(', ')} reachable, but ${tools.detail}`, tools.fix ?? 'install a pg_dump of at least the server\'s major version'), estimatedBytes: 0 };
+        return { id, title, ok: true, detail: `${databases.join(', ')}: about ${formatBytes(estimatedBytes)} on disk (streamed, no staging); ${tools.detail}`, estimatedBytes: 0 };
       } catch (error) {
         const code = (error as { code?: string }).code;
         const message = scrubSecrets((error as Error).message);
@@ -159,6 +165,28 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
         return failed(id, title, message, `check that PostgreSQL in ${input.source.urlEnv} is running and reachable from this worker`);
       } finally {
         await client.end().catch(() => undefined);
+      }
+    },
+
+    async checkGitSource(input: { name: string; source: GitSource; host: string }): Promise<CheckResult> {
+      const id = `git:${input.name}`;
+      const title = `git repository of source ${input.name} on ${input.host}`;
+      const found = await checkGitRepository(input.source.path);
+      if (!found.ok) return failed(id, title, found.detail, found.fix ?? `fix sources.${input.name}.path`);
+      const mirror = input.source.mirrorUrlEnv;
+      if (mirror && !secretFromEnv(env, mirror)) return failed(id, title, `${found.detail}; ${mirror} (the mirror's URL) is not set`, `export ${mirror} on the worker, or remove mirrorUrlEnv`);
+      return { id, title, ok: true, detail: `${found.detail}${mirror ? `; mirrored to the remote in ${mirror}` : ''}`, estimatedBytes: found.estimatedBytes };
+    },
+
+    async checkBucketSource(input: { name: string; source: BucketSource }): Promise<CheckResult> {
+      const id = `bucket:${input.name}`;
+      const title = `bucket ${input.source.bucket} and its replica ${input.source.replica.bucket}`;
+      try {
+        const found = await checkBucketSource({ source: input.source, replica: input.source.replica, env });
+        if (!found.ok) return failed(id, title, found.detail, found.fix ?? 'see the detail');
+        return { id, title, ok: true, detail: found.detail };
+      } catch (error) {
+        return failed(id, title, scrubSecrets((error as Error).message), `check ${input.source.accessKeyIdEnv}/${input.source.secretAccessKeyEnv} and the replica's variables`);
       }
     },
 

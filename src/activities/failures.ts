@@ -13,6 +13,11 @@ export function failure(type: FailureType, message: string, cause?: Error): Appl
 export function asFailure(error: unknown): Error {
   if (error instanceof ApplicationFailure) return error;
   if (error instanceof ResticError || error instanceof S3PreflightError) return failure(error.failureType, error.message);
+  // The source adapters (src/sources) throw errors that carry their failure type.
+  const typedError = error as { failureType?: unknown; message?: string } | undefined;
+  if (error instanceof Error && typeof typedError?.failureType === 'string' && (Object.values(FailureType) as string[]).includes(typedError.failureType)) {
+    return failure(typedError.failureType as FailureType, error.message);
+  }
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOSPC') return failure(FailureType.InsufficientDiskSpace, `no space left on device: ${(error as Error).message}`);
   if (code === 'ENOENT' || code === 'EACCES') return failure(FailureType.SourceMissing, (error as Error).message);

@@ -3,6 +3,8 @@ import { createBackupActivities, type BackupDependencies } from './backup';
 import { createDoctorActivities, type DoctorDependencies } from './doctor';
 import { createLedgerActivities, type LedgerDependencies } from './ledger';
 import { createRestoreActivities } from './restore';
+import { createReplicationActivities } from './replication';
+import { createSourceRestoreActivities } from './source-restore';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
@@ -12,6 +14,8 @@ export function createActivities(deps: ActivityDependencies) {
     ...createBackupActivities(deps),
     ...createLedgerActivities(deps),
     ...createRestoreActivities(deps),
+    ...createSourceRestoreActivities(deps),
+    ...createReplicationActivities(deps),
   };
 }
 

@@ -8,7 +8,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { HISTORY_LIMIT, ledgerWorkflowId, type LastSuccessfulBackup, type LedgerInput, type LedgerRebuild } from '../shared/ledger';
-import { PARTIAL_TAG, type SnapshotRecord } from '../shared/backup-types';
+import { PARTIAL_TAG, PART_TAG_KEY, type SnapshotRecord } from '../shared/backup-types';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { ledgerWorkflow } from '../workflows';
 import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
@@ -18,6 +18,9 @@ import { listSnapshots } from './operations';
 export function recordFromSnapshot(deployment: string, repository: string, snapshot: Snapshot): SnapshotRecord | undefined {
   const source = tagValue(snapshot, 'source');
   if (tagValue(snapshot, 'deployment') !== deployment || !source) return undefined;
+  // A PostgreSQL backup is one snapshot per database plus its manifest's: the manifest's stands for the run.
+  const part = tagValue(snapshot, PART_TAG_KEY);
+  if (part !== undefined && part !== 'manifest') return undefined;
   const start = snapshot.summary?.backup_start ? Date.parse(snapshot.summary.backup_start) : NaN;
   const end = snapshot.summary?.backup_end ? Date.parse(snapshot.summary.backup_end) : NaN;
   return {

@@ -171,26 +171,48 @@ program.command('snapshots')
   }));
 
 program.command('restore')
-  .description('restore a file source into an empty folder (or in place, with --in-place --yes)')
+  .description('restore a source: files into an empty folder (or in place, with --in-place --yes); a database into a database name; git into a folder; a bucket from its replica into a bucket')
   .requiredOption('-s, --source <name>', 'the source to restore')
   .option('--snapshot <id>', 'a snapshot id (default: the newest of the source)')
   .option('-r, --repository <name>', 'the repository to restore from')
-  .option('-t, --target <folder>', 'an empty or new folder to restore into')
-  .option('--in-place', 'restore over the source\'s own folder')
+  .option('-t, --target <target>', 'files and git: an empty or new folder; mongodb and postgres: a database name (default: the original name); s3-bucket: a bucket on the source\'s endpoint')
+  .option('--database <name>', 'mongodb and postgres: which of the source\'s databases (when it has several)')
+  .option('--force', 'databases and buckets: replace a target that already holds data')
+  .option('--in-place', 'files: restore over the source\'s own folder')
   .option('--yes', 'confirm an in-place restore')
-  .option('--include <path...>', 'only these paths (relative to the source root)')
-  .action((options: { source: string; snapshot?: string; repository?: string; target?: string; inPlace?: boolean; yes?: boolean; include?: string[] }) => withClient(async (client, config, host) => {
-    if (!options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
+  .option('--include <path...>', 'files: only these paths (relative to the source root)')
+  .action((options: { source: string; snapshot?: string; repository?: string; target?: string; database?: string; force?: boolean; inPlace?: boolean; yes?: boolean; include?: string[] }) => withClient(async (client, config, host) => {
+    const source = config.sources[options.source];
+    if (!source) throw new UsageError(`no source named "${options.source}" in ${configFile()} (known: ${Object.keys(config.sources).join(', ')})`);
+    const files = source.type === 'files' || source.type === 'secrets';
+    const database = source.type === 'mongodb' || source.type === 'postgres';
+    if (files && !options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
+    if (!files && !database && !options.target) throw new UsageError(`pass --target <${source.type === 's3-bucket' ? 'bucket' : 'folder'}> to restore ${source.type} source ${options.source} into`);
+    if (options.inPlace && !files) throw new UsageError(`--in-place restores files only; ${options.source} is a ${source.type} source: pass --target`);
     if (options.inPlace && !options.yes) throw new UsageError(`--in-place overwrites the files of source ${options.source}: add --yes to confirm`);
-    if (!config.sources[options.source]) throw new UsageError(`no source named "${options.source}" in ${configFile()} (known: ${Object.keys(config.sources).join(', ')})`);
+    if ((options.database || options.force) && files) throw new UsageError('--database and --force are for database and bucket sources');
+    const folderTarget = files || source.type === 'git';
     const handle = await startRestore(client, {
       config, source: options.source, snapshot: options.snapshot, repository: options.repository,
-      target: options.target ? resolve(options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include, defaultHost: host,
+      target: options.target ? (folderTarget ? resolve(options.target) : options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include,
+      database: options.database, force: options.force, defaultHost: host,
     });
     process.stderr.write(`started ${handle.workflowId}\n`);
     const result = await waitWatched<RestoreResult>(client, handle, neededQueues(config, [options.source], host), { configFile: configPath() });
-    process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
+    if (result.comparison) {
+      process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target} in ${result.durationSeconds.toFixed(1)} s\n`);
+      process.stdout.write(`verified: ${result.comparison.what}: equal to the backup's fingerprint (${describeRestored(source.type, result)})\n`);
+    } else {
+      process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
+    }
   }));
+
+function describeRestored(type: string, result: RestoreResult): string {
+  if (type === 'mongodb') return `${result.filesRestored} documents, ${formatBytes(result.bytesRestored)} of BSON`;
+  if (type === 'postgres') return `${result.filesRestored} tables, row counts and contents`;
+  if (type === 'git') return `${result.filesRestored} refs`;
+  return `${result.filesRestored} objects copied, ${formatBytes(result.bytesRestored)}`;
+}
 
 program.command('worker')
   .description('run a worker for this host (same as npm run worker)')

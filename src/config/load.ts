@@ -104,7 +104,7 @@ function resolvePaths(config: Config, base: string): Config {
   return {
     ...config,
     staging: { ...config.staging, directory: abs(config.staging.directory) },
-    sources: Object.fromEntries(Object.entries(config.sources).map(([n, s]) => [n, s.type === 'files' || s.type === 'secrets' ? { ...s, root: abs(s.root) } : s])),
+    sources: Object.fromEntries(Object.entries(config.sources).map(([n, s]) => [n, s.type === 'files' || s.type === 'secrets' ? { ...s, root: abs(s.root) } : s.type === 'git' ? { ...s, path: abs(s.path) } : s])),
     repositories: Object.fromEntries(Object.entries(config.repositories).map(([n, r]) => [n, r.type === 'local' ? { ...r, path: abs(r.path) } : r])),
     drills: config.drills && { ...config.drills, scratchDirectory: abs(config.drills.scratchDirectory) },
   };
@@ -141,6 +141,16 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
     policy.repositories.forEach((repository, i) => {
       if (!(repository in config.repositories)) problems.push({ path: ['policies', policyName, 'repositories', i], message: `no repository named "${repository}" (known: ${Object.keys(config.repositories).join(', ')})` });
     });
+    // A bucket goes to its replica; every other source needs a repository.
+    const stored = policy.sources.filter((name) => config.sources[name] && config.sources[name].type !== 's3-bucket');
+    if (policy.repositories.length === 0 && stored.length > 0) {
+      problems.push({ path: ['policies', policyName, 'repositories'], message: `sources ${stored.join(', ')} are stored in restic repositories: name at least one` });
+    }
+  }
+  for (const [sourceName, source] of Object.entries(config.sources)) {
+    if (source.type === 's3-bucket' && source.endpoint === source.replica.endpoint && source.bucket === source.replica.bucket && source.prefix === source.replica.prefix) {
+      problems.push({ path: ['sources', sourceName, 'replica'], message: 'the replica is the source bucket itself: name another bucket (on another endpoint, to survive the loss of the first)' });
+    }
   }
   if (options.checkEnv !== false) {
     const env = options.env ?? process.env;

@@ -2,10 +2,10 @@
  * Builds each workflow's plan (src/shared/plans.ts) from the config: the client and the schedule
  * reconciler call these, so a workflow input carries only what that run needs.
  */
-import type { Config, FilesSource } from './schema';
+import type { Config, Source } from './schema';
 import {
   PLAN_VERSION,
-  type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedFilesSource, type PrunePlan, type RestorePlan, type SnapshotsPlan,
+  type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedSource, type PrunePlan, type RestorePlan, type SnapshotsPlan,
 } from '../shared/plans';
 
 export class PlanError extends Error {
@@ -21,13 +21,10 @@ function repositoryOf(config: Config, name: string): NamedRepository {
   return { name, repository };
 }
 
-function filesSourceOf(config: Config, name: string, defaultHost: string): PlannedFilesSource {
+function sourceOf(config: Config, name: string, defaultHost: string): PlannedSource {
   const source = config.sources[name];
   if (!source) throw new PlanError(`no source named "${name}" (known: ${Object.keys(config.sources).join(', ')})`);
-  if (source.type !== 'files' && source.type !== 'secrets') {
-    throw new PlanError(`source ${name} is a ${source.type} source: this version backs up and restores files and secrets only (database sources are checked by doctor)`);
-  }
-  return { name, source: source as FilesSource, host: source.host ?? defaultHost };
+  return { name, source, host: source.host ?? defaultHost };
 }
 
 export function buildBackupPlan(config: Config, policyName: string, defaultHost: string, trigger: BackupPlan['trigger']): BackupPlan {
@@ -36,7 +33,7 @@ export function buildBackupPlan(config: Config, policyName: string, defaultHost:
   return {
     kind: 'backup', version: PLAN_VERSION, deployment: config.deployment, policy: policyName, trigger,
     staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
-    sources: policy.sources.map((name) => filesSourceOf(config, name, defaultHost)),
+    sources: policy.sources.map((name) => sourceOf(config, name, defaultHost)),
     repositories: policy.repositories.map((name) => repositoryOf(config, name)),
     retention: policy.retention,
   };
@@ -52,18 +49,34 @@ export interface RestoreRequest {
   inPlace?: boolean;
   confirmInPlace?: boolean;
   include?: string[];
+  database?: string;
+  force?: boolean;
   defaultHost: string;
 }
 
 export function buildRestorePlan(request: RestoreRequest): RestorePlan {
   const { config } = request;
-  const source = filesSourceOf(config, request.source, request.defaultHost);
-  const repositoryName = request.repository ?? Object.values(config.policies).find((p) => p.sources.includes(request.source))?.repositories[0];
+  const source = sourceOf(config, request.source, request.defaultHost);
+  // A bucket is restored from its replica, not from a restic repository.
+  const repositoryName = request.repository ?? Object.values(config.policies).find((p) => p.sources.includes(request.source))?.repositories[0]
+    ?? (source.source.type === 's3-bucket' ? Object.keys(config.repositories)[0] : undefined);
   if (!repositoryName) throw new PlanError(`no policy backs up source ${request.source}, so no repository holds it: pass --repository`);
+  if (request.inPlace && source.source.type !== 'files' && source.source.type !== 'secrets') {
+    throw new PlanError(`--in-place restores files only: source ${request.source} is a ${source.source.type} source; give --target (a ${targetKind(source.source.type)})`);
+  }
   return {
     kind: 'restore', version: PLAN_VERSION, deployment: config.deployment, source, repository: repositoryOf(config, repositoryName),
     snapshot: request.snapshot, target: request.target, inPlace: request.inPlace, confirmInPlace: request.confirmInPlace, include: request.include,
+    ...(request.database !== undefined ? { database: request.database } : {}), ...(request.force ? { force: true } : {}),
+    ...(source.source.type === 'files' || source.source.type === 'secrets' ? {} : { staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace } }),
   };
+}
+
+/** What --target names for a source kind, for messages. */
+export function targetKind(type: Source['type']): string {
+  if (type === 'mongodb' || type === 'postgres') return 'database name';
+  if (type === 's3-bucket') return 'bucket name';
+  return 'folder';
 }
 
 export function buildPrunePlan(config: Config, repositoryName: string): PrunePlan {

@@ -115,7 +115,7 @@ export const retentionSchema = z.strictObject({
 
 export const policySchema = z.strictObject({
   sources: z.array(name).min(1).describe('Names of sources this policy backs up.'),
-  repositories: z.array(name).min(1).describe('Names of repositories to write to.'),
+  repositories: z.array(name).default([]).describe('Names of repositories to write to (an s3-bucket source goes to its replica instead).'),
   schedule: scheduleSchema,
   retention: retentionSchema,
   rpo: duration.optional().describe('Recovery point objective: alert when the last good backup is older.'),

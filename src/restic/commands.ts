@@ -64,6 +64,11 @@ export interface BackupArguments {
   onStart?: (pid: number) => void;
   /** Each file restic could not read, with the count so far. */
   onUnreadable?: (item: UnreadableItem, count: number) => void;
+  /**
+   * Back up a command's stdout instead of paths (restic's --stdin-from-command): the snapshot holds
+   * one file, `/<stdinFilename>`, and a command that exits non-zero makes restic save nothing.
+   */
+  stdinCommand?: { command: string[]; filename: string; env?: NodeJS.ProcessEnv };
 }
 
 export interface UnreadableItem {
@@ -88,7 +93,8 @@ export function unreadableItem(message: Record<string, unknown>): UnreadableItem
 export async function backup(context: ResticContext, args: BackupArguments): Promise<BackupResult> {
   const argv = ['backup', '--json', '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), ...(args.exclude ?? []).flatMap((e) => ['--exclude', e])];
   if (args.time) argv.push('--time', args.time);
-  argv.push('--', ...args.paths);
+  if (args.stdinCommand) argv.push('--stdin-filename', args.stdinCommand.filename, '--stdin-from-command', '--', ...args.stdinCommand.command);
+  else argv.push('--', ...args.paths);
   let summary: BackupSummary | undefined;
   const unreadable: UnreadableItem[] = [];
   const onError = (message: Record<string, unknown>) => {
@@ -110,6 +116,7 @@ export async function backup(context: ResticContext, args: BackupArguments): Pro
     },
     onErrorJson: onError,
     onSpawn: args.onStart,
+    extraEnv: args.stdinCommand?.env,
   }));
   if (!summary) throw new Error('restic backup ended without a summary');
   if (run.exitCode === 3 && unreadable.length === 0) unreadable.push({ path: '', error: 'restic reported unreadable files (exit code 3) without naming them' });
@@ -151,7 +158,9 @@ export function resticDuration(duration: string): string {
 }
 
 export async function forget(context: ResticContext, rules: ForgetRules, filter: { tags: string[]; host?: string }, dryRun = false): Promise<ForgetGroup[]> {
-  const argv = ['forget', '--json', '--group-by', 'host', '--tag', filter.tags.join(',')];
+  // Grouped by host and paths: a PostgreSQL backup's snapshots (one per database, one for its
+  // manifest, all of one run at the same time) are kept or forgotten together, by the same rules.
+  const argv = ['forget', '--json', '--group-by', 'host,paths', '--tag', filter.tags.join(',')];
   if (filter.host) argv.push('--host', filter.host);
   const numeric: [keyof ForgetRules, string][] = [['keepLast', '--keep-last'], ['keepHourly', '--keep-hourly'], ['keepDaily', '--keep-daily'], ['keepWeekly', '--keep-weekly'], ['keepMonthly', '--keep-monthly'], ['keepYearly', '--keep-yearly']];
   for (const [key, flag] of numeric) if (rules[key] !== undefined) argv.push(flag, String(rules[key]));
@@ -216,4 +225,15 @@ export interface LsNode {
 export async function ls(context: ResticContext, snapshotId: string): Promise<LsNode[]> {
   const { stdout } = await runRestic(['ls', '--json', '--no-lock', snapshotId], options(context));
   return stdout.split('\n').filter((line) => line.includes('"struct_type":"node"')).map((line) => JSON.parse(line) as LsNode);
+}
+
+/** Streams one file of a snapshot (`restic dump`) into `into`: a database dump into its restore tool. */
+export async function dump(context: ResticContext, snapshotId: string, path: string, into: NodeJS.WritableStream): Promise<void> {
+  await runRestic(['dump', '--no-lock', snapshotId, path], options(context, { stdoutTo: into }));
+}
+
+/** One small file of a snapshot (a manifest), as text. */
+export async function readSnapshotFile(context: ResticContext, snapshotId: string, path: string): Promise<string> {
+  const { stdout } = await runRestic(['dump', '--no-lock', snapshotId, path], options(context));
+  return stdout;
 }

@@ -79,6 +79,10 @@ export interface ResticRunOptions {
   acceptExitCodes?: number[];
   /** Told the child's pid, so a retry on this host can stop an orphan of a killed worker. */
   onSpawn?: (pid: number) => void;
+  /** Added to restic's environment: what a command restic runs needs (pg_dump's PGPASSWORD). */
+  extraEnv?: NodeJS.ProcessEnv;
+  /** Stream stdout here instead of collecting it (`restic dump` into pg_restore). */
+  stdoutTo?: NodeJS.WritableStream;
 }
 
 /**
@@ -106,7 +110,7 @@ function jsonLines(onMessage: (message: Record<string, unknown>) => void): (chun
 }
 
 export async function runRestic(args: string[], options: ResticRunOptions): Promise<ResticRun> {
-  const env = repositoryEnvironment(options.repository, options.env);
+  const env = { ...repositoryEnvironment(options.repository, options.env), ...options.extraEnv };
   const fullArgs = [...repositoryOptions(options.repository), ...args];
   return new Promise<ResticRun>((resolve, reject) => {
     const child = spawn(options.bin, fullArgs, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -115,12 +119,18 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
     let stderr = '';
     const stdoutLines = options.onJson ? jsonLines(options.onJson) : undefined;
     const stderrLines = options.onErrorJson ? jsonLines(options.onErrorJson) : undefined;
-    child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      if (options.collectStdout !== false) stdoutChunks.push(chunk);
-      stdoutLines?.(chunk);
-    });
+    if (options.stdoutTo) {
+      // The reader sets the pace; if it goes away (pg_restore failed), restic gets EPIPE and stops.
+      child.stdout.pipe(options.stdoutTo as NodeJS.WritableStream & import('node:stream').Writable);
+      child.stdout.on('error', () => undefined);
+    } else {
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        if (options.collectStdout !== false) stdoutChunks.push(chunk);
+        stdoutLines?.(chunk);
+      });
+    }
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
       stderrLines?.(chunk);

@@ -1,15 +1,21 @@
 /** Inputs and outcomes of backups, shared by workflows, activities, the ledger and the CLI. */
-import type { FilesSource, Repository, Retention } from '../config/schema';
+import type { BucketSource, Repository, Retention, Source } from '../config/schema';
+import type { SourceFingerprint } from './fingerprints';
+
+/** Sources whose data goes into restic repositories (an s3-bucket source is replicated instead). */
+export type RepositorySource = Exclude<Source, BucketSource>;
 
 export interface SourceBackupInput {
   deployment: string;
   policy: string;
   sourceName: string;
-  source: FilesSource;
+  source: RepositorySource;
   repositoryName: string;
   repository: Repository;
   host: string;
   stagingDirectory: string;
+  /** Free space always left on the staging disk, on top of a dump's estimated size (older plans: none). */
+  minFreeSpace?: string;
   scheduledTime: string;
   /** Unique to this workflow run, source and repository: a retry finds the snapshot it made. */
   runTag: string;
@@ -46,6 +52,26 @@ export interface SnapshotRecord {
   resumed: boolean;
   /** Set when some files could not be read: never the source's last successful backup. */
   partial?: PartialDetail;
+  /** Databases, git and buckets: what the source held when it was backed up, compared after a restore. */
+  fingerprint?: SourceFingerprint;
+  /**
+   * PostgreSQL: one snapshot per database (streamed from pg_dump) besides the one holding the
+   * manifest and the roles (snapshotId); all carry the run's tag.
+   */
+  parts?: { part: string; snapshotId: string }[];
+}
+
+/** A snapshot tag naming which piece of a multi-snapshot backup it holds (`part=database:app`, `part=manifest`). */
+export const PART_TAG_KEY = 'part';
+
+/** What a bucket replication run carries in its heartbeat: where a retry resumes. */
+export interface BucketReplicationInput {
+  deployment: string;
+  policy: string;
+  sourceName: string;
+  source: BucketSource;
+  host: string;
+  scheduledTime: string;
 }
 
 export type RunKind = 'backup' | 'restore' | 'prune';
@@ -70,7 +96,7 @@ export interface RunOutcome {
   snapshots: SnapshotRecord[];
   /** Restore and prune: the repository; restore: what was restored where. */
   repository?: string;
-  restored?: { source: string; snapshotId: string; target: string; files: number; bytes: number };
+  restored?: { source: string; snapshotId: string; target: string; files: number; bytes: number; comparison?: { equal: boolean; differences: string[]; what: string } };
   error?: { type: string; message: string };
 }
 

@@ -21,6 +21,10 @@ export const FailureType = {
   StorageUnreachable: 'StorageUnreachable',
   /** restic saved a snapshot but could not read some files (its exit code 3). */
   PartialSnapshot: 'PartialSnapshot',
+  /** A restore finished but the restored data's fingerprint differs from the one taken at backup time. */
+  RestoreMismatch: 'RestoreMismatch',
+  /** A bucket's copy differs from the source after replication (a retry copies the differences). */
+  ReplicaMismatch: 'ReplicaMismatch',
   /** A workflow input (plan) of a version or kind this worker does not understand. */
   InputVersionUnsupported: 'InputVersionUnsupported',
 } as const;
@@ -41,5 +45,6 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.DatabaseAuthFailed,
   FailureType.RestoreTargetUnsafe,
   FailureType.PartialSnapshot,
+  FailureType.RestoreMismatch,
   FailureType.InputVersionUnsupported,
 ];

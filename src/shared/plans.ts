@@ -7,6 +7,7 @@
  * Pure: workflows import this file.
  */
 import type { FilesSource, Repository, Retention, Source } from '../config/schema';
+export type { Source };
 import { FailureType } from './failures';
 
 export const PLAN_VERSION = 1;
@@ -16,12 +17,15 @@ export interface NamedRepository {
   repository: Repository;
 }
 
-export interface PlannedFilesSource {
+/** A source of any kind and the host whose worker reads it. */
+export interface PlannedSource<S extends Source = Source> {
   name: string;
-  source: FilesSource;
-  /** The host whose worker reads the files (the source's own, or the default host of the client). */
+  source: S;
+  /** The host whose worker reads the source (the source's own, or the default host of the client). */
   host: string;
 }
+
+export type PlannedFilesSource = PlannedSource<FilesSource>;
 
 export interface BackupPlan {
   kind: 'backup';
@@ -30,7 +34,8 @@ export interface BackupPlan {
   policy: string;
   trigger: 'schedule' | 'manual';
   staging: { directory: string; minFreeSpace: string };
-  sources: PlannedFilesSource[];
+  /** Files, secrets, databases and git go into the repositories; an s3-bucket source is replicated to its replica. */
+  sources: PlannedSource[];
   repositories: NamedRepository[];
   retention: Retention;
 }
@@ -39,12 +44,22 @@ export interface RestorePlan {
   kind: 'restore';
   version: typeof PLAN_VERSION;
   deployment: string;
-  source: PlannedFilesSource;
+  source: PlannedSource;
   repository: NamedRepository;
   /** A snapshot id (or its short form); default: the newest snapshot of the source. */
   snapshot?: string;
-  /** Folder to restore into; it must be empty or absent. Ignored with inPlace. */
+  /**
+   * Where to restore: a folder (files, secrets, git), a database name (mongodb, postgres), a
+   * bucket name on the source's endpoint (s3-bucket). It must be empty or absent unless forced.
+   * Ignored with inPlace.
+   */
   target?: string;
+  /** Databases: which of the source's databases to restore (default: the only one, or all for mongodb without a target). */
+  database?: string;
+  /** Databases and buckets: replace a non-empty target. */
+  force?: boolean;
+  /** Where a MongoDB dump or a git bundle is unpacked before it is loaded. */
+  staging?: { directory: string; minFreeSpace: string };
   inPlace?: boolean;
   confirmInPlace?: boolean;
   /** Only these paths (relative to the source's root). */

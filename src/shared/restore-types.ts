@@ -1,4 +1,6 @@
 /** What a restore reports. Its input is the RestorePlan (src/shared/plans.ts). */
+import type { FingerprintComparison } from './fingerprints';
+
 export interface RestoreResult {
   source: string;
   repository: string;
@@ -7,4 +9,9 @@ export interface RestoreResult {
   filesRestored: number;
   bytesRestored: number;
   durationSeconds: number;
+  /**
+   * Databases, git and buckets: the restored data's fingerprint compared with the one taken at
+   * backup time (from the snapshot's manifest). A restore whose comparison is not equal fails.
+   */
+  comparison?: FingerprintComparison & { what: string };
 }

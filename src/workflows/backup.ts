@@ -4,16 +4,17 @@
  * so silence is never success).
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { ApplicationFailure, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupOutcome, BackupProgress, RepositoryJob, SourceBackupInput } from '../shared/backup-types';
+import type { BackupOutcome, BackupProgress, RepositoryJob, RepositorySource, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
+import type { BucketSource } from '../config/schema';
 import { FailureType } from '../shared/failures';
-import type { BackupPlan } from '../shared/plans';
+import type { BackupPlan, PlannedSource } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery } from './definitions';
 import { recordedRun, requirePlan } from './outcomes';
 import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
-import { SHORT_CALLS } from './retry-policies';
+import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
 const SCHEDULED_START_TIME = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
@@ -25,12 +26,17 @@ function scheduledTime(): string {
   return (attribute ?? info.startTime).toISOString();
 }
 
+const isBucket = (s: PlannedSource): s is PlannedSource<BucketSource> => s.source.type === 's3-bucket';
+const inRepositories = (s: PlannedSource): s is PlannedSource<RepositorySource> => s.source.type !== 's3-bucket';
+
 function repositoryJobs(plan: BackupPlan, when: string): RepositoryJob[] {
   const info = workflowInfo();
+  const sources = plan.sources.filter(inRepositories);
+  if (sources.length === 0) return [];
   return plan.repositories.map(({ name: repositoryName, repository }) => {
-    const backups: SourceBackupInput[] = plan.sources.map(({ name: sourceName, source, host }) => ({
+    const backups: SourceBackupInput[] = sources.map(({ name: sourceName, source, host }) => ({
       deployment: plan.deployment, policy: plan.policy, sourceName, source, repositoryName, repository, host,
-      stagingDirectory: plan.staging.directory, scheduledTime: when,
+      stagingDirectory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, scheduledTime: when,
       runTag: `run=${info.workflowId}/${info.runId.slice(0, 8)}/${sourceName}`,
     }));
     return {
@@ -44,7 +50,8 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
   requirePlan(plan, 'backup', 'backupWorkflow');
   const info = workflowInfo();
   const when = scheduledTime();
-  const progress: BackupProgress = { stage: 'preflight', policy: plan.policy, sourcesDone: 0, sourcesTotal: plan.sources.length * plan.repositories.length };
+  const buckets = plan.sources.filter(isBucket);
+  const progress: BackupProgress = { stage: 'preflight', policy: plan.policy, sourcesDone: 0, sourcesTotal: plan.sources.filter(inRepositories).length * plan.repositories.length + buckets.length };
   setHandler(backupProgressQuery, () => progress);
   const outcome: BackupOutcome = {
     kind: 'backup', status: 'failed', ok: false, deployment: plan.deployment, policy: plan.policy, sources: plan.sources.map((s) => s.name),
@@ -60,15 +67,24 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
         .checkFreeSpace({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, neededBytes: 0 })));
 
       progress.stage = 'backup';
-      const results = await Promise.all(repositoryJobs(plan, when).map(async (job) => {
+      // A bucket of uploads is copied to its replica, beside the repositories' work.
+      const replications: Promise<SnapshotRecord[]> = buckets.length > 0 && patched('bucket-sources')
+        ? Promise.all(buckets.map(async ({ name, source, host }) => {
+          const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host) });
+          const record = await onHost.replicateBucketSource({ deployment: plan.deployment, policy: plan.policy, sourceName: name, source, host, scheduledTime: when });
+          progress.sourcesDone += 1;
+          return record;
+        }))
+        : Promise.resolve([]);
+      const [results, replicated] = await Promise.all([Promise.all(repositoryJobs(plan, when).map(async (job) => {
         progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
         const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
           progress.stage = waiting ? 'waiting-for-repository' : 'backup';
         });
         progress.sourcesDone += job.backups.length;
         return result;
-      }));
-      outcome.snapshots = results.flatMap((r) => r.snapshots);
+      })), replications]);
+      outcome.snapshots = [...results.flatMap((r) => r.snapshots), ...replicated];
       const partial = outcome.snapshots.filter((s) => s.partial);
       if (partial.length > 0) {
         outcome.status = 'partial';

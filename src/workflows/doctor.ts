@@ -61,6 +61,12 @@ export async function doctorWorkflow(plan: DoctorPlan): Promise<DoctorReport> {
       databaseRows.push(guarded(`mongodb:${name}`, `MongoDB of source ${name} reachable`, `check ${source.uriEnv}`, () => checks.checkMongoDb({ name, source })));
     } else if (source.type === 'postgres') {
       databaseRows.push(guarded(`postgres:${name}`, `PostgreSQL of source ${name} reachable`, `check ${source.urlEnv}`, () => checks.checkPostgres({ name, source })));
+    } else if (source.type === 's3-bucket') {
+      databaseRows.push(guarded(`bucket:${name}`, `bucket ${source.bucket} and its replica ${source.replica.bucket}`, `check ${source.accessKeyIdEnv}/${source.secretAccessKeyEnv} and ${source.replica.accessKeyIdEnv}/${source.replica.secretAccessKeyEnv}`, () => checks.checkBucketSource({ name, source })));
+    } else if (source.type === 'git') {
+      const host = plannedHost ?? source.host ?? 'unknown';
+      const onHost = proxyActivities<Activities>({ taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '20 seconds', startToCloseTimeout: '1 minute', retry: { maximumAttempts: 1 } });
+      rows.push(guarded(`git:${name}`, `git repository of source ${name} on ${host}`, `start a worker on host ${host} (BACKUP_HOST=${host}) so that its task queue is polled`, () => onHost.checkGitSource({ name, source, host })));
     } else if (source.type === 'files' || source.type === 'secrets') {
       const host = plannedHost ?? source.host ?? 'unknown';
       const onHost = proxyActivities<Activities>({

@@ -57,7 +57,12 @@ function pushHistory(state: LedgerState, outcome: RunOutcome): void {
   const index = state.history.findIndex((h) => h.workflowId === outcome.workflowId);
   if (index >= 0) state.history.splice(index, 1);
   else state.recorded += 1;
-  state.history.push(outcome);
+  // Fingerprints (one line per collection or table) stay with the last success per source only:
+  // 200 of them in the history would swell the state that continue-as-new carries.
+  const light = outcome.snapshots.some((s) => s.fingerprint)
+    ? { ...outcome, snapshots: outcome.snapshots.map(({ fingerprint: _fingerprint, ...rest }) => rest) }
+    : outcome;
+  state.history.push(light);
   if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
 }
 

@@ -18,11 +18,21 @@ export async function restoreWorkflow(plan: RestorePlan): Promise<RestoreResult>
     startedAt: info.startTime.toISOString(), finishedAt: '', sources: [source.name], repository: repository.name, snapshots: [],
   };
   return recordedRun(outcome, async () => {
-    const result = await onHost.restoreFiles({
-      deployment: plan.deployment, sourceName: source.name, source: source.source, repositoryName: repository.name, repository: repository.repository,
-      snapshot: plan.snapshot, target: plan.target, inPlace: plan.inPlace, confirmInPlace: plan.confirmInPlace, include: plan.include,
-    });
-    outcome.restored = { source: result.source, snapshotId: result.snapshotId, target: result.target, files: result.filesRestored, bytes: result.bytesRestored };
+    const { source: config } = source;
+    const result = config.type === 'files' || config.type === 'secrets'
+      ? await onHost.restoreFiles({
+        deployment: plan.deployment, sourceName: source.name, source: config, repositoryName: repository.name, repository: repository.repository,
+        snapshot: plan.snapshot, target: plan.target, inPlace: plan.inPlace, confirmInPlace: plan.confirmInPlace, include: plan.include,
+      })
+      // Databases, git and buckets: restored, then compared with their fingerprint at backup time.
+      : await onHost.restoreSource({
+        deployment: plan.deployment, sourceName: source.name, source: config, repositoryName: repository.name, repository: repository.repository,
+        snapshot: plan.snapshot, target: plan.target, database: plan.database, force: plan.force, stagingDirectory: plan.staging?.directory,
+      });
+    outcome.restored = {
+      source: result.source, snapshotId: result.snapshotId, target: result.target, files: result.filesRestored, bytes: result.bytesRestored,
+      ...(result.comparison ? { comparison: result.comparison } : {}),
+    };
     return result;
   });
 }

@@ -1,0 +1,215 @@
+/**
+ * Restore of databases, git repositories and buckets, each followed by the proof: the restored
+ * data's fingerprint compared with the one the snapshot's manifest recorded at backup time. A
+ * target that holds data is refused unless forced; nothing is written before that check.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Context } from '@temporalio/activity';
+import type { BucketSource, Repository } from '../config/schema';
+import { registerSecretValue, type Logger } from '../logging/logger';
+import { dump, readSnapshotFile, restore, snapshots, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
+import { PART_TAG_KEY, type RepositorySource } from '../shared/backup-types';
+import { FailureType } from '../shared/failures';
+import { compareFingerprints, type FingerprintComparison, type SourceFingerprint } from '../shared/fingerprints';
+import type { RestoreResult } from '../shared/restore-types';
+import { restoreBundle } from '../sources/git';
+import { restoreMongo } from '../sources/mongodb';
+import { fingerprintDatabase, restorePostgres } from '../sources/postgres';
+import { restoreFromReplica } from '../sources/bucket';
+import { stagingSpace } from './disk';
+import { failure, typed } from './failures';
+import { withHeartbeat } from './heartbeat';
+import { MANIFEST_FILE } from './manifest';
+import type { SourceManifest } from './source-backup';
+
+export interface RestoreSourceInput {
+  deployment: string;
+  sourceName: string;
+  source: RepositorySource | BucketSource;
+  repositoryName: string;
+  repository: Repository;
+  snapshot?: string;
+  /** A database name, a folder (git) or a bucket name (s3-bucket). */
+  target?: string;
+  /** Which of the source's databases (when it dumps several). */
+  database?: string;
+  force?: boolean;
+  /** Where a MongoDB dump or a git bundle is unpacked before it is loaded. */
+  stagingDirectory?: string;
+}
+
+export interface SourceRestoreDependencies {
+  logger: Logger;
+  resticBin: () => Promise<string>;
+  env: NodeJS.ProcessEnv;
+}
+
+function secret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
+  const value = env[variable];
+  if (!value) throw failure(FailureType.ConfigInvalid, `environment variable ${variable} (${what}) is not set on this worker`);
+  registerSecretValue(value);
+  return value;
+}
+
+/** The snapshot holding the source's manifest: the one asked for, or the newest. */
+async function manifestSnapshot(restic: ResticContext, input: RestoreSourceInput): Promise<Snapshot> {
+  const all = await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${input.sourceName}`] });
+  // A PostgreSQL backup's database snapshots are found from its manifest snapshot.
+  const candidates = all.filter((s) => { const part = tagValue(s, PART_TAG_KEY); return part === undefined || part === 'manifest'; });
+  const chosen = input.snapshot
+    ? all.find((s) => s.id === input.snapshot || s.short_id === input.snapshot || s.id.startsWith(input.snapshot!))
+    : candidates.sort((a, b) => b.time.localeCompare(a.time))[0];
+  if (!chosen) {
+    throw failure(FailureType.SourceMissing, input.snapshot
+      ? `snapshot ${input.snapshot} of source ${input.sourceName} is not in repository ${input.repositoryName} (backupctl snapshots --source ${input.sourceName} lists them)`
+      : `repository ${input.repositoryName} has no snapshot of source ${input.sourceName} yet`);
+  }
+  const part = tagValue(chosen, PART_TAG_KEY);
+  if (part !== undefined && part !== 'manifest') {
+    // A database snapshot's id was given: use the manifest of the same run.
+    const runTag = chosen.tags?.find((t) => t.startsWith('run='));
+    const manifest = all.find((s) => runTag && s.tags?.includes(runTag) && tagValue(s, PART_TAG_KEY) === 'manifest');
+    if (!manifest) throw failure(FailureType.SourceMissing, `snapshot ${chosen.short_id} belongs to a backup whose manifest snapshot is missing: choose another snapshot`);
+    return manifest;
+  }
+  return chosen;
+}
+
+async function readManifest(restic: ResticContext, snapshot: Snapshot): Promise<SourceManifest> {
+  const folder = snapshot.paths[0];
+  if (!folder) throw failure(FailureType.RepositoryCorrupted, `snapshot ${snapshot.short_id} lists no path`);
+  try {
+    return JSON.parse(await readSnapshotFile(restic, snapshot.id, `${folder}/${MANIFEST_FILE}`)) as SourceManifest;
+  } catch (error) {
+    if (error instanceof SyntaxError) throw failure(FailureType.RepositoryCorrupted, `the manifest of snapshot ${snapshot.short_id} is not valid JSON`);
+    throw error;
+  }
+}
+
+function mismatch(what: string, comparison: FingerprintComparison): Error {
+  return failure(FailureType.RestoreMismatch, `${what}: the restored data differs from the backup: ${comparison.differences.slice(0, 10).join('; ')}${comparison.differences.length > 10 ? ` (and ${comparison.differences.length - 10} more)` : ''}`);
+}
+
+function checked(expected: SourceFingerprint, actual: SourceFingerprint, what: string, rename: Record<string, string> = {}): FingerprintComparison & { what: string } {
+  const comparison = compareFingerprints(expected, actual, rename);
+  if (!comparison.equal) throw mismatch(what, comparison);
+  return { ...comparison, what };
+}
+
+export function createSourceRestoreActivities({ logger, resticBin, env }: SourceRestoreDependencies) {
+  return {
+    async restoreSource(input: RestoreSourceInput): Promise<RestoreResult> {
+      const activity = Context.current();
+      const progress: Record<string, unknown> = { stage: 'listing' };
+      return typed(() => withHeartbeat(() => progress, async () => {
+        const started = Date.now();
+        const { source } = input;
+        if (source.type === 's3-bucket') {
+          if (!input.target) throw failure(FailureType.RestoreTargetUnsafe, `give the bucket to restore into: --target <bucket> (on ${source.endpoint}; it must be empty unless --force)`);
+          progress.stage = 'copying';
+          const copied = await restoreFromReplica({
+            replica: source.replica, target: { ...source, bucket: input.target, prefix: source.prefix }, env, force: input.force, signal: activity.cancellationSignal,
+          });
+          const what = `bucket ${source.replica.bucket} copied into ${input.target}`;
+          if (!copied.verified.ok) throw failure(FailureType.RestoreMismatch, `${what}: ${copied.verified.differences.slice(0, 10).join('; ')}`);
+          return {
+            source: input.sourceName, repository: `replica:${source.replica.bucket}`, snapshotId: 'latest', target: input.target,
+            filesRestored: copied.copied, bytesRestored: copied.bytesCopied, durationSeconds: (Date.now() - started) / 1000,
+            comparison: { ...compareFingerprints(copied.fingerprint, copied.replicaFingerprint), what },
+          };
+        }
+
+        const restic: ResticContext = { bin: await resticBin(), repository: input.repository, env, signal: activity.cancellationSignal };
+        const snapshot = await manifestSnapshot(restic, input);
+        const manifest = await readManifest(restic, snapshot);
+        const folder = snapshot.paths[0]!;
+        const base = { source: input.sourceName, repository: input.repositoryName, snapshotId: snapshot.id };
+
+        if (source.type === 'postgres') {
+          const url = secret(env, source.urlEnv, 'PostgreSQL connection URL');
+          const entries = manifest.databases ?? [];
+          const entry = input.database ? entries.find((d) => d.database === input.database) : entries.length === 1 ? entries[0] : undefined;
+          if (!entry) {
+            throw failure(FailureType.RestoreTargetUnsafe, input.database
+              ? `snapshot ${snapshot.short_id} holds no database "${input.database}" (it holds: ${entries.map((d) => d.database).join(', ')})`
+              : `snapshot ${snapshot.short_id} holds several databases (${entries.map((d) => d.database).join(', ')}): choose one with --database`);
+          }
+          const target = input.target ?? entry.database;
+          const runTag = snapshot.tags?.find((t) => t.startsWith('run='));
+          const [part] = (await snapshots(restic, { tags: [`source=${input.sourceName}`, ...(runTag ? [runTag] : [])] })).filter((s) => tagValue(s, PART_TAG_KEY) === entry.part);
+          if (!part) throw failure(FailureType.SourceMissing, `the dump of database ${entry.database} (${entry.part}) of snapshot ${snapshot.short_id} is missing from repository ${input.repositoryName}`);
+          progress.stage = 'restoring';
+          const stream = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+          // restorePostgres checks the target first; restic's output waits in the pipe meanwhile.
+          const loading = restorePostgres({ url, database: target, dump: stream, force: input.force, signal: activity.cancellationSignal });
+          const reading = dump(restic, part.id, `/${entry.filename}`, stream).catch((error: unknown) => {
+            stream.destroy(error as Error);
+            throw error;
+          });
+          const [restored] = await Promise.all([loading, reading]);
+          progress.stage = 'comparing';
+          const actual = await fingerprintDatabase(url, target);
+          const expected = manifest.fingerprint.kind === 'postgres' ? manifest.fingerprint.databases.filter((d) => d.database === entry.database) : [];
+          const comparison = checked({ kind: 'postgres', databases: expected }, { kind: 'postgres', databases: [actual] }, `database ${entry.database} restored into ${target}`, { [entry.database]: target });
+          logger.info({ source: input.sourceName, snapshot: snapshot.short_id, database: entry.database, target, warnings: restored.warnings.length }, 'database restored and equal to the backup');
+          return { ...base, target, filesRestored: expected[0]?.tables.length ?? 0, bytesRestored: 0, durationSeconds: (Date.now() - started) / 1000, comparison };
+        }
+
+        // MongoDB and git: unpack the snapshot's folder into staging, load it, remove it.
+        const staging = resolve(input.stagingDirectory ?? '/var/tmp/backup-staging', 'restores', `${input.deployment}-${input.sourceName}-${(activity.info.workflowExecution?.runId ?? activity.info.activityId).slice(0, 8)}`);
+        const size = snapshot.summary?.total_bytes_processed ?? 0;
+        const { free } = stagingSpace(staging, '0', size);
+        if (free < size) throw failure(FailureType.InsufficientDiskSpace, `unpacking snapshot ${snapshot.short_id} needs ${size} bytes at ${staging}, only ${free} free: free space or point staging.directory at a larger disk`);
+        if (source.type === 'git') {
+          if (!input.target) throw failure(FailureType.RestoreTargetUnsafe, 'give the folder to restore the repository into: --target <folder>');
+          const target = resolve(input.target);
+          if (existsSync(target) && readdirSync(target).length > 0 && !input.force) {
+            throw failure(FailureType.RestoreTargetUnsafe, `target ${target} is not empty: restore into an empty or new folder (nothing was written)`);
+          }
+        }
+        await rm(staging, { recursive: true, force: true });
+        await mkdir(staging, { recursive: true, mode: 0o700 });
+        try {
+          progress.stage = 'unpacking';
+          await restore(restic, { snapshotId: snapshot.id, subfolder: folder, target: staging });
+          progress.stage = 'restoring';
+          if (source.type === 'mongodb') {
+            const uri = secret(env, source.uriEnv, 'MongoDB connection string');
+            const dumped = manifest.fingerprint.kind === 'mongodb' ? [...new Set(manifest.fingerprint.collections.map((c) => c.database))] : [];
+            const databases = input.database ? [input.database] : dumped;
+            if (input.database && !dumped.includes(input.database)) throw failure(FailureType.RestoreTargetUnsafe, `snapshot ${snapshot.short_id} holds no database "${input.database}" (it holds: ${dumped.join(', ')})`);
+            if (input.target && databases.length !== 1) throw failure(FailureType.RestoreTargetUnsafe, `snapshot ${snapshot.short_id} holds several databases (${dumped.join(', ')}): choose the one to restore into ${input.target} with --database`);
+            const rename: Record<string, string> = input.target ? { [databases[0]!]: input.target } : {};
+            const actual = await restoreMongo({
+              uri, directory: join(staging, manifest.dump ?? 'dump'), rename, databases, force: input.force, signal: activity.cancellationSignal,
+              onProgress: (p: unknown) => Object.assign(progress, p),
+            });
+            const expected = manifest.fingerprint.kind === 'mongodb'
+              ? { ...manifest.fingerprint, collections: manifest.fingerprint.collections.filter((c) => databases.includes(c.database)) }
+              : manifest.fingerprint;
+            const target = databases.map((d) => rename[d] ?? d).join(', ');
+            const comparison = checked(expected, actual, `${databases.join(', ')} restored into ${target}`, rename);
+            const collections = expected.kind === 'mongodb' ? expected.collections : [];
+            logger.info({ source: input.sourceName, snapshot: snapshot.short_id, target, collections: collections.length }, 'MongoDB restored and equal to the backup');
+            return {
+              ...base, target, filesRestored: collections.reduce((n, c) => n + c.count, 0), bytesRestored: collections.reduce((n, c) => n + c.bytes, 0),
+              durationSeconds: (Date.now() - started) / 1000, comparison,
+            };
+          }
+          if (source.type === 'git') {
+            const target = resolve(input.target!);
+            const actual = await restoreBundle({ bundleFile: join(staging, manifest.bundle ?? 'repository.bundle'), target, force: input.force });
+            const comparison = checked(manifest.fingerprint, actual, `repository restored into ${target}`);
+            return { ...base, target, filesRestored: actual.kind === 'git' ? actual.refs.length : 0, bytesRestored: 0, durationSeconds: (Date.now() - started) / 1000, comparison };
+          }
+          throw failure(FailureType.ConfigInvalid, `source ${input.sourceName}: ${source.type} sources are restored as files`);
+        } finally {
+          await rm(staging, { recursive: true, force: true });
+        }
+      }));
+    },
+  };
+}
