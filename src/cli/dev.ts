@@ -7,12 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Decimal128, Long, MongoClient, ObjectId } from 'mongodb';
 import { stringify } from 'yaml';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
 import { createLogger, interactiveLogLevel, logFormatFor } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
-import { startTemporal } from '../servers/processes';
+import { startFerretDb, startTemporal } from '../servers/processes';
 import { startWorker } from '../worker';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
@@ -49,6 +50,37 @@ export function writeSampleDeployment(root: string): void {
   write('credentials/google-service-account.json', `${JSON.stringify({ type: 'service_account', private_key: 'sample' })}\n`, 0o600);
 }
 
+/** The first assessment's MongoDB state, small: pipeline runs, a job cache, applications. */
+export async function seedSampleDatabase(uri: string): Promise<number> {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
+  try {
+    const db = client.db('jobs');
+    if ((await db.collection('pipeline_runs').estimatedDocumentCount()) > 0) return 0;
+    const companies = ['Acme Corp', 'Globex', 'Initech', 'Umbrella', 'Hooli'];
+    const started = Date.UTC(2026, 10, 1);
+    const runs = Array.from({ length: 200 }, (_, i) => ({
+      _id: new ObjectId(), startedAt: new Date(started + i * 3_600_000), status: i % 17 === 0 ? 'failed' : 'succeeded',
+      jobsFound: 20 + (i % 13), stages: ['search', 'score', 'tailor', 'render'], durationMs: new Long(90_000 + i * 37),
+    }));
+    const cache = Array.from({ length: 1000 }, (_, i) => ({
+      _id: `job-${i}`, company: companies[i % companies.length]!, title: `Engineer ${i}`, fetchedAt: new Date(started + i * 60_000),
+      salary: Decimal128.fromString(`${90_000 + (i % 40) * 1_000}.00`), description: `Role ${i}: build and run data pipelines. `.repeat(8),
+    }));
+    const applications = companies.map((company, i) => ({
+      _id: new ObjectId(), company, role: 'Platform Engineer', appliedAt: new Date(started + i * 86_400_000),
+      documents: { cv: `applications/${company}/CV.md`, coverLetter: `applications/${company}/cover_letter.txt` }, score: 0.5 + i / 10,
+    }));
+    await db.collection('pipeline_runs').insertMany(runs);
+    await db.collection<{ _id: string }>('job_cache').insertMany(cache);
+    await db.collection('applications').insertMany(applications);
+    await db.collection('job_cache').createIndex({ company: 1, fetchedAt: -1 });
+    await db.collection('applications').createIndex({ company: 1 }, { unique: true });
+    return runs.length + cache.length + applications.length;
+  } finally {
+    await client.close();
+  }
+}
+
 /** The dev repository's password: generated once, kept in a 0600 file that is its only source. */
 function devSecrets(dataDirectory: string): Record<string, string> {
   const file = join(dataDirectory, 'dev.env');
@@ -66,6 +98,8 @@ export function devConfigText(dataDirectory: string): string {
     sources: {
       artifacts: { type: 'files', root: join(dataDirectory, 'sample-deployment'), paths: ['applications', 'master-cv.md'] },
       secrets: { type: 'secrets', root: join(dataDirectory, 'sample-deployment'), paths: ['.env', 'credentials'] },
+      // The pipeline's state, in a local FerretDB (the MongoDB wire protocol) started by `dev`.
+      mongodb: { type: 'mongodb', uriEnv: 'DEV_MONGODB_URI', databases: ['jobs'] },
     },
     repositories: {
       local: { type: 'local', path: join(dataDirectory, 'repository'), passwordEnv: 'DEV_RESTIC_PASSWORD' },
@@ -73,6 +107,7 @@ export function devConfigText(dataDirectory: string): string {
     policies: {
       artifacts: { sources: ['artifacts'], repositories: ['local'], schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { keepDaily: 7, keepWeekly: 4, keepMonthly: 12 }, rpo: '26h', tier: 'high' },
       secrets: { sources: ['secrets'], repositories: ['local'], schedule: { cron: '0 3 * * 0', timezone: 'UTC' }, retention: { keepWeekly: 4 }, rpo: '8d', tier: 'critical' },
+      database: { sources: ['mongodb'], repositories: ['local'], schedule: { every: '6h' }, retention: { keepDaily: 7, keepWeekly: 4 }, rpo: '7h', tier: 'critical' },
     },
   };
   return `# Written by \`backupctl dev\`: the embedded default. Use it with other commands:\n#   backupctl --config ${join(dataDirectory, 'dev.yaml')} doctor\n${stringify(config)}`;
@@ -89,20 +124,29 @@ export async function runDev(options: DevOptions): Promise<number> {
   Object.assign(process.env, devSecrets(dataDirectory));
   const configPath = join(dataDirectory, 'dev.yaml');
   writeFileSync(configPath, devConfigText(dataDirectory));
-  const config = loadConfig(configPath);
 
-  const [temporalBin, resticBin] = await Promise.all([
+  const [temporalBin, resticBin, ferretdbBin] = await Promise.all([
     // A first build takes minutes: say so even when the terminal shows only warnings.
     resolveBinary('temporal', { logger: (m) => process.stderr.write(`${m}\n`) }),
     resolveBinary('restic', { logger: (m) => process.stderr.write(`${m}\n`) }),
+    resolveBinary('ferretdb', { logger: (m) => process.stderr.write(`${m}\n`) }),
   ]);
   process.env.RESTIC_BIN = resticBin;
-  logger.info({ temporalBin, resticBin }, 'binaries ready');
-  const temporal = await startTemporal({ ui: true, dbFile: join(dataDirectory, 'temporal.sqlite'), port: options.port, uiPort: options.uiPort });
-  const environment = { ...readEnvironment(), host: hostname() };
-  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace, tls: false };
+  logger.info({ temporalBin, resticBin, ferretdbBin }, 'binaries ready');
+  const sqliteDir = join(dataDirectory, 'mongodb');
+  mkdirSync(sqliteDir, { recursive: true });
+  const [temporal, mongodb] = await Promise.all([
+    startTemporal({ ui: true, dbFile: join(dataDirectory, 'temporal.sqlite'), port: options.port, uiPort: options.uiPort }),
+    startFerretDb({ bin: ferretdbBin, sqliteDir }),
+  ]);
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
   try {
+    process.env.DEV_MONGODB_URI = mongodb.uri;
+    const seeded = await seedSampleDatabase(mongodb.uri);
+    if (seeded > 0) logger.info({ documents: seeded }, 'sample MongoDB database "jobs" created');
+    const config = loadConfig(configPath);
+    const environment = { ...readEnvironment(), host: hostname() };
+    environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace, tls: false };
     for (const result of await initRepositories(config, resticBin)) logger.info(result, 'repository ready');
     worker = await startWorker({ config, environment, logger, shutdownGraceTime: '5 seconds' });
     const report = await runDoctor({ config, environment });
@@ -126,7 +170,7 @@ export async function runDev(options: DevOptions): Promise<number> {
         await client.connection.close();
       }
     }
-    process.stdout.write(`Temporal Web UI: ${temporal.uiUrl ?? '(headless)'}\nTemporal address: ${temporal.address}\nConfig: ${configPath}\n`);
+    process.stdout.write(`Temporal Web UI: ${temporal.uiUrl ?? '(headless)'}\nTemporal address: ${temporal.address}\nMongoDB (FerretDB): ${mongodb.uri}jobs\nConfig: ${configPath}\n`);
     process.stdout.write(`Ledger query: temporal workflow query --address ${temporal.address} --workflow-id ${config.deployment}-ledger --name lastSuccessfulBackup\n`);
     if (options.once) return healthy && backedUp ? 0 : 1;
     process.stdout.write('Running. Press Ctrl-C to stop.\n');
@@ -137,6 +181,6 @@ export async function runDev(options: DevOptions): Promise<number> {
     return 0;
   } finally {
     await worker?.shutdown();
-    await temporal.stop();
+    await Promise.all([temporal.stop(), mongodb.stop()]);
   }
 }

@@ -464,6 +464,8 @@ export async function startMinio(opts: MinioOptions = {}): Promise<MinioServer> 
 export interface FerretDbOptions {
   /** Use the PostgreSQL handler with this URL instead of SQLite in a temp dir. */
   postgresqlUrl?: string;
+  /** Keep SQLite's files in this folder (kept across restarts) instead of a temp dir. */
+  sqliteDir?: string;
   port?: number;
   bin?: string;
   timeoutMs?: number;
@@ -482,7 +484,7 @@ export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretD
   try {
     return await retryOnPortClash(opts.port !== undefined, async () => {
       const port = opts.port ?? (await freePort());
-      const storage = opts.postgresqlUrl !== undefined ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-dir', join(dir, 'sqlite')];
+      const storage = opts.postgresqlUrl !== undefined ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-dir', opts.sqliteDir ?? join(dir, 'sqlite')];
       const server = launch('ferretdb', bin, ['--listen-addr', `127.0.0.1:${port}`, ...storage], { ...process.env });
       try {
         const uri = `mongodb://127.0.0.1:${port}/`;
