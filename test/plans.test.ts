@@ -44,7 +44,9 @@ describe('plans built from the config', () => {
 
   test('a plan that cannot be built says why before anything starts', () => {
     assert.throws(() => buildBackupPlan(config, 'nightly', 'vps-1', 'manual'), (e: Error) => e instanceof PlanError && /no policy named "nightly" \(known: artifacts, database\)/.test(e.message));
-    assert.throws(() => buildBackupPlan(config, 'database', 'vps-1', 'manual'), /jobs is a mongodb source/);
+    // A database is planned like files (its host defaults to the client's), but cannot be restored "in place".
+    assert.deepEqual(buildBackupPlan(config, 'database', 'vps-1', 'manual').sources.map((s) => [s.name, s.source.type, s.host]), [['jobs', 'mongodb', 'vps-1']]);
+    assert.throws(() => buildRestorePlan({ config, source: 'jobs', defaultHost: 'vps-1', inPlace: true, confirmInPlace: true }), (e: Error) => e instanceof PlanError && /--in-place restores files only: source jobs is a mongodb source; give --target \(a database name\)/.test(e.message));
     assert.throws(() => buildRestorePlan({ config, source: 'nope', defaultHost: 'vps-1' }), /no source named "nope"/);
     assert.equal(buildRestorePlan({ config, source: 'artifacts', defaultHost: 'vps-1', target: '/restore' }).repository.name, 'local');
   });

@@ -36,6 +36,7 @@ export function buildBackupPlan(config: Config, policyName: string, defaultHost:
     sources: policy.sources.map((name) => sourceOf(config, name, defaultHost)),
     repositories: policy.repositories.map((name) => repositoryOf(config, name)),
     retention: policy.retention,
+    attempts: policy.attempts,
   };
 }
 

@@ -120,6 +120,7 @@ export const policySchema = z.strictObject({
   retention: retentionSchema,
   rpo: duration.optional().describe('Recovery point objective: alert when the last good backup is older.'),
   tier: z.enum(['critical', 'high', 'medium']).default('medium').describe('Recovery priority: critical < 1 h, high < 4 h, medium < 24 h.'),
+  attempts: z.number().int().min(1).max(100).default(20).describe('How often a failed transfer (a database that is down, storage that does not answer) is tried, with backoff up to 5 min, before the run fails and alerts.'),
 });
 
 const alertSchema = z.discriminatedUnion('type', [

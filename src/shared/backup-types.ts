@@ -150,6 +150,8 @@ export interface RepositoryJob {
   backups: SourceBackupInput[];
   retention: RetentionInput[];
   prune: boolean;
+  /** Attempts of each backup before the job fails (default: LONG_TRANSFERS' 20). */
+  attempts?: number;
 }
 
 export interface RepositoryJobResult {

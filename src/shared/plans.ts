@@ -38,6 +38,8 @@ export interface BackupPlan {
   sources: PlannedSource[];
   repositories: NamedRepository[];
   retention: Retention;
+  /** Attempts of each transfer before the run fails (older plans: 20). */
+  attempts?: number;
 }
 
 export interface RestorePlan {

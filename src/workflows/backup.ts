@@ -40,7 +40,7 @@ function repositoryJobs(plan: BackupPlan, when: string): RepositoryJob[] {
       runTag: `run=${info.workflowId}/${info.runId.slice(0, 8)}/${sourceName}`,
     }));
     return {
-      deployment: plan.deployment, repositoryName, repository, backups, prune: false,
+      deployment: plan.deployment, repositoryName, repository, backups, prune: false, ...(plan.attempts !== undefined ? { attempts: plan.attempts } : {}),
       retention: backups.map((b) => ({ deployment: plan.deployment, repositoryName, repository, sourceName: b.sourceName, host: b.host, retention: plan.retention })),
     };
   });
@@ -70,7 +70,7 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
       // A bucket of uploads is copied to its replica, beside the repositories' work.
       const replications: Promise<SnapshotRecord[]> = buckets.length > 0 && patched('bucket-sources')
         ? Promise.all(buckets.map(async ({ name, source, host }) => {
-          const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host) });
+          const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host), retry: { ...LONG_TRANSFERS.retry, maximumAttempts: plan.attempts ?? LONG_TRANSFERS.retry?.maximumAttempts } });
           const record = await onHost.replicateBucketSource({ deployment: plan.deployment, policy: plan.policy, sourceName: name, source, host, scheduledTime: when });
           progress.sourcesDone += 1;
           return record;

@@ -25,7 +25,10 @@ export async function repositoryWorkflow(job: RepositoryJob): Promise<Repository
   for (const backup of job.backups) {
     progress.source = backup.sourceName;
     // Files are read by the worker on the host that holds them.
-    const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(job.deployment, backup.host) });
+    const onHost = proxyActivities<Activities>({
+      ...LONG_TRANSFERS, taskQueue: hostTaskQueue(job.deployment, backup.host),
+      retry: { ...LONG_TRANSFERS.retry, maximumAttempts: job.attempts ?? LONG_TRANSFERS.retry?.maximumAttempts },
+    });
     result.snapshots.push(await onHost.backupSource(backup));
     progress.done += 1;
   }
