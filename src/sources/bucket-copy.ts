@@ -142,7 +142,7 @@ async function copySingle(request: CopyRequest): Promise<CopyOutcome | typeof GO
 }
 
 async function copyMultipart(request: CopyRequest): Promise<CopyOutcome | typeof GONE> {
-  const { from, to, entry } = request;
+  const { to, entry } = request;
   const partSize = Math.max(request.partSizeBytes, MIN_PART_BYTES, Math.ceil(entry.size / MAX_PARTS));
   let first: GetObjectCommandOutput | typeof GONE;
   try {

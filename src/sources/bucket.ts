@@ -33,7 +33,6 @@ import {
   keyPrefix,
   listObjects,
   normalizeEtag,
-  type BucketRole,
   type ObjectEntry,
 } from './bucket-s3';
 
