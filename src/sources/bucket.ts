@@ -335,6 +335,9 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
     const copies = (await listObjects(replica.client, replica.location, 'replica', { signal, onRequest: () => count('list') })).entries;
     const copyByKey = new Map(copies.map((entry) => [entry.key, entry]));
     const known = await readManifest(replica.client, replica.location, source.location, { signal, onRequest: () => count('get') });
+    /** Changes to `known` so far, and how many of them the replica's manifest holds. */
+    let changes = 0;
+    let written = 0;
 
     const isUnchanged = async (entry: ObjectEntry): Promise<boolean> => {
       const copy = copyByKey.get(entry.key);
@@ -344,6 +347,7 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
       const head = await headCopy(replica, entry.key, count, signal);
       if (head === undefined || head.recorded !== entry.etag || head.size !== entry.size) return false;
       known.set(entry.key, { sourceEtag: entry.etag, size: entry.size, replicaEtag: head.etag });
+      changes++;
       return true;
     };
 
@@ -354,7 +358,11 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
       // The frontier before the manifest snapshot: every key up to it is in the snapshot.
       const reached = frontier.index;
       const counters = { ...frontier.counters };
-      await writeManifest(replica.client, replica.location, source.location, known, { onRequest: () => count('put') });
+      const version = changes;
+      if (version !== written) {
+        await writeManifest(replica.client, replica.location, source.location, known, { onRequest: () => count('put') });
+        written = version;
+      }
       let startAfter = reached >= 0 ? entries[reached]!.key : undefined;
       if (resumedUpTo !== undefined && (startAfter === undefined || compareKeys(startAfter, resumedUpTo) < 0)) startAfter = resumedUpTo;
       if (startAfter !== undefined) opts.onCheckpoint?.({ version: 1, kind: 'replicate', copy: copyId, startAfter, ...counters, requests: { ...requests } });
@@ -381,6 +389,7 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
             // Replicated as read, which may be newer than the listing.
             entries[index] = { key: entry.key, size: outcome.size, etag: outcome.etag };
             known.set(entry.key, { sourceEtag: outcome.etag, size: outcome.size, replicaEtag: outcome.targetEtag });
+            changes++;
             copyByKey.set(entry.key, { key: entry.key, size: outcome.size, etag: outcome.targetEtag });
             frontier.finish(index, { copied: 1, bytes: outcome.size, unchanged: 0 });
           }
@@ -410,7 +419,7 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
         } catch (error) {
           if (!isNoSuchKey(error)) throw describeBucketError(error, replica.location, 'replica');
         }
-        known.delete(orphan.key);
+        if (known.delete(orphan.key)) changes++;
         deleted++;
       });
     }
