@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Decimal128, Long, MongoClient, ObjectId } from 'mongodb';
+import { Long, MongoClient, ObjectId } from 'mongodb';
 import { stringify } from 'yaml';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
@@ -51,10 +51,10 @@ export function writeSampleDeployment(root: string): void {
 }
 
 /** The first assessment's MongoDB state, small: pipeline runs, a job cache, applications. */
-export async function seedSampleDatabase(uri: string): Promise<number> {
+export async function seedSampleDatabase(uri: string, databaseName = 'jobs'): Promise<number> {
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
   try {
-    const db = client.db('jobs');
+    const db = client.db(databaseName);
     if ((await db.collection('pipeline_runs').estimatedDocumentCount()) > 0) return 0;
     const companies = ['Acme Corp', 'Globex', 'Initech', 'Umbrella', 'Hooli'];
     const started = Date.UTC(2026, 10, 1);
@@ -64,7 +64,8 @@ export async function seedSampleDatabase(uri: string): Promise<number> {
     }));
     const cache = Array.from({ length: 1000 }, (_, i) => ({
       _id: `job-${i}`, company: companies[i % companies.length]!, title: `Engineer ${i}`, fetchedAt: new Date(started + i * 60_000),
-      salary: Decimal128.fromString(`${90_000 + (i % 40) * 1_000}.00`), description: `Role ${i}: build and run data pipelines. `.repeat(8),
+      // A double, not Decimal128: FerretDB 1.x (the embedded MongoDB peer) closes the connection on Decimal128.
+      salary: 90_000 + (i % 40) * 1_000, description: `Role ${i}: build and run data pipelines. `.repeat(8),
     }));
     const applications = companies.map((company, i) => ({
       _id: new ObjectId(), company, role: 'Platform Engineer', appliedAt: new Date(started + i * 86_400_000),
