@@ -291,7 +291,7 @@ export function classifyToolStderr(stderr: string, url: string, database?: strin
   if (missing) return new PostgresSourceError(`database "${named}" does not exist at ${parts.where}: ${missing}`, FailureType.SourceMissing);
   const denied = line(/permission denied/i);
   if (denied) return new PostgresSourceError(`user ${parts.user} at ${parts.where} may not read everything in database "${named}": ${denied}`, FailureType.DatabaseAuthFailed);
-  const unreachable = line(/Connection refused|timeout expired|could not translate host name|could not connect|server closed the connection unexpectedly|terminating connection|connection to server .* failed|Network is unreachable|No route to host/i);
+  const unreachable = line(/Connection refused|Connection reset|timeout expired|could not translate host name|could not connect|server closed the connection unexpectedly|terminating connection|connection to server .* failed|could not (receive|send) data (from|to) server|SSL SYSCALL error|Network is unreachable|No route to host|the database system is (starting up|shutting down|in recovery mode)|too many clients/i);
   if (unreachable) return new PostgresSourceError(`PostgreSQL at ${parts.where} is unreachable: ${unreachable}`, FailureType.DatabaseUnreachable);
   return undefined;
 }

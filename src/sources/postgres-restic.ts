@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import type { Repository } from '../config/schema';
 import { scrubSecrets } from '../logging/logger';
 import { classifyResticFailure, repositoryEnvironment, repositoryOptions } from '../restic/restic';
-import { classifyToolStderr, pgToolEnv, redact } from './postgres-connection';
+import { classifyToolStderr, pgToolEnv, redact, withClient } from './postgres-connection';
 import { dumpFileName, pgDumpArgs, restorePostgres } from './postgres';
 
 export interface ResticTarget {
@@ -56,7 +56,7 @@ export async function backupDatabaseWithRestic(opts: {
   ];
   const env = { ...repositoryEnvironment(opts.restic.repository, opts.restic.env), ...pgToolEnv(opts.url, {}) };
   const { stdout, stderr, code } = await runChild(opts.restic.bin, argv, env, opts.signal, opts.onStart);
-  const summary = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((m) => m.message_type === 'summary');
+  const summary = stdout.split('\n').map(parseJsonLine).find((m) => m?.message_type === 'summary');
   if (code === 0 && summary && typeof summary.snapshot_id === 'string') {
     return { snapshotId: summary.snapshot_id, bytes: Number(summary.total_bytes_processed ?? 0), filename };
   }
@@ -64,6 +64,14 @@ export async function backupDatabaseWithRestic(opts: {
   const pgDumpLines = text.split('\n').filter((l) => /subprocess .*pg_dump/.test(l)).join('\n');
   const classified = pgDumpLines ? classifyToolStderr(pgDumpLines, opts.url, opts.database) : undefined;
   if (classified) throw classified;
+  const commandFailed = /command failed: (exit status \d+|signal: \w+)/.exec(text);
+  if (commandFailed) {
+    // restic relays pg_dump's stderr asynchronously and sometimes exits before the last lines
+    // are out: when they say nothing, a connection of our own tells why pg_dump could not.
+    await withClient(opts.url, opts.database, async () => undefined);
+    const words = pgDumpLines.split('\n').map((l) => l.replace(/^subprocess \S+: /, '').trim()).filter(Boolean).join(' | ');
+    throw new Error(`pg_dump of database "${opts.database}" failed (${commandFailed[1]}), restic saved no snapshot: ${words || 'pg_dump\'s message did not reach restic\'s output'}`);
+  }
   throw classifyResticFailure('backup', code, text, opts.restic.repository);
 }
 
@@ -106,6 +114,15 @@ export async function restoreDatabaseFromRestic(opts: {
     const code = await exited;
     if (code !== 0 && code !== null && stderr.trim()) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
     throw error;
+  }
+}
+
+function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
   }
 }
 

@@ -177,7 +177,7 @@ function maintenanceDatabase(url: string, target: string): string {
 
 async function dropDatabase(url: string, database: string): Promise<void> {
   await withClient(url, maintenanceDatabase(url, database), async (client) => {
-    const version = Number((await client.query<{ v: string }>('show server_version_num')).rows[0]!.v.replace(/\D/g, ''));
+    const version = Number((await client.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v);
     if (version >= 130000) {
       await client.query(`drop database if exists ${quoteIdent(database)} with (force)`);
     } else {
@@ -378,7 +378,7 @@ export function comparePgDumpVersions(client: string | undefined, server: string
  * pg_wrapper picks the same binary it would then.
  */
 export async function checkPgDumpVersion(url: string, pgDumpBin = 'pg_dump'): Promise<PgDumpVersionCheck> {
-  const serverNum = await withClient(url, undefined, async (client) => Number((await client.query<{ v: string }>('show server_version_num')).rows[0]!.v));
+  const serverNum = await withClient(url, undefined, async (client) => Number((await client.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v));
   const server = serverVersionFromNum(serverNum);
   const output = await new Promise<string | undefined>((resolve) => {
     const child = spawn(pgDumpBin, ['--version'], { env: pgToolEnv(url), stdio: ['ignore', 'pipe', 'pipe'] });
