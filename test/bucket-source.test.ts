@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
@@ -81,6 +82,8 @@ interface Call {
 
 interface Counted {
   calls: Call[];
+  /** Most object reads and writes (GetObject, HeadObject, PutObject, UploadPart) in flight at once, manifest aside. */
+  maxInFlight: number;
   clients: { source: S3Client; replica: S3Client };
   /** Called after each successful command. */
   onSuccess?: (call: Call) => void;
@@ -89,8 +92,10 @@ interface Counted {
 }
 
 function countedClients(sourceLocation: BucketLocation, replicaLocation: BucketLocation): Counted {
+  let inFlight = 0;
   const counted: Counted = {
     calls: [],
+    maxInFlight: 0,
     clients: { source: createBucketClient(sourceLocation, env), replica: createBucketClient(replicaLocation, env) },
     reset() {
       counted.calls = [];
@@ -104,10 +109,16 @@ function countedClients(sourceLocation: BucketLocation, replicaLocation: BucketL
     client.middlewareStack.add((next, context) => async (args) => {
       const call: Call = { command: context.commandName ?? '?', key: (args.input as { Key?: string }).Key, ok: false };
       counted.calls.push(call);
-      const output = await next(args);
-      call.ok = true;
-      counted.onSuccess?.(call);
-      return output;
+      const transfer = /^(Get|Head|Put)Object|UploadPart/.test(call.command) && !isManifest(call);
+      if (transfer) counted.maxInFlight = Math.max(counted.maxInFlight, ++inFlight);
+      try {
+        const output = await next(args);
+        call.ok = true;
+        counted.onSuccess?.(call);
+        return output;
+      } finally {
+        if (transfer) inFlight--;
+      }
     }, { step: 'initialize', name: 'countRequests' });
   }
   return counted;
@@ -248,7 +259,9 @@ test('first replication copies all 2,000 objects to the other endpoint, with the
   const started = performance.now();
   const result = await replicateBucket({ source: source(), replica: replica(), env, deletions: 'keep', clients: counted.clients, ...SIZES });
   const seconds = (performance.now() - started) / 1000;
-  t.diagnostic(`2,000 objects replicated in ${seconds.toFixed(1)} s; requests ${JSON.stringify(result.requests)}; on the wire ${JSON.stringify(tally(counted.calls))}`);
+  t.diagnostic(`2,000 objects replicated in ${seconds.toFixed(1)} s; requests ${JSON.stringify(result.requests)}; on the wire ${JSON.stringify(tally(counted.calls))}; at most ${counted.maxInFlight} transfers at once`);
+  // Bounded by the default concurrency (8): one object is either read or written at a time.
+  assert.ok(counted.maxInFlight > 1 && counted.maxInFlight <= 8, `${counted.maxInFlight} transfers at once`);
   counted.destroy();
   lastResult = result;
 
@@ -419,6 +432,18 @@ async function abortedRun(replicaPrefix: string, abortAfter: number) {
     (error: Error) => error.name === 'AbortError',
   );
   counted.destroy();
+  assert.ok(counted.maxInFlight <= 4, `${counted.maxInFlight} transfers at once with concurrency 4`);
+  // A checkpoint only passes keys that were copied together with every key before them.
+  const copied = new Set(copiesCompleted(counted.calls).map((c) => c.key!.slice(replicaPrefix.length + 1)));
+  const order = [...Array.from({ length: 300 }, (_, i) => `item-${String(i).padStart(3, '0')}`), 'item-150-big'].sort();
+  let previous = '';
+  for (const checkpoint of checkpoints) {
+    const upTo = order.indexOf(checkpoint.startAfter);
+    assert.ok(upTo >= 0 && checkpoint.startAfter >= previous, `checkpoints move forward (${checkpoint.startAfter})`);
+    assert.ok(order.slice(0, upTo + 1).every((key) => copied.has(key)), `every key up to ${checkpoint.startAfter} was copied`);
+    assert.equal(checkpoint.copied, upTo + 1, `the counters cover exactly the keys up to ${checkpoint.startAfter}`);
+    previous = checkpoint.startAfter;
+  }
   return { calls: counted.calls, checkpoints };
 }
 
@@ -465,6 +490,43 @@ test('a killed run (progress after an early checkpoint lost, manifest lost) resu
   assertInStep(resumed.result);
 });
 
+test('a large object is streamed through, never held in memory whole', async (t) => {
+  const size = 96 * MiB;
+  const hash = createHash('sha256');
+  async function* randomChunks() {
+    for (let sent = 0; sent < size; sent += MiB) {
+      const chunk = randomBytes(MiB);
+      hash.update(chunk);
+      yield chunk;
+    }
+  }
+  await sourceAdmin.send(new PutObjectCommand({ Bucket: sourceBucket, Key: 'large/blob.bin', Body: Readable.from(randomChunks()), ContentLength: size }));
+  const digest = hash.digest('hex');
+  const baseline = process.memoryUsage().arrayBuffers;
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+  }, 5);
+  try {
+    // Above the threshold the copy is streamed part by part; below it, in one PutObject: both streamed.
+    for (const threshold of [128 * MiB, 6 * MiB]) {
+      const result = await replicateBucket({ source: sourceAt('large'), replica: replicaAt(`large-${threshold}`), env, deletions: 'keep', multipartThresholdBytes: threshold, partSizeBytes: 16 * MiB });
+      assertInStep(result);
+      assert.equal(result.bytesCopied, size);
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  t.diagnostic(`copying ${size / MiB} MiB twice raised buffer memory by at most ${((peak - baseline) / MiB).toFixed(1)} MiB`);
+  assert.ok(peak - baseline < 48 * MiB, `buffers grew by ${((peak - baseline) / MiB).toFixed(1)} MiB while copying ${size / MiB} MiB`);
+  for (const threshold of [128 * MiB, 6 * MiB]) {
+    const copy = createHash('sha256');
+    const got = await replicaAdmin.send(new GetObjectCommand({ Bucket: replicaBucket, Key: `large-${threshold}/blob.bin` }));
+    for await (const chunk of got.Body as Readable) copy.update(chunk as Buffer);
+    assert.equal(copy.digest('hex'), digest);
+  }
+});
+
 test('faults: rejected credentials, a missing replica bucket, missing variables; doctor reports them with the fix', async () => {
   const wrong = 'Wr0ngSecretValue-never-shown';
   const badEnv = { ...env, [names.sourceSecret]: wrong };
@@ -485,6 +547,13 @@ test('faults: rejected credentials, a missing replica bucket, missing variables;
     assert.ok(error instanceof BucketSourceError);
     assert.equal(error.failureType, FailureType.ConfigInvalid);
     assert.match(error.message, new RegExp(names.replicaKey));
+    return true;
+  });
+
+  await assert.rejects(replicateBucket({ source: source(), replica: sourceAt('uploads/copy'), env, deletions: 'keep' }), (error: Error) => {
+    assert.ok(error instanceof BucketSourceError);
+    assert.equal(error.failureType, FailureType.ConfigInvalid);
+    assert.match(error.message, /overlap/);
     return true;
   });
 

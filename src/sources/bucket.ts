@@ -154,6 +154,16 @@ function settingsOf(opts: TransferOptions) {
   return { multipartThresholdBytes, partSizeBytes, concurrency, checkpointIntervalMs: opts.checkpointIntervalMs ?? DEFAULTS.checkpointIntervalMs };
 }
 
+/** Copying a location into itself, or into a prefix inside itself, would copy the copies again on every run. */
+function assertSeparate(from: BucketLocation, to: BucketLocation, what: string): void {
+  const endpoint = (location: BucketLocation) => location.endpoint.replace(/\/+$/, '').toLowerCase();
+  if (endpoint(from) !== endpoint(to) || from.bucket !== to.bucket) return;
+  const within = (inner: string, outer: string) => outer === '' || inner === outer || inner.startsWith(`${outer}/`);
+  if (within(from.prefix, to.prefix) || within(to.prefix, from.prefix)) {
+    throw new BucketSourceError(`${what}: ${describeLocation(from)} and ${describeLocation(to)} overlap (one prefix holds the other): use another bucket or separate prefixes`, FailureType.ConfigInvalid);
+  }
+}
+
 function describeLocation(location: BucketLocation): string {
   return `"${location.bucket}${location.prefix === '' ? '' : `/${location.prefix}`}" at ${location.endpoint}`;
 }
@@ -322,6 +332,7 @@ function validCheckpoint(checkpoint: ReplicationCheckpoint | undefined, kind: Re
 /** Copies what changed in the source since the last run into the replica; see the file comment. */
 export async function replicateBucket(opts: ReplicateOptions): Promise<ReplicationResult> {
   const settings = settingsOf(opts);
+  assertSeparate(opts.source, opts.replica, 'the source and its replica');
   return withClients(opts.clients, () => ({ source: createBucketClient(opts.source, opts.env), replica: createBucketClient(opts.replica, opts.env) }), async (clients) => {
     const source: BucketEnd = { client: clients.source!, location: opts.source, role: 'source' };
     const replica: BucketEnd = { client: clients.replica!, location: opts.replica, role: 'replica' };
@@ -486,6 +497,7 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
  */
 export async function restoreFromReplica(opts: RestoreOptions): Promise<ReplicationResult> {
   const settings = settingsOf(opts);
+  assertSeparate(opts.replica, opts.target, 'the replica and the restore target');
   return withClients(opts.clients, () => ({ replica: createBucketClient(opts.replica, opts.env), target: createBucketClient(opts.target, opts.env) }), async (clients) => {
     const replica: BucketEnd = { client: clients.replica!, location: opts.replica, role: 'replica' };
     const target: BucketEnd = { client: clients.target!, location: opts.target, role: 'restore target' };
