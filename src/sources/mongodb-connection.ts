@@ -87,8 +87,9 @@ function chain(error: unknown): unknown[] {
 }
 
 function isAuthFailure(error: unknown): boolean {
-  if (error instanceof MongoServerError && (error.code === 18 || error.codeName === 'AuthenticationFailed')) return true;
-  return error instanceof Error && /authentication failed|auth(entication)? error|sasl.*fail|unable to authenticate/i.test(error.message);
+  // 18 AuthenticationFailed; 334 MechanismUnavailable (the server cannot check these credentials at all).
+  if (error instanceof MongoServerError && (error.code === 18 || error.code === 334 || error.codeName === 'AuthenticationFailed' || error.codeName === 'MechanismUnavailable')) return true;
+  return error instanceof Error && /authentication failed|auth(entication)? error|authentication mechanism|sasl.*fail|unable to authenticate/i.test(error.message);
 }
 
 /**

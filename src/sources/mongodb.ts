@@ -253,7 +253,8 @@ async function readAll(
 // Public API
 
 function rethrow(error: unknown, options: { uri: string; serverSelectionTimeoutMs?: number; signal?: AbortSignal }): never {
-  if (options.signal?.aborted && (error === options.signal.reason || (error instanceof Error && error.name === 'AbortError'))) throw options.signal.reason ?? error;
+  // Aborted: whatever the driver or a stream threw on the way out, the answer is the abort.
+  if (options.signal?.aborted) throw options.signal.reason ?? error;
   throw toSourceError(error, options);
 }
 
