@@ -24,7 +24,8 @@ export type BucketRole = 'source' | 'replica' | 'restore target';
 
 export class BucketSourceError extends Error {
   constructor(message: string, readonly failureType: FailureType) {
-    super(message);
+    // An endpoint URL may carry a user and password.
+    super(scrubSecrets(message));
     this.name = 'BucketSourceError';
   }
 }
@@ -99,7 +100,7 @@ export function createBucketClient(location: BucketLocation, env: NodeJS.Process
 }
 
 export function isAbortError(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError' && /abort/i.test(error.message));
+  return error instanceof Error && (error.name === 'AbortError' || (error.name === 'TimeoutError' && /abort/i.test(error.message)));
 }
 
 export function s3ErrorStatus(error: unknown): number | undefined {

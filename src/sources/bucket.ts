@@ -401,7 +401,6 @@ export async function replicateBucket(opts: ReplicateOptions): Promise<Replicati
             entries[index] = { key: entry.key, size: outcome.size, etag: outcome.etag };
             known.set(entry.key, { sourceEtag: outcome.etag, size: outcome.size, replicaEtag: outcome.targetEtag });
             changes++;
-            copyByKey.set(entry.key, { key: entry.key, size: outcome.size, etag: outcome.targetEtag });
             frontier.finish(index, { copied: 1, bytes: outcome.size, unchanged: 0 });
           }
         }
@@ -494,6 +493,7 @@ export async function verifyReplica(opts: VerifyOptions): Promise<VerifyResult> 
  * `fingerprint` is the replica in the source's terms (the source ETags it recorded), comparable
  * with a replication's; `replicaFingerprint` is the target's, in the same terms where the target
  * object is the replica's copy byte for byte (same ETag, with the same multipart settings).
+ * `keptDeleted` counts the target's objects that are not the replica's (only with `force`).
  */
 export async function restoreFromReplica(opts: RestoreOptions): Promise<ReplicationResult> {
   const settings = settingsOf(opts);
