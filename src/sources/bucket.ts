@@ -82,7 +82,7 @@ export interface ReplicationResult {
   verified: { ok: boolean; differences: string[] };
 }
 
-interface TransferOptions {
+export interface TransferOptions {
   env: NodeJS.ProcessEnv;
   checkpoint?: ReplicationCheckpoint;
   onCheckpoint?: (checkpoint: ReplicationCheckpoint) => void;
