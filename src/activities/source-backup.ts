@@ -264,14 +264,24 @@ export async function pushMirror(context: Pick<SourceBackupContext, 'env' | 'bea
 /** One source that is not a folder of files, into one repository. */
 export async function backupOtherSource(context: SourceBackupContext): Promise<SourceBackupResult> {
   const { source } = context.input;
-  switch (source.type) {
-    case 'mongodb':
-      return backupMongo(context, source);
-    case 'postgres':
-      return backupPostgres(context, source);
-    case 'git':
-      return backupGit(context, source);
-    default:
-      throw failure(FailureType.ConfigInvalid, `source ${context.input.sourceName}: ${source.type} sources are backed up as files`);
+  try {
+    switch (source.type) {
+      case 'mongodb':
+        return await backupMongo(context, source);
+      case 'postgres':
+        return await backupPostgres(context, source);
+      case 'git':
+        return await backupGit(context, source);
+      default:
+        throw failure(FailureType.ConfigInvalid, `source ${context.input.sourceName}: ${source.type} sources are backed up as files`);
+    }
+  } catch (error) {
+    // A database that refuses or does not answer: name the source and the variable to fix.
+    const type = (error as { failureType?: string; type?: string }).failureType ?? (error as { type?: string }).type;
+    const variable = source.type === 'mongodb' ? source.uriEnv : source.type === 'postgres' ? source.urlEnv : undefined;
+    if (variable && (type === FailureType.DatabaseAuthFailed || type === FailureType.DatabaseUnreachable)) {
+      throw failure(type, `source ${context.input.sourceName}: ${(error as Error).message} (the connection comes from ${variable} on ${hostname()})`);
+    }
+    throw error;
   }
 }

@@ -146,14 +146,15 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
       const type = error.code === 'ENOENT' ? FailureType.ResticMissing : FailureType.ResticFailed;
       reject(new ResticError(`could not run restic at ${options.bin}: ${error.message}`, type, null, ''));
     });
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       options.signal?.removeEventListener('abort', onAbort);
       const stdout = stdoutChunks.join('');
       if (code === 0 || (code !== null && options.acceptExitCodes?.includes(code))) {
         resolve({ stdout, stderr, exitCode: code });
         return;
       }
-      reject(classifyResticFailure(args[0] ?? 'restic', code, scrubSecrets(stderr), options.repository));
+      const said = signal && !stderr.trim() ? `restic was stopped by ${signal}` : stderr;
+      reject(classifyResticFailure(args[0] ?? 'restic', code, scrubSecrets(said), options.repository));
     });
   });
 }
