@@ -21,7 +21,7 @@ import { runRestic } from '../src/restic/restic';
 import { freePort } from '../src/servers/processes';
 import { FailureType } from '../src/shared/failures';
 import { compareFingerprints, type PostgresDatabaseFingerprint } from '../src/shared/fingerprints';
-import { pgClientConfig } from '../src/sources/postgres-connection';
+import { classifyToolStderr, pgClientConfig } from '../src/sources/postgres-connection';
 import { backupDatabaseWithRestic, restoreDatabaseFromRestic, type ResticTarget } from '../src/sources/postgres-restic';
 import {
   checkPgDumpVersion, comparePgDumpVersions, fingerprintDatabase, LARGE_OBJECTS_TABLE, listDatabases, openConsistentRead, parsePgDumpVersion,
@@ -137,6 +137,20 @@ describe('commands and environment (pure)', () => {
     assert.equal(pgDumpArgs("we'ird=name").at(-1), "dbname='we\\'ird=name'");
     assert.deepEqual(pgDumpallGlobalsArgs(), ['pg_dumpall', '--globals-only', '--no-password']);
     assert.ok(!pgDumpArgs('jobs').join(' ').includes('w0rd'));
+  });
+
+  test('pg_dump and pg_restore messages (as restic relays them) become typed errors without the password', () => {
+    const url = 'postgres://backup:s3cret-Value@db.internal:5432/jobs';
+    const classify = (stderr: string) => classifyToolStderr(stderr, url, 'jobs');
+    assert.equal(classify('subprocess pg_dump: pg_dump: error: connection to server at "db.internal" (10.0.0.5), port 5432 failed: FATAL:  password authentication failed for user "backup"')?.failureType, FailureType.DatabaseAuthFailed);
+    assert.equal(classify('pg_dump: error: connection to server at "db.internal" (10.0.0.5), port 5432 failed: Connection refused')?.failureType, FailureType.DatabaseUnreachable);
+    assert.equal(classify('pg_dump: error: connection to server at "db.internal" (10.0.0.5), port 5432 failed: FATAL:  database "jobs" does not exist')?.failureType, FailureType.SourceMissing);
+    assert.equal(classify('pg_dump: detail: Error message from server: SSL SYSCALL error: EOF detected')?.failureType, FailureType.DatabaseUnreachable);
+    assert.equal(classify('pg_dump: error: query failed: ERROR:  permission denied for table secrets')?.failureType, FailureType.DatabaseAuthFailed);
+    assert.equal(classify('pg_dump: error: something else entirely'), undefined);
+    const leaked = classify('could not connect to postgres://backup:s3cret-Value@db.internal:5432/jobs: Connection refused');
+    assert.ok(leaked && !leaked.message.includes('s3cret-Value'), leaked?.message);
+    assert.match(leaked.message, /^PostgreSQL at db\.internal:5432 is unreachable/);
   });
 
   test('table hash SQL quotes identifiers and orders text keys in "C" collation', () => {
@@ -439,6 +453,22 @@ describe('faults', () => {
     assert.equal(read, false);
     const [kept] = await sql<{ n: string }>(target, 'select count(*)::text as n from precious');
     assert.equal(kept?.n, '2');
+  });
+
+  test('a broken dump (not an archive, or a stream that fails) rejects and leaves no half-restored database', async () => {
+    const { Readable } = await import('node:stream');
+    const exists = async (name: string) => (await sql('postgres', 'select 1 from pg_database where datname = $1', [name])).length === 1;
+    const garbage = uniqueName('pgsrc-garbage');
+    databases.push(garbage);
+    await assert.rejects(restorePostgres({ url: urlFor('postgres'), database: garbage, dump: Readable.from([Buffer.from('not a pg_dump archive at all')]) }), /pg_restore into database ".*" failed \(exit 1\): .*(did not find magic string|does not appear to be a valid archive)/);
+    assert.equal(await exists(garbage), false);
+    const failing = uniqueName('pgsrc-failing');
+    databases.push(failing);
+    const stream = new Readable({ read() {
+      this.destroy(new Error('restic dump went away'));
+    } });
+    await assert.rejects(restorePostgres({ url: urlFor('postgres'), database: failing, dump: stream }), /restic dump went away/);
+    assert.equal(await exists(failing), false);
   });
 
   test('pg_dump terminated midway through a table: restic exits non-zero and saves no snapshot', async () => {

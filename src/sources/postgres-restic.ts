@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import type { Repository } from '../config/schema';
 import { scrubSecrets } from '../logging/logger';
 import { classifyResticFailure, repositoryEnvironment, repositoryOptions } from '../restic/restic';
-import { classifyToolStderr, pgToolEnv, redact, withClient } from './postgres-connection';
+import { classifyToolStderr, pgToolEnv, PostgresSourceError, redact, withClient } from './postgres-connection';
 import { dumpFileName, pgDumpArgs, restorePostgres } from './postgres';
 
 export interface ResticTarget {
@@ -110,9 +110,15 @@ export async function restoreDatabaseFromRestic(opts: {
     if (code !== 0) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
     return restored;
   } catch (error) {
+    // pg_restore failed: if restic failed first (wrong password, missing snapshot), pg_restore only
+    // saw a short archive and restic's reason is the real one. A target refused before any
+    // reading (PostgresSourceError) is the reason itself; restic is then stopped by us.
+    if (!(error instanceof PostgresSourceError)) {
+      const code = await Promise.race([exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2000).unref())]);
+      if (code !== undefined && code !== 0) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
+    }
     child.kill('SIGINT');
-    const code = await exited;
-    if (code !== 0 && code !== null && stderr.trim()) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
+    await exited;
     throw error;
   }
 }

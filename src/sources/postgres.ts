@@ -214,7 +214,12 @@ export async function restorePostgres(opts: RestoreOptions): Promise<{ database:
   }
   if (create) {
     await withClient(url, maintenanceDatabase(url, database), async (client) => {
-      await client.query(`create database ${quoteIdent(database)} template template0`);
+      try {
+        await client.query(`create database ${quoteIdent(database)} template template0`);
+      } catch (error) {
+        if ((error as { code?: string }).code !== '42501') throw error;
+        throw new PostgresSourceError(`user ${parts.user} at ${parts.where} may not create the restore target database "${database}": grant it CREATEDB, or create the database (empty) beforehand`, FailureType.DatabaseAuthFailed);
+      }
     });
   }
   try {
