@@ -14,6 +14,7 @@ import type { GitSource, MongoSource, PostgresSource } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { registerSecretValue, type Logger } from '../logging/logger';
 import { backup, type BackupResult, type ResticContext } from '../restic/commands';
+import { ResticError } from '../restic/restic';
 import { PART_TAG_KEY, type BackupHeartbeat, type SourceBackupInput } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import type { PostgresDatabaseFingerprint, SourceFingerprint } from '../shared/fingerprints';
@@ -193,6 +194,12 @@ async function backupPostgres(context: SourceBackupContext, source: PostgresSour
             Object.assign(beat, { bytesDone: status.bytes_done });
             activity.heartbeat(beat);
           },
+        }).catch((error: unknown) => {
+          // restic saves nothing when pg_dump fails: say which dump it was.
+          if (error instanceof ResticError && error.failureType === FailureType.ResticFailed) {
+            throw new ResticError(`pg_dump of database ${database} (source ${input.sourceName}) failed, no snapshot was saved: ${error.message}`, error.failureType, error.exitCode, error.stderr);
+          }
+          throw error;
         }),
       ]);
       fingerprints.push(fingerprint);

@@ -162,7 +162,17 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
 /** Turns an exit code and restic's stderr into a failure that says what to fix. */
 export function classifyResticFailure(command: string, code: number | null, stderr: string, repository: Repository): ResticError {
   const where = repositoryLocation(repository);
-  const lastLines = stderr.trim().split('\n').slice(-3).join(' | ');
+  // restic --json writes its errors as JSON lines: keep their words, not their braces.
+  const readable = (line: string): string => {
+    if (!line.startsWith('{')) return line;
+    try {
+      const parsed = JSON.parse(line) as { message?: string; error?: { message?: string } | string };
+      return (typeof parsed.error === 'string' ? parsed.error : parsed.error?.message) ?? parsed.message ?? line;
+    } catch {
+      return line;
+    }
+  };
+  const lastLines = stderr.trim().split('\n').slice(-3).map(readable).join(' | ');
   const fail = (type: FailureType, message: string) => new ResticError(message, type, code, stderr);
   if (code === 10) return fail(FailureType.RepositoryNotInitialised, `restic repository ${where} does not exist yet: initialise it with \`backupctl init\` or \`restic -r ${where} init\``);
   if (code === 12) return fail(FailureType.WrongRepositoryPassword, `wrong password for restic repository ${where}: check the variable named by passwordEnv (${repository.passwordEnv})`);
