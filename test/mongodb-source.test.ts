@@ -334,6 +334,44 @@ describe('MongoDB dump and restore with the driver alone (against FerretDB)', ()
     await client.db(database).dropDatabase();
   });
 
+  test('options and indexes the server rejects are reported one by one; the rest, and every document, are restored', async () => {
+    const folder = join(root, 'options-dump');
+    const database = name('mongo_opts');
+    mkdirSync(join(folder, database), { recursive: true });
+    const metadata = {
+      options: { capped: true, size: Long.fromNumber(1_048_576), validator: { title: { $exists: true } } },
+      indexes: [
+        { v: new Int32(2), key: { _id: new Int32(1) }, name: '_id_' },
+        { v: new Int32(2), key: { title: new Int32(1) }, name: 'title_1', unique: true },
+        { v: new Int32(2), key: { at: new Int32(1) }, name: 'at_ttl', expireAfterSeconds: new Int32(3600) },
+        { v: new Int32(2), key: { p: new Int32(1) }, name: 'p_partial', partialFilterExpression: { p: { $exists: true } } },
+      ],
+      collectionName: 'jobs', type: 'collection',
+    };
+    writeFileSync(join(folder, database, 'jobs.metadata.json'), EJSON.stringify(metadata, { relaxed: false }));
+    const documents = [1, 2, 3].map((i) => Buffer.from(serialize({ _id: new Int32(i), title: `job ${i}`, at: new Date(i * 1000) })));
+    writeFileSync(join(folder, database, 'jobs.bson'), Buffer.concat(documents));
+    const warnings: string[] = [];
+    try {
+      const back = await restoreMongo({ uri, directory: folder, onWarning: (w) => warnings.push(w), batchDocuments: 2 });
+      // FerretDB 1.24: validator, TTL and partial indexes are not implemented.
+      assert.equal(warnings.length, 3, warnings.join('\n'));
+      assert.match(warnings[0]!, new RegExp(`${database}\\.jobs: the server rejected the collection option validator`));
+      assert.match(warnings[1]!, /the server rejected the index at_ttl/);
+      assert.match(warnings[2]!, /the server rejected the index p_partial/);
+      const info = (await client.db(database).listCollections({ name: 'jobs' }).toArray())[0] as Document;
+      assert.equal(info.options.capped, true, 'capped is kept although validator was rejected');
+      const indexes = await indexShapes(client, database, 'jobs');
+      assert.deepEqual(Object.keys(indexes).sort(), ['_id_', 'title_1']);
+      assert.equal(indexes.title_1?.unique, true);
+      assert.equal(back.collections.length, 1);
+      assert.equal(back.collections[0]!.count, 3);
+      assert.equal(back.collections[0]!.sha256, createHash('sha256').update(Buffer.concat(documents)).digest('hex'));
+    } finally {
+      await client.db(database).dropDatabase();
+    }
+  });
+
   test('collections and databases select what is read; the estimate is dbStats dataSize', async () => {
     const one = await fingerprintMongo({ uri, collections: [`${source}.odd/name`] });
     assert.deepEqual(one.collections, dumped.collections.filter((c) => c.database === source && c.collection === 'odd/name'));
