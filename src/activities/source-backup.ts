@@ -14,13 +14,13 @@ import type { GitSource, MongoSource, PostgresSource } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { registerSecretValue, type Logger } from '../logging/logger';
 import { backup, type BackupResult, type ResticContext } from '../restic/commands';
-import { ResticError } from '../restic/restic';
 import { PART_TAG_KEY, type BackupHeartbeat, type SourceBackupInput } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import type { PostgresDatabaseFingerprint, SourceFingerprint } from '../shared/fingerprints';
 import { bundleRepository, mirrorPush } from '../sources/git';
 import { dumpMongo, estimateMongoSize } from '../sources/mongodb';
-import { listDatabases, openConsistentRead, pgDumpallGlobalsArgs, pgDumpArgs, pgToolEnv } from '../sources/postgres';
+import { listDatabases, openConsistentRead, pgDumpallGlobalsArgs, pgToolEnv } from '../sources/postgres';
+import { backupDatabaseWithRestic } from '../sources/postgres-restic';
 import { stagingSpace } from './disk';
 import { failure } from './failures';
 import { MANIFEST_FILE } from './manifest';
@@ -179,13 +179,12 @@ async function backupPostgres(context: SourceBackupContext, source: PostgresSour
     // and the dump see exactly the same rows.
     const read = await openConsistentRead(url, database);
     try {
-      const filename = `${database}.dump`;
       const part = `database:${database}`;
       const [fingerprint, saved] = await Promise.all([
         read.fingerprint(),
-        backup(restic, {
-          paths: [], cwd: '/', host: input.host, tags: tagsOf(context, part), time: context.snapshotTime,
-          stdinCommand: { command: pgDumpArgs(database, { snapshot: read.snapshotId }), filename, env: toolEnv },
+        backupDatabaseWithRestic({
+          restic: { bin: restic.bin, repository: restic.repository, env: restic.env }, url, database, snapshot: read.snapshotId,
+          host: input.host, tags: tagsOf(context, part), time: context.snapshotTime, signal: restic.signal,
           onStart: (pid) => {
             beat.pid = pid;
             activity.heartbeat(beat);
@@ -194,18 +193,13 @@ async function backupPostgres(context: SourceBackupContext, source: PostgresSour
             Object.assign(beat, { bytesDone: status.bytes_done });
             activity.heartbeat(beat);
           },
-        }).catch((error: unknown) => {
-          // restic saves nothing when pg_dump fails: say which dump it was.
-          if (error instanceof ResticError && error.failureType === FailureType.ResticFailed) {
-            throw new ResticError(`pg_dump of database ${database} (source ${input.sourceName}) failed, no snapshot was saved: ${error.message}`, error.failureType, error.exitCode, error.stderr);
-          }
-          throw error;
         }),
       ]);
+      const filename = saved.filename;
       fingerprints.push(fingerprint);
-      parts.push({ part, snapshotId: saved.summary.snapshot_id });
+      parts.push({ part, snapshotId: saved.snapshotId });
       entries.push({ database, filename, part });
-      logger.info({ source: input.sourceName, database, snapshot: saved.summary.snapshot_id.slice(0, 8), bytes: saved.summary.total_bytes_processed }, 'database dumped into the repository');
+      logger.info({ source: input.sourceName, database, snapshot: saved.snapshotId.slice(0, 8), bytes: saved.bytes }, 'database dumped into the repository');
     } finally {
       await read.close();
     }

@@ -6,18 +6,18 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { Context } from '@temporalio/activity';
 import type { BucketSource, Repository } from '../config/schema';
 import { registerSecretValue, type Logger } from '../logging/logger';
-import { dump, readSnapshotFile, restore, snapshots, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
+import { readSnapshotFile, restore, snapshots, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
 import { PART_TAG_KEY, type RepositorySource } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import { compareFingerprints, type FingerprintComparison, type SourceFingerprint } from '../shared/fingerprints';
 import type { RestoreResult } from '../shared/restore-types';
 import { restoreBundle } from '../sources/git';
 import { restoreMongo } from '../sources/mongodb';
-import { fingerprintDatabase, restorePostgres } from '../sources/postgres';
+import { fingerprintDatabase } from '../sources/postgres';
+import { restoreDatabaseFromRestic } from '../sources/postgres-restic';
 import { restoreFromReplica } from '../sources/bucket';
 import { stagingSpace } from './disk';
 import { failure, typed } from './failures';
@@ -142,20 +142,16 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
           const [part] = (await snapshots(restic, { tags: [`source=${input.sourceName}`, ...(runTag ? [runTag] : [])] })).filter((s) => tagValue(s, PART_TAG_KEY) === entry.part);
           if (!part) throw failure(FailureType.SourceMissing, `the dump of database ${entry.database} (${entry.part}) of snapshot ${snapshot.short_id} is missing from repository ${input.repositoryName}`);
           progress.stage = 'restoring';
-          const stream = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
-          // restorePostgres checks the target first; restic's output waits in the pipe meanwhile.
-          const loading = restorePostgres({ url, database: target, dump: stream, force: input.force, signal: activity.cancellationSignal });
-          const reading = dump(restic, part.id, `/${entry.filename}`, stream).catch((error: unknown) => {
-            stream.destroy(error as Error);
-            throw error;
+          const restored = await restoreDatabaseFromRestic({
+            restic: { bin: restic.bin, repository: restic.repository, env }, snapshotId: part.id, path: `/${entry.filename}`,
+            sourceDatabase: entry.database, url, database: target, force: input.force, signal: activity.cancellationSignal,
           });
-          const [restored] = await Promise.all([loading, reading]);
           progress.stage = 'comparing';
           const actual = await fingerprintDatabase(url, target);
           const expected = manifest.fingerprint.kind === 'postgres' ? manifest.fingerprint.databases.filter((d) => d.database === entry.database) : [];
           const comparison = checked({ kind: 'postgres', databases: expected }, { kind: 'postgres', databases: [actual] }, `database ${entry.database} restored into ${target}`, { [entry.database]: target });
           logger.info({ source: input.sourceName, snapshot: snapshot.short_id, database: entry.database, target, warnings: restored.warnings.length }, 'database restored and equal to the backup');
-          return { ...base, target, filesRestored: expected[0]?.tables.length ?? 0, bytesRestored: 0, durationSeconds: (Date.now() - started) / 1000, comparison };
+          return { ...base, ...(restored.warnings.length > 0 ? { warnings: restored.warnings.slice(0, 20) } : {}), target, filesRestored: expected[0]?.tables.length ?? 0, bytesRestored: 0, durationSeconds: (Date.now() - started) / 1000, comparison };
         }
 
         // MongoDB and git: unpack the snapshot's folder into staging, load it, remove it.
@@ -178,6 +174,8 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
           progress.stage = 'restoring';
           if (source.type === 'mongodb') {
             const uri = secret(env, source.uriEnv, 'MongoDB connection string');
+            // Options and indexes the server would not take (FerretDB has gaps): reported, not hidden.
+            const warnings: string[] = [];
             const dumped = manifest.fingerprint.kind === 'mongodb' ? [...new Set(manifest.fingerprint.collections.map((c) => c.database))] : [];
             const databases = input.database ? [input.database] : dumped;
             if (input.database && !dumped.includes(input.database)) throw failure(FailureType.RestoreTargetUnsafe, `snapshot ${snapshot.short_id} holds no database "${input.database}" (it holds: ${dumped.join(', ')})`);
@@ -186,6 +184,7 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
             const actual = await restoreMongo({
               uri, directory: join(staging, manifest.dump ?? 'dump'), rename, databases, force: input.force, signal: activity.cancellationSignal,
               onProgress: (p: unknown) => Object.assign(progress, p),
+              onWarning: (message: string) => warnings.push(message),
             });
             const expected = manifest.fingerprint.kind === 'mongodb'
               ? { ...manifest.fingerprint, collections: manifest.fingerprint.collections.filter((c) => databases.includes(c.database)) }
@@ -193,10 +192,10 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
             const target = databases.map((d) => rename[d] ?? d).join(', ');
             const comparison = checked(expected, actual, `${databases.join(', ')} restored into ${target}`, rename);
             const collections = expected.kind === 'mongodb' ? expected.collections : [];
-            logger.info({ source: input.sourceName, snapshot: snapshot.short_id, target, collections: collections.length }, 'MongoDB restored and equal to the backup');
+            logger.info({ source: input.sourceName, snapshot: snapshot.short_id, target, collections: collections.length, warnings }, 'MongoDB restored and equal to the backup');
             return {
               ...base, target, filesRestored: collections.reduce((n, c) => n + c.count, 0), bytesRestored: collections.reduce((n, c) => n + c.bytes, 0),
-              durationSeconds: (Date.now() - started) / 1000, comparison,
+              durationSeconds: (Date.now() - started) / 1000, comparison, ...(warnings.length > 0 ? { warnings } : {}),
             };
           }
           if (source.type === 'git') {

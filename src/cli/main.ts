@@ -202,6 +202,7 @@ program.command('restore')
     if (result.comparison) {
       process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target} in ${result.durationSeconds.toFixed(1)} s\n`);
       process.stdout.write(`verified: ${result.comparison.what}: equal to the backup's fingerprint (${describeRestored(source.type, result)})\n`);
+      for (const warning of result.warnings ?? []) process.stdout.write(`warning: ${warning}\n`);
     } else {
       process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
     }

@@ -227,11 +227,6 @@ export async function ls(context: ResticContext, snapshotId: string): Promise<Ls
   return stdout.split('\n').filter((line) => line.includes('"struct_type":"node"')).map((line) => JSON.parse(line) as LsNode);
 }
 
-/** Streams one file of a snapshot (`restic dump`) into `into`: a database dump into its restore tool. */
-export async function dump(context: ResticContext, snapshotId: string, path: string, into: NodeJS.WritableStream): Promise<void> {
-  await runRestic(['dump', '--no-lock', snapshotId, path], options(context, { stdoutTo: into }));
-}
-
 /** One small file of a snapshot (a manifest), as text. */
 export async function readSnapshotFile(context: ResticContext, snapshotId: string, path: string): Promise<string> {
   const { stdout } = await runRestic(['dump', '--no-lock', snapshotId, path], options(context));

@@ -81,8 +81,6 @@ export interface ResticRunOptions {
   onSpawn?: (pid: number) => void;
   /** Added to restic's environment: what a command restic runs needs (pg_dump's PGPASSWORD). */
   extraEnv?: NodeJS.ProcessEnv;
-  /** Stream stdout here instead of collecting it (`restic dump` into pg_restore). */
-  stdoutTo?: NodeJS.WritableStream;
 }
 
 /**
@@ -120,17 +118,11 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
     const stdoutLines = options.onJson ? jsonLines(options.onJson) : undefined;
     const stderrLines = options.onErrorJson ? jsonLines(options.onErrorJson) : undefined;
     child.stderr.setEncoding('utf8');
-    if (options.stdoutTo) {
-      // The reader sets the pace; if it goes away (pg_restore failed), restic gets EPIPE and stops.
-      child.stdout.pipe(options.stdoutTo as NodeJS.WritableStream & import('node:stream').Writable);
-      child.stdout.on('error', () => undefined);
-    } else {
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        if (options.collectStdout !== false) stdoutChunks.push(chunk);
-        stdoutLines?.(chunk);
-      });
-    }
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      if (options.collectStdout !== false) stdoutChunks.push(chunk);
+      stdoutLines?.(chunk);
+    });
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
       stderrLines?.(chunk);

@@ -14,4 +14,6 @@ export interface RestoreResult {
    * backup time (from the snapshot's manifest). A restore whose comparison is not equal fails.
    */
   comparison?: FingerprintComparison & { what: string };
+  /** What the target would not take (an index option, pg_restore's complaints), at most 20. */
+  warnings?: string[];
 }

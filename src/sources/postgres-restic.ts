@@ -1,8 +1,7 @@
 /**
- * The two restic commands a PostgreSQL source needs, with the database's connection in restic's
- * environment (src/restic/restic.ts's runRestic gives restic only the repository's variables,
- * so pg_dump under `--stdin-from-command` would not find PGPASSWORD there; these spawn restic
- * themselves with both):
+ * The two restic commands a PostgreSQL source needs, with the database's connection added to
+ * restic's environment (pg_dump under `--stdin-from-command` finds PGPASSWORD there, never on a
+ * command line):
  *
  *   restic backup --stdin-from-command --stdin-filename <db>.dump -- pg_dump -Fc … --snapshot <id>
  *   restic dump <snapshot> /<db>.dump | pg_restore
@@ -13,7 +12,9 @@
 import { spawn } from 'node:child_process';
 import type { Repository } from '../config/schema';
 import { scrubSecrets } from '../logging/logger';
-import { classifyResticFailure, repositoryEnvironment, repositoryOptions } from '../restic/restic';
+import { backup, type BackupStatus, type BackupSummary, type ResticContext } from '../restic/commands';
+import { classifyResticFailure, repositoryEnvironment, repositoryOptions, ResticError } from '../restic/restic';
+import { FailureType } from '../shared/failures';
 import { classifyToolStderr, pgToolEnv, PostgresSourceError, redact, withClient } from './postgres-connection';
 import { dumpFileName, pgDumpArgs, restorePostgres } from './postgres';
 
@@ -29,6 +30,7 @@ export interface PgDumpBackupResult {
   /** Bytes of the dump restic read from pg_dump. */
   bytes: number;
   filename: string;
+  summary: BackupSummary;
 }
 
 /**
@@ -45,34 +47,48 @@ export async function backupDatabaseWithRestic(opts: {
   pgDumpBin?: string;
   host?: string;
   tags?: string[];
+  /** restic's --time ("YYYY-MM-DD HH:MM:SS", UTC): every snapshot of one run gets the same. */
+  time?: string;
   signal?: AbortSignal;
   onStart?: (pid: number) => void;
+  onStatus?: (status: BackupStatus) => void;
 }): Promise<PgDumpBackupResult> {
   const filename = dumpFileName(opts.database);
-  const argv = [
-    ...repositoryOptions(opts.restic.repository),
-    'backup', '--json', ...(opts.host ? ['--host', opts.host] : []), ...(opts.tags ?? []).flatMap((t) => ['--tag', t]),
-    '--stdin-filename', filename, '--stdin-from-command', '--', ...pgDumpArgs(opts.database, { snapshot: opts.snapshot, pgDumpBin: opts.pgDumpBin }),
-  ];
-  const env = { ...repositoryEnvironment(opts.restic.repository, opts.restic.env), ...pgToolEnv(opts.url, {}) };
-  const { stdout, stderr, code } = await runChild(opts.restic.bin, argv, env, opts.signal, opts.onStart);
-  const summary = stdout.split('\n').map(parseJsonLine).find((m) => m?.message_type === 'summary');
-  if (code === 0 && summary && typeof summary.snapshot_id === 'string') {
-    return { snapshotId: summary.snapshot_id, bytes: Number(summary.total_bytes_processed ?? 0), filename };
+  const context: ResticContext = { bin: opts.restic.bin, repository: opts.restic.repository, env: opts.restic.env, signal: opts.signal };
+  try {
+    const { summary } = await backup(context, {
+      paths: [], cwd: '/', host: opts.host ?? 'localhost', tags: opts.tags ?? [], time: opts.time, onStart: opts.onStart, onStatus: opts.onStatus,
+      // The connection reaches pg_dump through restic's environment, never its command line.
+      stdinCommand: { command: pgDumpArgs(opts.database, { snapshot: opts.snapshot, pgDumpBin: opts.pgDumpBin }), filename, env: pgToolEnv(opts.url, {}) },
+    });
+    return { snapshotId: summary.snapshot_id, bytes: summary.total_bytes_processed, filename, summary };
+  } catch (error) {
+    throw await explainPgDumpFailure(error, opts.url, opts.database);
   }
-  const text = scrubSecrets(redact(stderr, opts.url));
+}
+
+/**
+ * Why restic failed while running pg_dump. Its "subprocess pg_dump: …" lines become the same
+ * typed errors as the driver's; restic relays them asynchronously and sometimes exits before the
+ * last lines are out: when they say nothing, a connection of our own tells why pg_dump could not.
+ * (restic's own classification would take pg_dump's "SSL SYSCALL error: EOF" for an unreachable
+ * storage.)
+ */
+export async function explainPgDumpFailure(error: unknown, url: string, database: string): Promise<Error> {
+  if (!(error instanceof ResticError)) return error instanceof Error ? error : new Error(String(error));
+  const text = scrubSecrets(redact(error.stderr, url));
   const pgDumpLines = text.split('\n').filter((l) => /subprocess .*pg_dump/.test(l)).join('\n');
-  const classified = pgDumpLines ? classifyToolStderr(pgDumpLines, opts.url, opts.database) : undefined;
-  if (classified) throw classified;
+  const classified = pgDumpLines ? classifyToolStderr(pgDumpLines, url, database) : undefined;
+  if (classified) return classified;
   const commandFailed = /command failed: (exit status \d+|signal: \w+)/.exec(text);
-  if (commandFailed) {
-    // restic relays pg_dump's stderr asynchronously and sometimes exits before the last lines
-    // are out: when they say nothing, a connection of our own tells why pg_dump could not.
-    await withClient(opts.url, opts.database, async () => undefined);
-    const words = pgDumpLines.split('\n').map((l) => l.replace(/^subprocess \S+: /, '').trim()).filter(Boolean).join(' | ');
-    throw new Error(`pg_dump of database "${opts.database}" failed (${commandFailed[1]}), restic saved no snapshot: ${words || 'pg_dump\'s message did not reach restic\'s output'}`);
+  if (!commandFailed) return error;
+  try {
+    await withClient(url, database, async () => undefined);
+  } catch (connection) {
+    return connection as Error;
   }
-  throw classifyResticFailure('backup', code, text, opts.restic.repository);
+  const words = pgDumpLines.split('\n').map((l) => l.replace(/^subprocess \S+: /, '').trim()).filter(Boolean).join(' | ');
+  return new ResticError(`pg_dump of database "${database}" failed (${commandFailed[1]}), restic saved no snapshot: ${words || 'pg_dump\'s message did not reach restic\'s output'}`, FailureType.ResticFailed, error.exitCode, error.stderr);
 }
 
 /**
@@ -121,45 +137,4 @@ export async function restoreDatabaseFromRestic(opts: {
     await exited;
     throw error;
   }
-}
-
-function parseJsonLine(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-}
-
-function runChild(bin: string, args: string[], env: NodeJS.ProcessEnv, signal?: AbortSignal, onStart?: (pid: number) => void): Promise<{ stdout: string; stderr: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    if (child.pid !== undefined) onStart?.(child.pid);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      // Keep the tail only: status lines stream for a long dump, the summary is last.
-      stdout = (stdout + chunk).slice(-256 * 1024);
-    });
-    child.stderr.on('data', (chunk: string) => {
-      stderr = (stderr + chunk).slice(-64 * 1024);
-    });
-    // SIGINT lets restic remove its lock (and stop pg_dump).
-    const onAbort = () => {
-      child.kill('SIGINT');
-      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (error) => {
-      signal?.removeEventListener('abort', onAbort);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve({ stdout, stderr, code });
-    });
-  });
 }
