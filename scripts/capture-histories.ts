@@ -4,6 +4,11 @@
  * the old files: they are the runs that may still be in flight.
  *
  *   npx tsx scripts/capture-histories.ts [--out test/histories]
+ *   npx tsx scripts/capture-histories.ts --sources [--out test/histories]
+ *
+ * --sources captures only the runs of database, git and bucket sources (added 2026-11-26): a
+ * policy of MongoDB (FerretDB), PostgreSQL (the machine's, or TEST_POSTGRES_URL) and git, a bucket
+ * replicated between two MinIO servers, a MongoDB restore, and doctor over all of them.
  *
  * It starts its own Temporal dev server, a worker and a local restic repository in a temporary
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
@@ -21,7 +26,10 @@ import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
 import { createLogger } from '../src/logging/logger';
 import { resolveBinary } from '../src/servers/binaries';
-import { startTemporal } from '../src/servers/processes';
+import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { MongoClient } from 'mongodb';
+import pg from 'pg';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
@@ -153,7 +161,103 @@ policies:
   }
 }
 
-main().then(() => process.exit(0), (error: unknown) => {
+/** The runs of database, git and bucket sources: new code paths of backup, repository, restore and doctor. */
+async function captureSources(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-sources-'));
+  const [temporalBin, resticBin, ferretdbBin, minioBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic'), resolveBinary('ferretdb'), resolveBinary('minio')]);
+  process.env.RESTIC_BIN = resticBin;
+  const postgres = await ensurePostgres();
+  const [temporal, mongodb, uploads, replica] = await Promise.all([
+    startTemporal({ bin: temporalBin }), startFerretDb({ bin: ferretdbBin }), startMinio({ bin: minioBin }), startMinio({ bin: minioBin }),
+  ]);
+  const suffix = randomBytes(3).toString('hex');
+  const database = `capture_${suffix}`;
+  const env = (name: string, value: string) => {
+    const variable = `CAPTURE_${suffix.toUpperCase()}_${name}`;
+    process.env[variable] = value;
+    return variable;
+  };
+  const admin = new pg.Client({ connectionString: `postgres://${postgres.user}@${postgres.host}:${postgres.port}/postgres` });
+  await admin.connect();
+  await admin.query(`create database ${database}`);
+  const db = new pg.Client({ connectionString: `postgres://${postgres.user}@${postgres.host}:${postgres.port}/${database}` });
+  await db.connect();
+  await db.query('create table shifts (id serial primary key, note text)');
+  await db.query(`insert into shifts (note) select 'shift ' || i from generate_series(1, 1000) i`);
+  await db.end();
+  const mongo = new MongoClient(mongodb.uri);
+  await mongo.db('jobs').collection('pipeline_runs').insertMany(Array.from({ length: 100 }, (_, i) => ({ i, status: 'ok' })));
+  await mongo.close();
+  const repo = join(root, 'repo');
+  mkdirSync(repo);
+  writeFileSync(join(repo, 'master-cv.md'), '# CV\n');
+  const git = (...args: string[]) => promisify(execFile)('git', args, { cwd: repo, env: { ...process.env, GIT_AUTHOR_NAME: 'c', GIT_AUTHOR_EMAIL: 'c@e', GIT_COMMITTER_NAME: 'c', GIT_COMMITTER_EMAIL: 'c@e' } });
+  await git('init', '-q', '-b', 'main');
+  await git('add', '-A');
+  await git('commit', '-q', '-m', 'cv');
+  const s3 = (server: typeof uploads) => new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+  const [source, target] = [s3(uploads), s3(replica)];
+  await source.send(new CreateBucketCommand({ Bucket: 'uploads' }));
+  await target.send(new CreateBucketCommand({ Bucket: 'uploads-replica' }));
+  for (let i = 0; i < 20; i += 1) await source.send(new PutObjectCommand({ Bucket: 'uploads', Key: `profiles/${i}.jpg`, Body: randomBytes(1000), ContentType: 'image/jpeg' }));
+  source.destroy();
+  target.destroy();
+  const bucket = (server: typeof uploads, name: string, prefix: string) =>
+    `{ endpoint: "${server.endpoint}", bucket: ${name}, accessKeyIdEnv: ${env(`${prefix}_KEY`, server.accessKeyId)}, secretAccessKeyEnv: ${env(`${prefix}_SECRET`, server.secretAccessKey)} }`;
+  const config = parseConfig(`deployment: capture-sources
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  jobs: { type: mongodb, uriEnv: ${env('MONGODB_URI', mongodb.uri)}, databases: [jobs] }
+  database: { type: postgres, urlEnv: ${env('DATABASE_URL', `postgres://${postgres.user}@${postgres.host}:${postgres.port}/${database}`)} }
+  code: { type: git, path: ${repo} }
+  uploads:
+    type: s3-bucket
+    endpoint: "${uploads.endpoint}"
+    bucket: uploads
+    accessKeyIdEnv: ${env('UPLOADS_KEY', uploads.accessKeyId)}
+    secretAccessKeyEnv: ${env('UPLOADS_SECRET', uploads.secretAccessKey)}
+    replica: ${bucket(replica, 'uploads-replica', 'REPLICA')}
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${env('PASSWORD', randomBytes(16).toString('hex'))} }
+policies:
+  databases: { sources: [jobs, database, code], repositories: [local], schedule: { every: 6h }, retention: { keepDaily: 7 } }
+  uploads: { sources: [uploads], schedule: { every: 1h }, retention: { keepDaily: 7 } }
+`, 'capture-sources.yaml', { env: process.env });
+  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
+  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
+  await initRepositories(config, resticBin, undefined, process.env);
+  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+  const client = await connectClient(environment);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  try {
+    const backupId = id('backup-databases');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [buildBackupPlan(config, 'databases', hostname(), 'manual')] });
+    await save(server, 'backup-databases', backupId);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-databases', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
+    const bucketId = id('backup-bucket');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: bucketId, args: [buildBackupPlan(config, 'uploads', hostname(), 'manual')] });
+    await save(server, 'backup-bucket', bucketId);
+    const restoreId = id('restore-mongodb');
+    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [buildRestorePlan({ config, source: 'jobs', target: 'jobs_restored', defaultHost: hostname() })] });
+    await save(server, 'restore-mongodb', restoreId);
+    const doctorId = id('doctor-sources');
+    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [buildDoctorPlan(config, hostname())] });
+    await save(server, 'doctor-sources', doctorId);
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await admin.query(`drop database if exists ${database} with (force)`);
+    await admin.end();
+    await Promise.all([temporal.stop(), mongodb.stop(), uploads.stop(), replica.stop()]);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exit(1);
 });
