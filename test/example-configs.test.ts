@@ -294,6 +294,19 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     assert.match(globals, new RegExp(`CREATE ROLE ${role}`), 'pg_dumpall --globals-only holds the test\'s role');
   });
 
+  test('retention keeps a PostgreSQL run whole: its database and manifest snapshots are kept or forgotten together', async () => {
+    // keepDaily 7 keeps one run a day: a second run today replaces the first, part by part.
+    const second = await runBackup(deployment, 'database');
+    assert.equal(second.status, 'ok');
+    const { snapshots: list } = await import('../src/restic/commands');
+    const context = { bin: servers.resticBin, repository: deployment.config.repositories.r2!, env: process.env };
+    const all = await list(context, { tags: ['source=database'] });
+    const runs = (part: string) => all.filter((s) => s.tags?.includes(`part=${part}`)).map((s) => s.tags?.find((t) => t.startsWith('run=')));
+    assert.deepEqual(runs('manifest'), runs(`database:${database}`), 'the same runs are kept for every part');
+    assert.equal(runs('manifest').length, 1);
+    assert.match(runs('manifest')[0]!, new RegExp(second.workflowId));
+  });
+
   test('the uploads come back from the replica into a new bucket; git from its bundle', async () => {
     const target = uniqueName('restored-uploads');
     await createBucket(target);

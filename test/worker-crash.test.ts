@@ -115,7 +115,12 @@ test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is 
     workflowId: uniqueName('backup-sigterm'),
     args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
   });
-  await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100);
+  await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100)
+    .catch(async (error: Error) => {
+      const backup = await handle.describe().catch(() => undefined);
+      const writer = await client.workflow.getHandle(repositoryWorkflowId(deploymentName, 'offsite')).describe().catch(() => undefined);
+      throw new Error(`${error.message}\nbackup workflow: ${backup?.status.name}; repository workflow: ${writer?.status.name}, pending: ${JSON.stringify(writer?.raw.pendingActivities?.map((a) => [a.activityType?.name, a.attempt, a.lastFailure?.message]))}\nworker: ${worker.output().slice(-3000)}`);
+    });
   const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
   worker.child.kill('SIGTERM');
   assert.equal(await exited, 0, worker.output().slice(-2000));

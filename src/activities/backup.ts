@@ -10,7 +10,7 @@ import { Context } from '@temporalio/activity';
 import type { Repository } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
-import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
+import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ForgetGroup, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
 import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
@@ -236,14 +236,21 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         }
         const { retention } = input;
         const rules = { ...retention, keepTags: [LAST_VERIFIED_TAG] };
-        const filter = { tags: sourceTags, host: input.host };
-        // forget needs an exclusive lock: a lock left by a killed restic is removed only if restic
-        // itself judges it stale (its process is gone from this host, or it is 30 min old).
-        const groups = await forget(restic, rules, filter).catch(async (error: unknown) => {
-          if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked) throw error;
-          await unlockStale(restic);
-          return forget(restic, rules, filter);
-        });
+        // A PostgreSQL backup is several snapshots a run (one per database, one for the manifest),
+        // all at the run's time: the rules apply to each part alone, so they keep the same runs.
+        const parts = [...new Set(all.map((s) => tagValue(s, PART_TAG_KEY)).filter((p): p is string => p !== undefined))];
+        const filters = parts.length === 0 ? [sourceTags] : parts.map((part) => [...sourceTags, `${PART_TAG_KEY}=${part}`]);
+        const groups: ForgetGroup[] = [];
+        for (const tags of filters) {
+          const filter = { tags, host: input.host };
+          // forget needs an exclusive lock: a lock left by a killed restic is removed only if restic
+          // itself judges it stale (its process is gone from this host, or it is 30 min old).
+          groups.push(...await forget(restic, rules, filter).catch(async (error: unknown) => {
+            if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked) throw error;
+            await unlockStale(restic);
+            return forget(restic, rules, filter);
+          }));
+        }
         const ids = (list: Snapshot[] | null) => (list ?? []).map((s) => s.id);
         const result: RetentionResult = {
           source: input.sourceName,

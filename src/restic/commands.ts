@@ -158,9 +158,7 @@ export function resticDuration(duration: string): string {
 }
 
 export async function forget(context: ResticContext, rules: ForgetRules, filter: { tags: string[]; host?: string }, dryRun = false): Promise<ForgetGroup[]> {
-  // Grouped by host and paths: a PostgreSQL backup's snapshots (one per database, one for its
-  // manifest, all of one run at the same time) are kept or forgotten together, by the same rules.
-  const argv = ['forget', '--json', '--group-by', 'host,paths', '--tag', filter.tags.join(',')];
+  const argv = ['forget', '--json', '--group-by', 'host', '--tag', filter.tags.join(',')];
   if (filter.host) argv.push('--host', filter.host);
   const numeric: [keyof ForgetRules, string][] = [['keepLast', '--keep-last'], ['keepHourly', '--keep-hourly'], ['keepDaily', '--keep-daily'], ['keepWeekly', '--keep-weekly'], ['keepMonthly', '--keep-monthly'], ['keepYearly', '--keep-yearly']];
   for (const [key, flag] of numeric) if (rules[key] !== undefined) argv.push(flag, String(rules[key]));
