@@ -108,7 +108,11 @@ test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is 
   // New data, so this backup has work to do.
   for (let i = 0; i < 20; i += 1) writeRandomFile(join(root, 'app', 'applications', `new-${i}.pdf`), 8 * 1024 * 1024);
 
-  const worker = await startWorkerProcess(configFile, values);
+  // restic limited to 16 MiB/s (exec keeps its pid): on a fast machine the 160 MB would otherwise be
+  // stored before restic's pid reaches a heartbeat (they are sent at most every 2 s).
+  const slowRestic = join(root, 'slow-restic');
+  writeFileSync(slowRestic, `#!/bin/sh\nexec '${servers.resticBin}' --limit-upload 16384 "$@"\n`, { mode: 0o755 });
+  const worker = await startWorkerProcess(configFile, { ...values, RESTIC_BIN: slowRestic });
   workers.push(worker);
   const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
