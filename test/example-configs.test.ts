@@ -295,16 +295,19 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
   });
 
   test('retention keeps a PostgreSQL run whole: its database and manifest snapshots are kept or forgotten together', async () => {
-    // keepDaily 7 keeps one run a day: a second run today replaces the first, part by part.
-    const second = await runBackup(deployment, 'database');
-    assert.equal(second.status, 'ok');
+    // keepDaily 7 with three runs today: restic keeps the newest of the day and, while there are
+    // fewer days than 7, the oldest; the middle run goes, part by part.
+    const middle = await runBackup(deployment, 'database');
+    const newest = await runBackup(deployment, 'database');
+    assert.equal(newest.status, 'ok');
     const { snapshots: list } = await import('../src/restic/commands');
     const context = { bin: servers.resticBin, repository: deployment.config.repositories.r2!, env: process.env };
     const all = await list(context, { tags: ['source=database'] });
-    const runs = (part: string) => all.filter((s) => s.tags?.includes(`part=${part}`)).map((s) => s.tags?.find((t) => t.startsWith('run=')));
+    const runs = (part: string) => all.filter((s) => s.tags?.includes(`part=${part}`)).map((s) => s.tags!.find((t) => t.startsWith('run='))!).sort();
     assert.deepEqual(runs('manifest'), runs(`database:${database}`), 'the same runs are kept for every part');
-    assert.equal(runs('manifest').length, 1);
-    assert.match(runs('manifest')[0]!, new RegExp(second.workflowId));
+    assert.equal(runs('manifest').length, 2, JSON.stringify(all.map((s) => [s.time, s.tags])));
+    assert.ok(runs('manifest').some((r) => r.includes(newest.workflowId)), 'the newest run is kept');
+    assert.ok(!runs('manifest').some((r) => r.includes(middle.workflowId)), 'the middle run is forgotten, whole');
   });
 
   test('the uploads come back from the replica into a new bucket; git from its bundle', async () => {
