@@ -18,13 +18,13 @@ import { parse, stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { writeSampleDeployment } from '../src/cli/dev';
 import { seedSampleDatabase } from '../src/cli/dev';
-import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import { buildBackupPlan, buildDoctorPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
 import { startMinio, type MinioServer } from '../src/servers/processes';
 import type { BackupOutcome } from '../src/shared/backup-types';
 import type { RestoreResult } from '../src/shared/restore-types';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
-import { backupWorkflow, restoreWorkflow } from '../src/workflows';
+import { backupWorkflow, doctorWorkflow, restoreWorkflow } from '../src/workflows';
 import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
 import { createBucket, startDeployment, tempDir, testServers, uniqueName, type TestDeployment } from './support/harness';
 import { describeTree } from './support/trees';
@@ -274,6 +274,17 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     const upload = outcomes.uploads!.snapshots[0]!;
     assert.equal(upload.fingerprint?.kind === 'bucket' && upload.fingerprint.objects, 40);
     assert.equal(refs(mirror), refs(join(app, 'repository')), 'the mirror holds every branch and tag');
+  });
+
+  test('doctor checks every kind on the workers: pg_dump against the server, the git repository and its mirror, both buckets', async () => {
+    const report = await deployment.client.workflow.execute(doctorWorkflow, {
+      taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('doctor'), args: [buildDoctorPlan(deployment.config, hostname())],
+    });
+    const row = (id: string) => report.checks.find((c) => c.id === id);
+    for (const id of ['postgres:database', 'git:code', 'bucket:uploads']) assert.equal(row(id)?.ok, true, `${id}: ${JSON.stringify(row(id))}`);
+    assert.match(row('postgres:database')!.detail, /pg_dump 15\S* can dump PostgreSQL 15/);
+    assert.match(row('git:code')!.detail, /GITLAB_MIRROR_URL/);
+    assert.match(row('bucket:uploads')!.detail, /readable, 40 objects.*writable/);
   });
 
   test('PostgreSQL restores into a scratch database, equal by fingerprint, with its view; the roles are in the snapshot', async () => {

@@ -90,7 +90,8 @@ export function buildDoctorPlan(config: Config, defaultHost: string): DoctorPlan
     staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
     repositories: Object.keys(config.repositories).map((name) => repositoryOf(config, name)),
     sources: Object.entries(config.sources).map(([name, source]) => ({
-      name, source, host: source.type === 'files' || source.type === 'secrets' ? source.host ?? defaultHost : undefined,
+      // Files and git are checked on their host's worker; databases and buckets on any worker.
+      name, source, host: source.type === 'files' || source.type === 'secrets' || source.type === 'git' ? source.host ?? defaultHost : undefined,
     })),
   };
 }
