@@ -5,6 +5,7 @@ import { createLedgerActivities, type LedgerDependencies } from './ledger';
 import { createRestoreActivities } from './restore';
 import { createReplicationActivities } from './replication';
 import { createSourceRestoreActivities } from './source-restore';
+import { createVerifyActivities } from './verify';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
@@ -16,6 +17,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createRestoreActivities(deps),
     ...createSourceRestoreActivities(deps),
     ...createReplicationActivities(deps),
+    ...createVerifyActivities(deps),
   };
 }
 

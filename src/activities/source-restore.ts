@@ -55,7 +55,7 @@ function secret(env: NodeJS.ProcessEnv, variable: string, what: string): string 
 }
 
 /** The snapshot holding the source's manifest: the one asked for, or the newest. */
-async function manifestSnapshot(restic: ResticContext, input: RestoreSourceInput): Promise<Snapshot> {
+export async function manifestSnapshot(restic: ResticContext, input: RestoreSourceInput): Promise<Snapshot> {
   const all = await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${input.sourceName}`] });
   // A PostgreSQL backup's database snapshots are found from its manifest snapshot.
   const candidates = all.filter((s) => { const part = tagValue(s, PART_TAG_KEY); return part === undefined || part === 'manifest'; });
@@ -78,7 +78,7 @@ async function manifestSnapshot(restic: ResticContext, input: RestoreSourceInput
   return chosen;
 }
 
-async function readManifest(restic: ResticContext, snapshot: Snapshot): Promise<SourceManifest> {
+export async function readManifest(restic: ResticContext, snapshot: Snapshot): Promise<SourceManifest> {
   const folder = snapshot.paths[0];
   if (!folder) throw failure(FailureType.RepositoryCorrupted, `snapshot ${snapshot.short_id} lists no path`);
   try {

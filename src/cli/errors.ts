@@ -61,6 +61,7 @@ export const FIXES: Record<string, string> = {
   DatabaseAuthFailed: 'correct the user or password in the source\'s uriEnv/urlEnv variable on the worker',
   RestoreTargetUnsafe: 'restore into an empty or new target (--target: a folder, or a database or bucket name), over files with --in-place --yes, or replace a database or bucket with --force',
   RestoreMismatch: 'the restored data differs from what was backed up (the message lists the differences): keep the original, restore from another snapshot (backupctl snapshots --source S) or repository, and report it',
+  VerificationFailed: 'what is wrong is named above (repository, snapshot, source): keep the damaged repository as it is, back up the source again now, restore from another repository if one holds it, and run restic check (restic repair index / repair snapshots) on the damaged one',
   ReplicaMismatch: 'the bucket\'s copy differs from the source after copying: the next run copies the differences again; if it persists, check the replica endpoint',
   StorageUnreachable: 'check that the storage endpoint is reachable from the worker (network, DNS, TLS); start the run again once it is',
   PartialSnapshot: 'some files could not be read (the message says which): fix their permissions or exclude them, then back up again',

@@ -19,7 +19,8 @@ import { connectClient } from '../temporal/client';
 import type { RestoreResult } from '../shared/restore-types';
 import { handleError, UsageError } from './errors';
 import { rebuildLedger } from './ledger-rebuild';
-import { deploymentStatus, formatSnapshots, formatStatus, listSnapshots, startManualBackup, startRestore, triggerSchedule } from './operations';
+import { deploymentStatus, formatSnapshots, formatStatus, formatVerification, listSnapshots, startManualBackup, startRestore, startVerification, triggerSchedule } from './operations';
+import type { VerificationReport } from '../shared/backup-types';
 import { portOption, secondsOption } from './options';
 import { waitWithProgress } from './progress';
 import { neededQueues, policyQueues, waitWatched } from './waiting';
@@ -136,6 +137,17 @@ program.command('backup')
       process.stdout.write(`started ${handle.workflowId}\n`);
       if (options.wait) printOutcome(await waitWithProgress(client, handle, process.stderr, policyQueues(config, policy, host), { configFile: configPath() }));
     }
+  }));
+
+program.command('verify')
+  .description('verify now: read back the next group of each repository\'s packs, restore each source\'s newest snapshot into a scratch target and compare it, check its age against the RPO')
+  .option('--wait', 'wait for the report')
+  .action((options: { wait?: boolean }) => withClient(async (client, config, host) => {
+    const handle = await startVerification(client, config, host);
+    process.stdout.write(`started ${handle.workflowId}\n`);
+    if (!options.wait) return;
+    const report = await waitWatched<VerificationReport>(client, handle, neededQueues(config, Object.keys(config.sources), host), { configFile: configPath() });
+    process.stdout.write(`${formatVerification(report)}\n`);
   }));
 
 program.command('status')

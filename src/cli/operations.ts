@@ -5,11 +5,12 @@ import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
 import type { RestoreResult } from '../shared/restore-types';
-import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, type RestoreRequest } from '../config/plans';
-import { ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
+import type { VerificationReport } from '../shared/backup-types';
+import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan, type RestoreRequest } from '../config/plans';
+import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
-import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow } from '../workflows';
-import { lastSuccessfulBackupQuery, recoveryPointAgeQuery } from '../workflows/definitions';
+import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow, verifyWorkflow } from '../workflows';
+import { lastSuccessfulBackupQuery, lastVerifiedQuery, recoveryPointAgeQuery } from '../workflows/definitions';
 import { formatBytes } from '../config/units';
 import { renderTable } from './table';
 
@@ -43,19 +44,23 @@ export interface DeploymentStatus {
   ledger: LastSuccessfulBackup | null;
   age: RecoveryPointAge | null;
   schedules: ScheduleStatus[];
+  /** Verification: each source's last test restore, each repository's read coverage (null before any). */
+  verified?: LastVerified | null;
 }
 
 export async function deploymentStatus(client: Client, config: Config, defaultHost: string): Promise<DeploymentStatus> {
   const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
   let last: LastSuccessfulBackup | null = null;
   let age: RecoveryPointAge | null = null;
+  let verified: LastVerified | null = null;
   try {
     last = await ledger.query(lastSuccessfulBackupQuery);
     age = await ledger.query(recoveryPointAgeQuery);
+    verified = await ledger.query(lastVerifiedQuery).catch(() => null);
   } catch (error) {
     if ((error as Error).name !== 'WorkflowNotFoundError') throw error;
   }
-  return { ledger: last, age, schedules: await describeSchedules(client, config, defaultHost) };
+  return { ledger: last, age, verified, schedules: await describeSchedules(client, config, defaultHost) };
 }
 
 export function formatAge(seconds: number): string {
@@ -77,12 +82,20 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
   const rows = Object.keys(config.sources).map((source) => {
     const last = status.ledger?.sources[source];
     const run = describeRun(status.ledger?.lastRuns?.[source]);
-    if (!last) return [source, 'never', '-', '-', '-', '-', run];
+    const verified = status.verified?.sources[source];
+    const check = !verified ? 'never' : verified.ok ? `ok ${formatAge(Math.round((now.getTime() - Date.parse(verified.at)) / 1000))} ago` : `FAILED: ${verified.problems[0] ?? '?'}`.slice(0, 60);
+    if (!last) return [source, 'never', '-', '-', '-', '-', run, check];
     const seconds = Math.round((now.getTime() - Date.parse(last.time)) / 1000);
-    return [source, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files), run];
+    return [source, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files), run, check];
   });
   const schedules = status.schedules.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns[0]?.replace(/\.\d+Z$/, 'Z') ?? '-', s.lastRun?.replace(/\.\d+Z$/, 'Z') ?? '-']);
-  return `${renderTable(['source', 'last success', 'age', 'snapshot', 'size', 'files', 'last run'], rows)}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
+  const coverage = Object.keys(config.repositories).map((name) => {
+    const entry = status.verified?.repositories[name];
+    if (!entry) return `${name}: no data read back yet (backupctl verify)`;
+    if (!entry.allReadSince) return `${name}: ${Object.keys(entry.readAt).length} of ${entry.groups} groups of packs read back so far`;
+    return `${name}: all data read within the last ${formatAge(Math.round((now.getTime() - Date.parse(entry.allReadSince)) / 1000))}`;
+  });
+  return `${renderTable(['source', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${coverage.join('\n')}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
 }
 
 export async function listSnapshots(client: Client, config: Config, source?: string): Promise<Record<string, Snapshot[]>> {
@@ -115,4 +128,23 @@ export async function startRestore(client: Client, request: RestoreRequest): Pro
 
 export async function runRestore(client: Client, request: RestoreRequest): Promise<RestoreResult> {
   return (await startRestore(client, request)).result();
+}
+
+/** Starts a verification now (the same plan its schedule runs). */
+export async function startVerification(client: Client, config: Config, defaultHost: string): Promise<WorkflowHandle<typeof verifyWorkflow>> {
+  return client.workflow.start(verifyWorkflow, {
+    taskQueue: sharedTaskQueue(config.deployment),
+    workflowId: `${config.deployment}-verify-${randomUUID()}`,
+    args: [buildVerifyPlan(config, defaultHost)],
+  });
+}
+
+/** A verification report in words: one line per repository and per source. */
+export function formatVerification(report: VerificationReport): string {
+  const lines = report.repositories.map((r) => `${r.ok ? '✓' : '✗'} repository ${r.repository}: packs ${r.group}/${r.groups} read back${r.ok ? ', no errors' : `: ${r.problems.join('; ')}`} (${r.durationSeconds.toFixed(1)} s)`);
+  for (const s of report.sources) {
+    const age = s.ageSeconds !== undefined ? `, ${formatAge(s.ageSeconds)} old${s.rpoSeconds !== undefined ? ` (RPO ${formatAge(s.rpoSeconds)})` : ''}` : '';
+    lines.push(`${s.ok ? '✓' : '✗'} source ${s.source}${s.snapshotId ? ` snapshot ${s.snapshotId.slice(0, 8)} in ${s.repository}` : ''}${age}: ${s.ok ? s.checked ?? 'ok' : s.problems.join('; ')}`);
+  }
+  return lines.join('\n');
 }

@@ -3,9 +3,10 @@
  * reconciler call these, so a workflow input carries only what that run needs.
  */
 import type { Config, Source } from './schema';
+import { parseDuration } from './units';
 import {
   PLAN_VERSION,
-  type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedSource, type PrunePlan, type RestorePlan, type SnapshotsPlan,
+  type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedSource, type PrunePlan, type RestorePlan, type SnapshotsPlan, type VerifyPlan,
 } from '../shared/plans';
 
 export class PlanError extends Error {
@@ -100,5 +101,34 @@ export function buildSnapshotsPlan(config: Config, source?: string, repositories
   return {
     kind: 'snapshots', version: PLAN_VERSION, deployment: config.deployment, source,
     repositories: (repositories ?? Object.keys(config.repositories)).map((name) => repositoryOf(config, name)),
+  };
+}
+
+/** t of restic's --read-data-subset n/t from the config: "5%" reads a twentieth a run, "1/7" a seventh. */
+export function readDataGroups(subset: string): number {
+  const fraction = /^1\/(\d{1,3})$/.exec(subset);
+  if (fraction) return Math.min(256, Math.max(1, Number(fraction[1])));
+  const percent = Number.parseFloat(subset);
+  return Math.min(256, Math.max(1, Math.ceil(100 / (percent > 0 ? percent : 100))));
+}
+
+export function buildVerifyPlan(config: Config, defaultHost: string): VerifyPlan {
+  const verification = config.verification;
+  const policyOf = (source: string) => Object.values(config.policies).find((p) => p.sources.includes(source));
+  return {
+    kind: 'verify', version: PLAN_VERSION, deployment: config.deployment,
+    staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
+    groups: readDataGroups(verification?.readDataSubset ?? '5%'),
+    testRestore: verification?.testRestore ?? true,
+    repositories: Object.keys(config.repositories).map((name) => repositoryOf(config, name)),
+    sources: Object.keys(config.sources).filter((name) => policyOf(name)).map((name) => {
+      const policy = policyOf(name)!;
+      const rpo = policy.rpo ? parseDuration(policy.rpo) : undefined;
+      return {
+        ...sourceOf(config, name, defaultHost),
+        ...(policy.repositories[0] ? { repository: repositoryOf(config, policy.repositories[0]) } : {}),
+        ...(rpo !== undefined ? { rpoSeconds: Math.round(rpo / 1000) } : {}),
+      };
+    }),
   };
 }

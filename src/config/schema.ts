@@ -141,7 +141,7 @@ export const configSchema = z.strictObject({
   policies: z.record(name, policySchema).refine((p) => Object.keys(p).length > 0, 'at least one policy'),
   verification: z.strictObject({
     schedule: scheduleSchema,
-    readDataSubset: z.string().regex(/^\d{1,3}(\.\d+)?%$/, 'a percentage such as "5%"').default('5%'),
+    readDataSubset: z.string().regex(/^(\d{1,3}(\.\d+)?%|1\/\d{1,3})$/, 'a percentage such as "5%", or "1/t" (t at most 256): each run reads the next of t groups of packs').default('5%'),
     testRestore: z.boolean().default(true),
   }).optional(),
   drills: z.strictObject({

@@ -194,12 +194,14 @@ export interface RestoreArguments {
   subfolder?: string;
   target: string;
   include?: string[];
+  /** Read every restored file back and check it against the snapshot (restic restore --verify). */
+  verify?: boolean;
   onStatus?: (status: Record<string, unknown>) => void;
 }
 
 export async function restore(context: ResticContext, args: RestoreArguments): Promise<Record<string, unknown>> {
   const snapshot = args.subfolder ? `${args.snapshotId}:${args.subfolder}` : args.snapshotId;
-  const argv = ['restore', snapshot, '--target', args.target, '--json', ...(args.include ?? []).flatMap((i) => ['--include', i])];
+  const argv = ['restore', snapshot, '--target', args.target, '--json', ...(args.include ?? []).flatMap((i) => ['--include', i]), ...(args.verify ? ['--verify'] : [])];
   let summary: Record<string, unknown> = {};
   await runRestic(argv, options(context, {
     collectStdout: false,

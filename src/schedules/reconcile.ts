@@ -7,9 +7,9 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type Schedul
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
-import { buildBackupPlan, buildPrunePlan } from '../config/plans';
+import { buildBackupPlan, buildPrunePlan, buildVerifyPlan } from '../config/plans';
 import { sharedTaskQueue } from '../shared/task-queues';
-import { backupWorkflow, pruneWorkflow } from '../workflows';
+import { backupWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
 
 export const MANAGED_BY = 'backupctl';
 /** Prune weekly, on Sunday 04:30 UTC, away from the usual 02:00 backups. */
@@ -23,9 +23,13 @@ export function pruneScheduleId(deployment: string, repository: string): string 
   return `${deployment}-prune-${repository}`;
 }
 
+export function verifyScheduleId(deployment: string): string {
+  return `${deployment}-verify`;
+}
+
 interface DesiredSchedule {
   scheduleId: string;
-  kind: 'backup' | 'prune';
+  kind: 'backup' | 'prune' | 'verify';
   name: string;
   options: ScheduleOptions<ScheduleOptionsStartWorkflowAction<Workflow>>;
   digest: string;
@@ -66,6 +70,9 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   }
   for (const repository of Object.keys(config.repositories)) {
     desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, pruneWorkflow, [buildPrunePlan(config, repository)]));
+  }
+  if (config.verification) {
+    desired.push(make(verifyScheduleId(config.deployment), 'verify', 'verification', config.verification.schedule, verifyWorkflow, [buildVerifyPlan(config, defaultHost)]));
   }
   return desired;
 }

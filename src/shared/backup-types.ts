@@ -74,7 +74,7 @@ export interface BucketReplicationInput {
   scheduledTime: string;
 }
 
-export type RunKind = 'backup' | 'restore' | 'prune';
+export type RunKind = 'backup' | 'restore' | 'prune' | 'verify';
 export type RunStatus = 'ok' | 'partial' | 'failed' | 'cancelled';
 
 /**
@@ -98,9 +98,44 @@ export interface RunOutcome {
   repository?: string;
   restored?: { source: string; snapshotId: string; target: string; files: number; bytes: number; comparison?: { equal: boolean; differences: string[]; what: string } };
   error?: { type: string; message: string };
+  /** Verify: what each repository's data check and each source's test restore found. */
+  verification?: VerificationReport;
 }
 
 export type BackupOutcome = RunOutcome;
+
+/** One repository's `restic check --read-data-subset group/groups`. */
+export interface RepositoryCheck {
+  repository: string;
+  group: number;
+  groups: number;
+  ok: boolean;
+  /** What restic found wrong (a pack that does not match its hash, a missing blob…), at most 20. */
+  problems: string[];
+  durationSeconds: number;
+}
+
+/** One source's verification: its newest snapshot restored into a scratch target and compared. */
+export interface SourceVerification {
+  source: string;
+  repository: string;
+  snapshotId?: string;
+  snapshotTime?: string;
+  ok: boolean;
+  /** What was wrong: a missing snapshot, a restore that failed, data that differs, too old. */
+  problems: string[];
+  /** What the test restore compared ("3 collections, 1205 documents equal to the fingerprint"). */
+  checked?: string;
+  ageSeconds?: number;
+  rpoSeconds?: number;
+  /** Age within the RPO (true when the source has no RPO). */
+  fresh?: boolean;
+}
+
+export interface VerificationReport {
+  repositories: RepositoryCheck[];
+  sources: SourceVerification[];
+}
 
 export interface BackupProgress {
   stage: 'preflight' | 'waiting-for-repository' | 'backup' | 'retention' | 'done' | 'partial' | 'failed' | 'cancelled';

@@ -23,6 +23,8 @@ export const FailureType = {
   PartialSnapshot: 'PartialSnapshot',
   /** A restore finished but the restored data's fingerprint differs from the one taken at backup time. */
   RestoreMismatch: 'RestoreMismatch',
+  /** Verification found damage: a pack that does not match, a missing snapshot, a restore that differs, a stale source. */
+  VerificationFailed: 'VerificationFailed',
   /** A bucket's copy differs from the source after replication (a retry copies the differences). */
   ReplicaMismatch: 'ReplicaMismatch',
   /** A workflow input (plan) of a version or kind this worker does not understand. */
@@ -46,5 +48,6 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.RestoreTargetUnsafe,
   FailureType.PartialSnapshot,
   FailureType.RestoreMismatch,
+  FailureType.VerificationFailed,
   FailureType.InputVersionUnsupported,
 ];

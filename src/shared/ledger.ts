@@ -1,5 +1,5 @@
 /** The ledger's names, state and answers, shared by its workflow, the activity that signals it and the CLI. */
-import type { RunOutcome, RunStatus, SnapshotRecord } from './backup-types';
+import type { RunOutcome, RunStatus, SnapshotRecord, SourceVerification } from './backup-types';
 
 export const LEDGER = {
   workflowType: 'ledgerWorkflow',
@@ -10,6 +10,7 @@ export const LEDGER = {
   lastSuccessfulBackupQuery: 'lastSuccessfulBackup',
   recoveryPointAgeQuery: 'recoveryPointAge',
   historyQuery: 'history',
+  lastVerifiedQuery: 'lastVerified',
 } as const;
 
 export function ledgerWorkflowId(deployment: string): string {
@@ -55,6 +56,22 @@ export interface LedgerState {
   recorded: number;
   /** When the ledger was last rebuilt from the repositories, if ever. */
   rebuiltAt?: string;
+  /** The last verification of each source, good or not (states from before 2026-11-26 lack it). */
+  lastVerifiedBySource?: Record<string, SourceVerification & { at: string; workflowId: string }>;
+  /** Per repository: t, and when each group n of `restic check --read-data-subset n/t` was last read clean. */
+  dataReadByRepository?: Record<string, { groups: number; lastGroup: number; readAt: Record<string, string> }>;
+}
+
+/** What `lastVerified` answers: each source's last verification and each repository's read coverage. */
+export interface LastVerified {
+  sources: Record<string, SourceVerification & { at: string; workflowId: string }>;
+  repositories: Record<string, {
+    groups: number;
+    lastGroup: number;
+    readAt: Record<string, string>;
+    /** When every group has been read: the oldest of those reads (all data read since then); else null. */
+    allReadSince: string | null;
+  }>;
 }
 
 /** The state before versioning (2026-11-24): no lastRunBySource, backups only. */

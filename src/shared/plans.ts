@@ -93,7 +93,21 @@ export interface SnapshotsPlan {
   source?: string;
 }
 
-export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan;
+export interface VerifyPlan {
+  kind: 'verify';
+  version: typeof PLAN_VERSION;
+  deployment: string;
+  staging: { directory: string; minFreeSpace: string };
+  /** t of `restic check --read-data-subset n/t`: every pack is read once in t runs (at most 256). */
+  groups: number;
+  /** Restore each source's newest snapshot into a scratch target and compare it (config verification.testRestore). */
+  testRestore: boolean;
+  repositories: NamedRepository[];
+  /** Each source with the repository its test restore reads and its RPO. */
+  sources: (PlannedSource & { repository?: NamedRepository; rpoSeconds?: number })[];
+}
+
+export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan;
 
 /** What a failed check says; the workflow turns it into a non-retryable ApplicationFailure. */
 export interface PlanProblem {

@@ -1,13 +1,14 @@
 /** Signals and queries shared by workflows and their clients (the CLI uses these typed references). */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { BackupProgress, RunOutcome } from '../shared/backup-types';
-import { LEDGER, type LastSuccessfulBackup, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
+import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
 
 export const recordBackupSignal = defineSignal<[RunOutcome]>(LEDGER.recordBackupSignal);
 export const rebuildLedgerSignal = defineSignal<[LedgerRebuild]>(LEDGER.rebuildSignal);
 export const lastSuccessfulBackupQuery = defineQuery<LastSuccessfulBackup>(LEDGER.lastSuccessfulBackupQuery);
 export const recoveryPointAgeQuery = defineQuery<RecoveryPointAge>(LEDGER.recoveryPointAgeQuery);
 export const historyQuery = defineQuery<RunOutcome[], [number?]>(LEDGER.historyQuery);
+export const lastVerifiedQuery = defineQuery<LastVerified>(LEDGER.lastVerifiedQuery);
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 export const repositoryJobQuery = defineQuery<{ stage: string; source?: string; done: number; total: number }>('job');

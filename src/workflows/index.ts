@@ -5,3 +5,4 @@ export { repositoryWorkflow } from './repository';
 export { pruneWorkflow } from './prune';
 export { restoreWorkflow } from './restore';
 export { listSnapshotsWorkflow } from './snapshots';
+export { verifyWorkflow } from './verify';

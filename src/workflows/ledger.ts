@@ -7,9 +7,9 @@ import { allHandlersFinished, condition, continueAsNew, patched, setHandler, sle
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
 import {
   HISTORY_LIMIT, LEDGER_STATE_VERSION,
-  type LastSuccessfulBackup, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type RecoveryPointAge, type SourceRun,
+  type LastSuccessfulBackup, type LastVerified, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type RecoveryPointAge, type SourceRun,
 } from '../shared/ledger';
-import { historyQuery, lastSuccessfulBackupQuery, rebuildLedgerSignal, recordBackupSignal, recoveryPointAgeQuery } from './definitions';
+import { historyQuery, lastSuccessfulBackupQuery, lastVerifiedQuery, rebuildLedgerSignal, recordBackupSignal, recoveryPointAgeQuery } from './definitions';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
@@ -70,6 +70,10 @@ function pushHistory(state: LedgerState, outcome: RunOutcome): void {
 export function applyOutcome(state: LedgerState, received: RunOutcome): void {
   const outcome = normaliseOutcome(received);
   pushHistory(state, outcome);
+  if (outcome.kind === 'verify') {
+    applyVerification(state, outcome);
+    return;
+  }
   if (outcome.kind !== 'backup') return;
   // A failed or cancelled run counts for nothing, even with snapshots; a partial run counts its complete ones.
   if (outcome.status === 'ok' || outcome.status === 'partial') for (const snapshot of outcome.snapshots) noteSuccess(state, snapshot);
@@ -85,6 +89,33 @@ export function applyOutcome(state: LedgerState, received: RunOutcome): void {
       ...(outcome.error && status !== 'ok' ? { error: outcome.error } : {}),
     });
   }
+}
+
+/** Pure: a verification's findings, per source and per repository (which group was read when). */
+function applyVerification(state: LedgerState, outcome: RunOutcome): void {
+  const report = outcome.verification;
+  if (!report) return;
+  state.lastVerifiedBySource ??= {};
+  state.dataReadByRepository ??= {};
+  for (const source of report.sources) state.lastVerifiedBySource[source.source] = { ...source, at: outcome.finishedAt, workflowId: outcome.workflowId };
+  for (const check of report.repositories) {
+    const previous = state.dataReadByRepository[check.repository];
+    // A new t starts the rotation over: groups of another t are other packs.
+    const entry = previous && previous.groups === check.groups ? previous : { groups: check.groups, lastGroup: 0, readAt: {} };
+    entry.lastGroup = check.group;
+    if (check.ok) entry.readAt[String(check.group)] = outcome.finishedAt;
+    else delete entry.readAt[String(check.group)];
+    state.dataReadByRepository[check.repository] = entry;
+  }
+}
+
+export function lastVerified(state: LedgerState): LastVerified {
+  const repositories: LastVerified['repositories'] = {};
+  for (const [name, entry] of Object.entries(state.dataReadByRepository ?? {})) {
+    const times = Object.values(entry.readAt);
+    repositories[name] = { ...entry, allReadSince: times.length >= entry.groups ? times.reduce((a, b) => (a < b ? a : b)) : null };
+  }
+  return { sources: state.lastVerifiedBySource ?? {}, repositories };
 }
 
 /**
@@ -135,6 +166,7 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   setHandler(lastSuccessfulBackupQuery, () => lastSuccessful(input.deployment, state));
   setHandler(recoveryPointAgeQuery, () => recoveryPointAge(input.deployment, state, new Date()));
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));
+  setHandler(lastVerifiedQuery, () => lastVerified(state));
 
   const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
