@@ -8,7 +8,8 @@
  *
  * --sources captures only the runs of database, git and bucket sources (added 2026-11-26): a
  * policy of MongoDB (FerretDB), PostgreSQL (the machine's, or TEST_POSTGRES_URL) and git, a bucket
- * replicated between two MinIO servers, a MongoDB restore, and doctor over all of them.
+ * replicated between two MinIO servers, a MongoDB restore, doctor over all of them, and a
+ * verification of them all.
  *
  * It starts its own Temporal dev server, a worker and a local restic repository in a temporary
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
@@ -20,7 +21,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan } from '../src/config/plans';
+import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan } from '../src/config/plans';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
@@ -34,7 +35,7 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
-import { backupWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow } from '../src/workflows';
+import { backupWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
 import { repositoryWorkflowId } from '../src/workflows/repository';
 
 const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
@@ -247,6 +248,9 @@ policies:
     const doctorId = id('doctor-sources');
     await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [buildDoctorPlan(config, hostname())] });
     await save(server, 'doctor-sources', doctorId);
+    const verifyId = id('verify');
+    await client.workflow.execute(verifyWorkflow, { taskQueue, workflowId: verifyId, args: [buildVerifyPlan(config, hostname())] });
+    await save(server, 'verify', verifyId);
   } finally {
     await worker.shutdown();
     await client.connection.close();
