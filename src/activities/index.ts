@@ -6,6 +6,7 @@ import { createRestoreActivities } from './restore';
 import { createReplicationActivities } from './replication';
 import { createSourceRestoreActivities } from './source-restore';
 import { createVerifyActivities } from './verify';
+import { createRecoveryActivities } from './recovery';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createSourceRestoreActivities(deps),
     ...createReplicationActivities(deps),
     ...createVerifyActivities(deps),
+    ...createRecoveryActivities(deps),
   };
 }
 

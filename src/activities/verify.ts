@@ -219,8 +219,29 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
   };
 }
 
+/** The databases of a source's server whose name ends with `suffix` (a drill's scratch databases). */
+export async function databasesEndingWith(source: Source, suffix: string, env: NodeJS.ProcessEnv): Promise<string[]> {
+  if (source.type === 'mongodb') {
+    const uri = env[source.uriEnv];
+    if (!uri) return [];
+    registerSecretValue(uri);
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
+    try {
+      return (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases.map((d) => d.name).filter((n) => n.endsWith(suffix));
+    } finally {
+      await client.close();
+    }
+  }
+  if (source.type === 'postgres') {
+    const url = env[source.urlEnv];
+    if (!url) return [];
+    return withClient(url, 'postgres', async (client) => (await client.query<{ datname: string }>('select datname from pg_database')).rows.map((r) => r.datname).filter((n) => n.endsWith(suffix)));
+  }
+  return [];
+}
+
 /** Removes a scratch database (or folder) a test restore made. */
-async function dropScratch(source: Source, target: string, env: NodeJS.ProcessEnv): Promise<void> {
+export async function dropScratch(source: Source, target: string, env: NodeJS.ProcessEnv): Promise<void> {
   if (source.type === 'mongodb') {
     const uri = env[source.uriEnv];
     if (!uri) return;

@@ -4,6 +4,8 @@
  */
 import type { Config, Source } from './schema';
 import { parseDuration } from './units';
+import { join } from 'node:path';
+import type { RecoveryPlan, RecoverySource, RecoveryStep, RestorePoint } from '../shared/recovery-types';
 import {
   PLAN_VERSION,
   type BackupPlan, type DoctorPlan, type NamedRepository, type PlannedSource, type PrunePlan, type RestorePlan, type SnapshotsPlan, type VerifyPlan,
@@ -130,5 +132,61 @@ export function buildVerifyPlan(config: Config, defaultHost: string): VerifyPlan
         ...(rpo !== undefined ? { rpoSeconds: Math.round(rpo / 1000) } : {}),
       };
     }),
+  };
+}
+
+export interface RecoveryRequest {
+  mode: 'drill' | 'recover';
+  defaultHost: string;
+  /** Names the drill's scratch targets (folders under drills.scratchDirectory, "<db>_drill_<run>"). */
+  runId: string;
+  restorePoint?: RestorePoint;
+  confirmed?: boolean;
+  force?: boolean;
+  /** Only these sources (default: every source in a policy). */
+  sources?: string[];
+  /** Override a source's target: a folder, or a bucket name. */
+  targets?: Record<string, string>;
+}
+
+/**
+ * The runbook as a plan: every source backed up by a policy, with its tier, RPO and repository;
+ * targets are scratch ones for a drill (under drills.scratchDirectory, databases suffixed
+ * "_drill_<run>") and the configured ones to recover (the source's own folder, database, bucket).
+ */
+export function buildRecoveryPlan(config: Config, request: RecoveryRequest): RecoveryPlan {
+  const policyOf = (source: string) => Object.values(config.policies).find((p) => p.sources.includes(source));
+  const names = request.sources ?? Object.keys(config.sources).filter((name) => policyOf(name));
+  const scratch = join(config.drills?.scratchDirectory ?? '/var/tmp/backup-drills', `${config.deployment}-${request.runId}`);
+  const seconds = (duration: string | undefined) => (duration ? Math.round(parseDuration(duration)! / 1000) : undefined);
+  const sources: RecoverySource[] = names.map((name) => {
+    const planned = sourceOf(config, name, request.defaultHost);
+    const policy = policyOf(name);
+    if (!policy) throw new PlanError(`source ${name} is in no policy: nothing backs it up, so nothing can restore it`);
+    const { source } = planned;
+    const drill = request.mode === 'drill';
+    const own = source.type === 'files' || source.type === 'secrets' ? source.root : source.type === 'git' ? source.path : source.type === 's3-bucket' ? source.bucket : undefined;
+    const target = request.targets?.[name] ?? (drill ? (source.type === 's3-bucket' ? undefined : join(scratch, name)) : own);
+    return {
+      ...planned, tier: policy.tier, ...(policy.rpo ? { rpoSeconds: seconds(policy.rpo) } : {}),
+      ...(policy.repositories[0] ? { repository: repositoryOf(config, policy.repositories[0]) } : {}),
+      ...(source.type === 'mongodb' || source.type === 'postgres' ? (drill ? { databaseSuffix: `_drill_${request.runId}` } : {}) : target ? { target } : {}),
+    };
+  });
+  const steps: RecoveryStep[] = (config.recovery?.steps ?? [])
+    .filter((step) => request.mode === 'recover' || step.manual !== undefined || step.inDrill)
+    .map((step) => ({
+      name: step.name, tier: step.tier, kind: step.run ? 'command' : step.http ? 'http' : 'manual',
+      ...(step.run ? { command: step.run } : {}), ...(step.http ? { url: step.http.url, method: step.http.method } : {}), ...(step.manual ? { instructions: step.manual } : {}),
+      timeoutSeconds: seconds(step.timeout)!, deadlineSeconds: seconds(step.deadline)!, reminderSeconds: seconds(step.reminder)!,
+    }));
+  return {
+    kind: 'recovery', version: PLAN_VERSION, deployment: config.deployment, mode: request.mode,
+    ...(request.confirmed ? { confirmed: true } : {}), ...(request.force ? { force: true } : {}),
+    restorePoint: request.restorePoint ?? { type: 'latest' },
+    staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
+    ...(config.drills?.rtoTarget ? { rtoTargetSeconds: seconds(config.drills.rtoTarget) } : {}),
+    ...(config.recovery?.healthUrl ? { healthUrl: config.recovery.healthUrl } : {}),
+    sources, steps,
   };
 }

@@ -144,6 +144,20 @@ export const configSchema = z.strictObject({
     readDataSubset: z.string().regex(/^(\d{1,3}(\.\d+)?%|1\/\d{1,3})$/, 'a percentage such as "5%", or "1/t" (t at most 256): each run reads the next of t groups of packs').default('5%'),
     testRestore: z.boolean().default(true),
   }).optional(),
+  recovery: z.strictObject({
+    healthUrl: z.url().optional().describe('The application\'s health URL: a recovery (or drill) is validated when it answers 2xx.'),
+    steps: z.array(z.strictObject({
+      name,
+      tier: z.enum(['critical', 'high', 'medium']).default('critical').describe('Runs after this tier\'s sources are restored.'),
+      run: z.string().min(1).optional().describe('A shell command, e.g. "docker compose up -d" or "terraform apply -auto-approve".'),
+      http: z.strictObject({ url: z.url(), method: z.enum(['GET', 'POST', 'PUT']).default('POST') }).optional().describe('An HTTP call; any 2xx is success.'),
+      manual: z.string().min(1).optional().describe('What an operator must do ("point DNS at the new host"); the run waits for `backupctl drill approve`.'),
+      timeout: duration.default('10m').describe('Command or HTTP call: how long it may take.'),
+      deadline: duration.default('4h').describe('Manual step: how long to wait for the approval before the run fails.'),
+      reminder: duration.default('15m').describe('Manual step: how often the timeline notes it is still waiting.'),
+      inDrill: z.boolean().default(false).describe('Also run this command or call in a drill (default: recover only; manual steps always wait).'),
+    }).refine((s) => [s.run, s.http, s.manual].filter((v) => v !== undefined).length === 1, { message: 'exactly one of "run", "http" or "manual"' })).default([]),
+  }).prefault({}),
   drills: z.strictObject({
     schedule: scheduleSchema,
     scratchDirectory: z.string().min(1).default('/var/tmp/backup-drills'),

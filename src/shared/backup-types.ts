@@ -1,6 +1,7 @@
 /** Inputs and outcomes of backups, shared by workflows, activities, the ledger and the CLI. */
 import type { BucketSource, Repository, Retention, Source } from '../config/schema';
 import type { SourceFingerprint } from './fingerprints';
+import type { RecoveryReport } from './recovery-types';
 
 /** Sources whose data goes into restic repositories (an s3-bucket source is replicated instead). */
 export type RepositorySource = Exclude<Source, BucketSource>;
@@ -74,7 +75,7 @@ export interface BucketReplicationInput {
   scheduledTime: string;
 }
 
-export type RunKind = 'backup' | 'restore' | 'prune' | 'verify';
+export type RunKind = 'backup' | 'restore' | 'prune' | 'verify' | 'drill' | 'recover';
 export type RunStatus = 'ok' | 'partial' | 'failed' | 'cancelled';
 
 /**
@@ -100,6 +101,8 @@ export interface RunOutcome {
   error?: { type: string; message: string };
   /** Verify: what each repository's data check and each source's test restore found. */
   verification?: VerificationReport;
+  /** Drill and recover: the report (timeline, RTO and RPO per tier). */
+  recovery?: RecoveryReport;
 }
 
 export type BackupOutcome = RunOutcome;

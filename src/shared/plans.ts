@@ -9,6 +9,7 @@
 import type { FilesSource, Repository, Retention, Source } from '../config/schema';
 export type { Source };
 import { FailureType } from './failures';
+import type { RecoveryPlan } from './recovery-types';
 
 export const PLAN_VERSION = 1;
 
@@ -107,7 +108,7 @@ export interface VerifyPlan {
   sources: (PlannedSource & { repository?: NamedRepository; rpoSeconds?: number })[];
 }
 
-export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan;
+export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan | RecoveryPlan;
 
 /** What a failed check says; the workflow turns it into a non-retryable ApplicationFailure. */
 export interface PlanProblem {

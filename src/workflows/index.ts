@@ -6,3 +6,4 @@ export { pruneWorkflow } from './prune';
 export { restoreWorkflow } from './restore';
 export { listSnapshotsWorkflow } from './snapshots';
 export { verifyWorkflow } from './verify';
+export { disasterRecoveryWorkflow } from './recovery';

@@ -1,0 +1,113 @@
+/** `backupctl drill …` and `backupctl recover`: start, watch, approve, cancel and read the runbook's runs. */
+import { randomBytes } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Command } from 'commander';
+import { buildRecoveryPlan } from '../config/plans';
+import type { Config } from '../config/schema';
+import type { RecoveryProgress, RecoveryReport, RestorePoint } from '../shared/recovery-types';
+import { sharedTaskQueue } from '../shared/task-queues';
+import { disasterRecoveryWorkflow } from '../workflows';
+import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
+import { UsageError } from './errors';
+import { formatAge } from './operations';
+import { renderTable } from './table';
+
+export function parseRestorePoint(text: string | undefined): RestorePoint {
+  if (!text || text === 'latest') return { type: 'latest' };
+  if (text === 'latest-verified') return { type: 'latest-verified' };
+  if (text.startsWith('as-of:')) {
+    const time = text.slice('as-of:'.length);
+    if (Number.isNaN(Date.parse(time))) throw new UsageError(`--point as-of:${time}: not a time (use ISO 8601, e.g. as-of:2026-11-25T06:00:00Z)`);
+    return { type: 'as-of', time: new Date(time).toISOString() };
+  }
+  if (/^[0-9a-f]{8,64}$/.test(text)) return { type: 'snapshot', id: text };
+  throw new UsageError(`--point ${text}: expected latest, latest-verified, a snapshot id or as-of:<ISO time>`);
+}
+
+export async function startRecovery(client: Client, config: Config, options: { mode: 'drill' | 'recover'; host: string; point?: string; sources?: string[]; confirmed?: boolean; force?: boolean }): Promise<WorkflowHandle<typeof disasterRecoveryWorkflow>> {
+  const runId = randomBytes(3).toString('hex');
+  const plan = buildRecoveryPlan(config, {
+    mode: options.mode, defaultHost: options.host, runId, restorePoint: parseRestorePoint(options.point), sources: options.sources, confirmed: options.confirmed, force: options.force,
+  });
+  return client.workflow.start(disasterRecoveryWorkflow, {
+    taskQueue: sharedTaskQueue(config.deployment),
+    workflowId: `${config.deployment}-${options.mode}-${new Date().toISOString().slice(0, 10)}-${runId}`,
+    args: [plan],
+  });
+}
+
+export function formatProgress(progress: RecoveryProgress): string {
+  return [
+    `${progress.mode}: ${formatAge(progress.elapsedSeconds)} elapsed`,
+    `now: ${progress.current.join(', ') || '-'}`,
+    ...(progress.waitingForApproval.length > 0 ? [`waiting for approval: ${progress.waitingForApproval.join(', ')} (backupctl drill approve <id> <step>)`] : []),
+    `done: ${progress.done.join(', ') || '-'}`,
+    `left: ${progress.left.join(', ') || '-'}`,
+  ].join('\n');
+}
+
+export function formatReport(report: RecoveryReport): string {
+  const lines = [
+    `# ${report.mode === 'drill' ? 'Drill' : 'Recovery'} of ${report.deployment}: ${report.ok ? 'OK' : 'FAILED'}`,
+    '',
+    `Workflow ${report.workflowId}, started ${report.startedAt}${report.finishedAt ? `, finished ${report.finishedAt}` : ''}.`,
+    `RTO achieved: ${report.rtoSeconds !== undefined ? formatAge(report.rtoSeconds) : '-'}${report.rtoTargetSeconds !== undefined ? ` (target ${formatAge(report.rtoTargetSeconds)})` : ''}.${report.error ? ` Error: ${report.error}` : ''}`,
+    '',
+    renderTable(['tier', 'done after', 'target', 'met'], report.tiers.map((t) => [t.tier, t.rtoSeconds !== undefined ? formatAge(t.rtoSeconds) : '-', formatAge(t.rtoTargetSeconds), t.met ? 'yes' : 'NO'])),
+    '',
+    renderTable(['source', 'tier', 'snapshot', 'RPO (data age)', 'RPO target', 'target', 'proof'], report.sources.map((s) => [
+      s.source, s.tier, s.snapshotId?.slice(0, 8) ?? '-', s.rpoSeconds !== undefined ? formatAge(s.rpoSeconds) : '-', s.rpoTargetSeconds !== undefined ? formatAge(s.rpoTargetSeconds) : '-', s.target, s.comparison?.what ?? '-',
+    ])),
+    '',
+    'Timeline:',
+    ...report.timeline.map((e) => `- ${e.at} ${e.step}: ${e.event}${e.detail ? ` — ${e.detail}` : ''}`),
+  ];
+  if (report.cleanup.length > 0) lines.push('', 'Cleanup:', ...report.cleanup.map((c) => `- ${c.ok ? 'removed' : 'NOT REMOVED'} ${c.target}${c.detail ? `: ${c.detail}` : ''}`));
+  return lines.join('\n');
+}
+
+type WithClient = (action: (client: Client, config: Config, host: string) => Promise<void>) => Promise<void>;
+
+export function registerRecoveryCommands(program: Command, withClient: WithClient): void {
+  const drill = program.command('drill').description('the disaster-recovery runbook into scratch targets: proves the recovery and measures RTO and RPO');
+  drill.command('start')
+    .description('start a drill of every source (or --source S…): restore into scratch targets, run the manual steps, validate, report, clean up')
+    .option('--point <point>', 'latest (default), latest-verified, a snapshot id, or as-of:<ISO time>')
+    .option('--source <name...>', 'only these sources')
+    .option('--wait', 'wait for the report')
+    .action((options: { point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
+      const handle = await startRecovery(client, config, { mode: 'drill', host, point: options.point, sources: options.source });
+      process.stdout.write(`started ${handle.workflowId}\n`);
+      if (options.wait) process.stdout.write(`${formatReport(await handle.result())}\n`);
+    }));
+  drill.command('status <workflowId>').description('the current step, elapsed time and what is left')
+    .action((workflowId: string) => withClient(async (client) => {
+      process.stdout.write(`${formatProgress(await client.workflow.getHandle(workflowId).query(recoveryProgressQuery))}\n`);
+    }));
+  drill.command('approve <workflowId> <step>').description('approve a manual step the run waits for')
+    .action((workflowId: string, step: string) => withClient(async (client) => {
+      process.stdout.write(`${await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [step] })}\n`);
+    }));
+  drill.command('cancel <workflowId>').description('cancel a drill (it still removes what it created)')
+    .action((workflowId: string) => withClient(async (client) => {
+      await client.workflow.getHandle(workflowId).cancel();
+      process.stdout.write(`cancellation requested for ${workflowId}: its cleanup runs before it ends\n`);
+    }));
+  drill.command('report <workflowId>').description('the report of a drill or recovery (timeline, RTO, RPO)')
+    .action((workflowId: string) => withClient(async (client) => {
+      process.stdout.write(`${formatReport(await client.workflow.getHandle(workflowId).query(recoveryReportQuery))}\n`);
+    }));
+  program.command('recover')
+    .description('restore every source (or --source S…) into its configured target: the source\'s own folder, databases and bucket; refuses targets that hold data unless --force')
+    .option('--yes', 'confirm: this writes into production targets')
+    .option('--force', 'replace targets that hold data')
+    .option('--point <point>', 'latest (default), latest-verified, a snapshot id, or as-of:<ISO time>')
+    .option('--source <name...>', 'only these sources')
+    .option('--wait', 'wait for the report')
+    .action((options: { yes?: boolean; force?: boolean; point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
+      if (!options.yes) throw new UsageError('recover writes into the configured (production) targets: add --yes to confirm (a drill restores into scratch targets: backupctl drill start)');
+      const handle = await startRecovery(client, config, { mode: 'recover', host, point: options.point, sources: options.source, confirmed: true, force: options.force });
+      process.stdout.write(`started ${handle.workflowId}\n`);
+      if (options.wait) process.stdout.write(`${formatReport(await handle.result())}\n`);
+    }));
+}

@@ -1,0 +1,212 @@
+/**
+ * The disaster-recovery runbook as a durable workflow. Sources are restored in the order of their
+ * tiers (critical, high, medium; one tier's sources in parallel), each proven equal to its backup;
+ * after each tier its hook steps run (a command, an HTTP call) and its manual steps wait for an
+ * operator's approval (an update) with reminders and a deadline; then the application's health URL.
+ * The report (timeline, RTO and RPO against their targets, per tier) goes to the ledger.
+ *
+ * A drill is the same workflow pointed at scratch targets: it refuses production targets before
+ * any step runs, and always removes what it created, also when it fails or is cancelled.
+ */
+import {
+  ApplicationFailure, CancellationScope, condition, defineQuery, defineUpdate, isCancellation, proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { RunOutcome } from '../shared/backup-types';
+import { FailureType } from '../shared/failures';
+import { planProblem } from '../shared/plans';
+import {
+  TIERS, TIER_RTO_SECONDS,
+  type RecoveredSource, type RecoveryPlan, type RecoveryProgress, type RecoveryReport, type RecoverySource, type TimelineEntry,
+} from '../shared/recovery-types';
+import { hostTaskQueue } from '../shared/task-queues';
+import { rootCause } from './outcomes';
+import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
+
+export const approveStepUpdate = defineUpdate<string, [string]>('approveStep');
+export const recoveryProgressQuery = defineQuery<RecoveryProgress>('recoveryProgress');
+export const recoveryReportQuery = defineQuery<RecoveryReport>('recoveryReport');
+
+const calls = proxyActivities<Activities>(SHORT_CALLS);
+
+/** Pure: the targets of a drill that are a source's own (a folder inside a source's, a database of the same name). */
+export function productionTargets(plan: Pick<RecoveryPlan, 'sources'>): string[] {
+  const found: string[] = [];
+  const inside = (path: string, root: string) => path === root || path.startsWith(`${root.replace(/\/+$/, '')}/`) || root.startsWith(`${path.replace(/\/+$/, '')}/`);
+  for (const planned of plan.sources) {
+    for (const other of plan.sources) {
+      const { source } = other;
+      if (planned.target && (source.type === 'files' || source.type === 'secrets') && inside(planned.target, source.root)) found.push(`${planned.name} → ${planned.target} is inside source ${other.name}'s folder ${source.root}`);
+      if (planned.target && source.type === 'git' && inside(planned.target, source.path)) found.push(`${planned.name} → ${planned.target} is source ${other.name}'s repository ${source.path}`);
+    }
+    if ((planned.source.type === 'mongodb' || planned.source.type === 'postgres') && !planned.databaseSuffix) found.push(`${planned.name} would restore into its own database names`);
+    if (planned.source.type === 's3-bucket' && planned.target && planned.target === planned.source.bucket) found.push(`${planned.name} → bucket ${planned.target} is the source bucket`);
+  }
+  return found;
+}
+
+export async function disasterRecoveryWorkflow(plan: RecoveryPlan): Promise<RecoveryReport> {
+  const problem = planProblem(plan, 'recovery', 'disasterRecoveryWorkflow');
+  if (problem) throw ApplicationFailure.create({ type: problem.type, message: problem.message, nonRetryable: true });
+  const info = workflowInfo();
+  const startedAt = info.startTime;
+  const now = () => new Date();
+  const elapsed = () => Math.round((now().getTime() - startedAt.getTime()) / 1000);
+  const timeline: TimelineEntry[] = [];
+  const note = (step: string, event: TimelineEntry['event'], detail?: string) => timeline.push({ at: now().toISOString(), step, event, ...(detail ? { detail } : {}) });
+  const report: RecoveryReport = {
+    deployment: plan.deployment, mode: plan.mode, workflowId: info.workflowId, startedAt: startedAt.toISOString(), ok: false,
+    ...(plan.rtoTargetSeconds !== undefined ? { rtoTargetSeconds: plan.rtoTargetSeconds } : {}),
+    tiers: [], sources: [], timeline, cleanup: [],
+  };
+  const all = [...plan.sources.map((s) => `restore ${s.name}`), ...plan.steps.map((s) => s.name), ...(plan.healthUrl ? ['validate health'] : [])];
+  const done: string[] = [];
+  const current = new Set<string>();
+  const approvals = new Set<string>();
+  const waiting = new Set<string>();
+  setHandler(recoveryProgressQuery, () => ({
+    mode: plan.mode, current: [...current], elapsedSeconds: elapsed(), done: [...done], left: all.filter((s) => !done.includes(s) && !current.has(s)), waitingForApproval: [...waiting],
+  }));
+  setHandler(recoveryReportQuery, () => report);
+  setHandler(approveStepUpdate, (step) => {
+    approvals.add(step);
+    note(step, 'approved');
+    return `step ${step} approved`;
+  }, {
+    validator: (step) => {
+      if (!plan.steps.some((s) => s.name === step && s.kind === 'manual')) throw new Error(`no manual step named "${step}" (manual steps: ${plan.steps.filter((s) => s.kind === 'manual').map((s) => s.name).join(', ') || 'none'})`);
+      if (approvals.has(step)) throw new Error(`step ${step} is already approved`);
+    },
+  });
+
+  const refuse = (message: string) => {
+    note('plan', 'refused', message);
+    report.error = message;
+    return ApplicationFailure.create({ type: FailureType.RestoreTargetUnsafe, message, nonRetryable: true, details: [report] });
+  };
+  if (plan.mode === 'drill') {
+    const unsafe = productionTargets(plan);
+    if (unsafe.length > 0) throw refuse(`drill refused before any step ran: its targets are production ones: ${unsafe.join('; ')}`);
+  } else if (!plan.confirmed) {
+    throw refuse('recover restores into the configured (production) targets: confirm it explicitly (backupctl recover --yes)');
+  }
+
+  const restore = async (planned: RecoverySource): Promise<RecoveredSource> => {
+    const step = `restore ${planned.name}`;
+    current.add(step);
+    note(step, 'started');
+    const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, planned.host), retry: { ...LONG_TRANSFERS.retry, maximumAttempts: 3 } });
+    try {
+      const recovered = await onHost.recoverSource({ deployment: plan.deployment, mode: plan.mode, source: planned, restorePoint: plan.restorePoint, stagingDirectory: plan.staging.directory, force: plan.force, startedAt: startedAt.toISOString() });
+      recovered.finishedAfterSeconds = elapsed();
+      report.sources.push(recovered);
+      note(step, 'ended', recovered.comparison?.what);
+      return recovered;
+    } catch (error) {
+      note(step, 'failed', rootCause(error).message);
+      throw error;
+    } finally {
+      current.delete(step);
+      done.push(step);
+    }
+  };
+
+  const runStep = async (step: RecoveryPlan['steps'][number]): Promise<void> => {
+    current.add(step.name);
+    note(step.name, 'started', step.kind === 'manual' ? step.instructions : step.command ?? step.url);
+    try {
+      if (step.kind === 'manual') {
+        waiting.add(step.name);
+        note(step.name, 'waiting', step.instructions);
+        const deadline = startedAt.getTime() + elapsed() * 1000 + step.deadlineSeconds * 1000;
+        while (!approvals.has(step.name)) {
+          const left = deadline - now().getTime();
+          if (left <= 0) {
+            throw ApplicationFailure.create({ type: FailureType.ConfigInvalid, message: `manual step ${step.name} ("${step.instructions}") was not approved within ${step.deadlineSeconds} s: approve it with backupctl drill approve ${info.workflowId} ${step.name} (or temporal workflow update), or raise its deadline`, nonRetryable: true });
+          }
+          if (!(await condition(() => approvals.has(step.name), Math.min(left, step.reminderSeconds * 1000)))) {
+            if (now().getTime() < deadline) note(step.name, 'reminder', `still waiting for an operator: ${step.instructions}`);
+          }
+        }
+        waiting.delete(step.name);
+      } else {
+        const hooks = proxyActivities<Activities>({ startToCloseTimeout: `${step.timeoutSeconds + 30} seconds`, heartbeatTimeout: '30 seconds', retry: { maximumAttempts: 2, nonRetryableErrorTypes: [FailureType.ConfigInvalid] } });
+        const result = await hooks.runHook({ step });
+        note(step.name, 'ended', result.output.trim().split('\n').slice(-3).join(' | ').slice(0, 500));
+      }
+    } catch (error) {
+      note(step.name, 'failed', rootCause(error).message);
+      throw error;
+    } finally {
+      waiting.delete(step.name);
+      current.delete(step.name);
+      done.push(step.name);
+    }
+  };
+
+  let failure: unknown;
+  try {
+    for (const tier of TIERS) {
+      const sources = plan.sources.filter((s) => s.tier === tier);
+      const steps = plan.steps.filter((s) => s.tier === tier);
+      if (sources.length === 0 && steps.length === 0) continue;
+      // One tier's restores in parallel: each is an activity with its own retries.
+      await Promise.all(sources.map(restore));
+      for (const step of steps) await runStep(step);
+      const rtoTargetSeconds = TIER_RTO_SECONDS[tier];
+      report.tiers.push({ tier, rtoSeconds: elapsed(), rtoTargetSeconds, met: elapsed() <= rtoTargetSeconds });
+    }
+    if (plan.healthUrl) {
+      current.add('validate health');
+      const health = await calls.checkHealth({ url: plan.healthUrl });
+      current.delete('validate health');
+      done.push('validate health');
+      note('validate health', 'validated', `${plan.healthUrl} answered ${health.status}`);
+    }
+    note('recovery', 'validated', `${report.sources.length} source(s) restored and equal to their backups`);
+    report.rtoSeconds = elapsed();
+    report.ok = plan.rtoTargetSeconds === undefined || report.rtoSeconds <= plan.rtoTargetSeconds;
+  } catch (error) {
+    failure = error;
+    report.ok = false;
+    report.error = isCancellation(error) ? 'cancelled' : rootCause(error).message;
+  } finally {
+    // A drill removes what it made, whatever happened (also when cancelled).
+    if (plan.mode === 'drill') {
+      await CancellationScope.nonCancellable(async () => {
+        await Promise.all(plan.sources.map(async (planned) => {
+          // A cleanup that fails is retried for about an hour before the report says it failed.
+          const onHost = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', taskQueue: hostTaskQueue(plan.deployment, planned.host), retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 15 } });
+          try {
+            const removed = await onHost.cleanupDrillTarget({ source: planned });
+            for (const name of removed) report.cleanup.push({ target: name, ok: true });
+            if (removed.length > 0) note(`cleanup ${planned.name}`, 'cleaned', removed.join(', '));
+          } catch (error) {
+            const detail = rootCause(error).message;
+            report.cleanup.push({ target: planned.target ?? `${planned.name} (*${planned.databaseSuffix ?? ''})`, ok: false, detail });
+            note(`cleanup ${planned.name}`, 'cleanup-failed', detail);
+          }
+        }));
+      });
+    }
+    report.finishedAt = now().toISOString();
+    await CancellationScope.nonCancellable(() => calls.recordOutcome(outcomeOf(plan, report, failure)));
+  }
+  if (failure) {
+    if (isCancellation(failure)) throw failure;
+    throw ApplicationFailure.create({ type: rootCause(failure).type, message: `${plan.mode} failed: ${report.error}`, nonRetryable: true, details: [report] });
+  }
+  if (!report.ok) {
+    throw ApplicationFailure.create({ type: FailureType.VerificationFailed, message: `${plan.mode} took ${report.rtoSeconds} s, over its RTO target of ${plan.rtoTargetSeconds} s`, nonRetryable: true, details: [report] });
+  }
+  return report;
+}
+
+function outcomeOf(plan: RecoveryPlan, report: RecoveryReport, failure: unknown): RunOutcome {
+  const status = failure ? (isCancellation(failure) ? 'cancelled' : 'failed') : report.ok ? 'ok' : 'failed';
+  return {
+    kind: plan.mode === 'drill' ? 'drill' : 'recover', status, ok: status === 'ok', deployment: plan.deployment, workflowId: report.workflowId,
+    startedAt: report.startedAt, finishedAt: report.finishedAt ?? report.startedAt, sources: plan.sources.map((s) => s.name), snapshots: [],
+    recovery: report, ...(report.error ? { error: { type: failure ? rootCause(failure).type : 'RtoExceeded', message: report.error } } : {}),
+  };
+}
