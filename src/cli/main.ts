@@ -19,6 +19,7 @@ import { connectClient } from '../temporal/client';
 import type { RestoreResult } from '../shared/restore-types';
 import { handleError, UsageError } from './errors';
 import { rebuildLedger } from './ledger-rebuild';
+import { runbookCommand } from './runbook';
 import { deploymentStatus, formatSnapshots, formatStatus, formatVerification, listSnapshots, startManualBackup, startRestore, startVerification, triggerSchedule } from './operations';
 import type { VerificationReport } from '../shared/backup-types';
 import { portOption, secondsOption } from './options';
@@ -219,6 +220,13 @@ program.command('restore')
       process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
     }
   }));
+
+program.command('runbook')
+  .description('print the recovery procedure of this deployment as Markdown, generated from the config (variable names only, never secrets)')
+  .option('-o, --output <file>', 'write it to this file instead of stdout')
+  .action((options: { output?: string }) => {
+    runbookCommand({ configFile: configFile(), output: options.output });
+  });
 
 function describeRestored(type: string, result: RestoreResult): string {
   if (type === 'mongodb') return `${result.filesRestored} documents, ${formatBytes(result.bytesRestored)} of BSON`;

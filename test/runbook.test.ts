@@ -1,0 +1,402 @@
+/**
+ * `backupctl runbook`: the recovery procedure rendered from the config. First as text (both
+ * examples, tier order, every source, no secret value, the same text twice); then its hand
+ * restores run exactly as printed, with bash, against what the real backup workflow stored:
+ * files byte for byte, a PostgreSQL database by its fingerprint, a git repository by its refs, a
+ * bucket by its keys, sizes and ETags. Only the documented target folder (/restore) is moved into
+ * a temporary folder.
+ *
+ * MongoDB: mongorestore (MongoDB Database Tools) cannot be installed on this machine, so its line
+ * is NOT run. The restic lines before it are, and the test checks that the folder the runbook
+ * hands to `mongorestore --dir` holds the dump in mongodump's layout.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { MongoClient } from 'mongodb';
+import pg from 'pg';
+import { stringify } from 'yaml';
+import { initRepositories } from '../src/cli/init';
+import { seedSampleDatabase } from '../src/cli/dev';
+import { renderRunbook, RESTORE_ROOT, RESTORED_SUFFIX } from '../src/cli/runbook';
+import { environmentReferences, loadConfig, parseConfig } from '../src/config/load';
+import { buildBackupPlan } from '../src/config/plans';
+import type { Config } from '../src/config/schema';
+import { stagedDirectory } from '../src/activities/source-backup';
+import type { BackupOutcome } from '../src/shared/backup-types';
+import { compareFingerprints, type PostgresDatabaseFingerprint } from '../src/shared/fingerprints';
+import { sharedTaskQueue } from '../src/shared/task-queues';
+import { fingerprintDatabase, parsePgUrl } from '../src/sources/postgres';
+import { backupWorkflow } from '../src/workflows';
+import { bucketListing, createBucket, s3Client, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { describeTree, writeAwkwardTree } from './support/trees';
+
+const root = resolve(__dirname, '..');
+const GENERATED_AT = '2026-01-02T03:04:05.000Z';
+const TIER_RANK: Record<string, number> = { critical: 0, high: 1, medium: 2 };
+
+/** The sources in the order of their sections ("## 3. `name` (kind, tier …)"). */
+function sections(markdown: string): { name: string; tier: string }[] {
+  return [...markdown.matchAll(/^## \d+\. `([^`]+)` \([a-z0-9-]+, (?:tier (\w+)|in no policy)\)$/gm)].map((m) => ({ name: m[1]!, tier: m[2] ?? 'none' }));
+}
+
+/** The shell block right after `<!-- marker -->`. */
+function block(markdown: string, marker: string): string {
+  const at = markdown.indexOf(`<!-- ${marker} -->\n\`\`\`sh\n`);
+  assert.ok(at >= 0, `the runbook has no block marked ${marker}`);
+  const start = markdown.indexOf('\n```sh\n', at) + '\n```sh\n'.length;
+  return markdown.slice(start, markdown.indexOf('\n```', start));
+}
+
+function exampleConfig(file: string): Config {
+  return loadConfig(join(root, 'examples', file), { checkEnv: false });
+}
+
+/** The best tier of a source's policies, as the runbook should order them. */
+function tierOf(config: Config, source: string): string {
+  const tiers = Object.values(config.policies).filter((p) => p.sources.includes(source)).map((p) => p.tier);
+  return tiers.sort((a, b) => TIER_RANK[a]! - TIER_RANK[b]!)[0] ?? 'none';
+}
+
+describe('runbook: the Markdown, from the example configs', () => {
+  for (const [file, order] of [['vps.yaml', ['secrets', 'mongodb', 'artifacts', 'master-cv']], ['saas-postgres.yaml', ['database', 'uploads', 'code', 'config']]] as const) {
+    test(`${file}: every source has a section, in tier order, with its automated and hand restore and its check`, () => {
+      const config = exampleConfig(file);
+      const markdown = renderRunbook(config, { generatedAt: GENERATED_AT, configFile: `examples/${file}` });
+      const found = sections(markdown);
+      assert.deepEqual(found.map((s) => s.name), order);
+      assert.deepEqual(found.map((s) => s.name).sort(), Object.keys(config.sources).sort(), 'every source appears once');
+      for (const { name, tier } of found) assert.equal(tier, tierOf(config, name), `${name}: the tier of its best policy`);
+      const ranks = found.map((s) => TIER_RANK[s.tier]!);
+      assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), 'critical, then high, then medium');
+      for (const name of order) {
+        assert.ok(block(markdown, `hand-restore:${name}`).length > 0);
+        assert.ok(block(markdown, `check:${name}`).length > 0);
+        assert.match(markdown, new RegExp(`backupctl restore --source ${name} `), `${name}: the automated restore`);
+      }
+      assert.match(markdown, new RegExp(`Generated by \`backupctl runbook\` from \`examples/${file.replace('.', '\\.')}\` at ${GENERATED_AT}`));
+      assert.match(markdown, /- \[ \] Point DNS/);
+      assert.match(markdown, /- \[ \] Start the application: `docker compose up -d`/);
+      assert.match(markdown, /mongorestore` cannot be installed on the build machine/, 'the test coverage says what is not run');
+      for (const [name, repository] of Object.entries(config.repositories)) {
+        assert.match(markdown, new RegExp(`\\| \`${name}\` \\| ${repository.type} \\|.*\\| \`${repository.passwordEnv}\` \\|`), `repository ${name} with its password variable`);
+      }
+    });
+  }
+
+  test('vps.yaml: the hand restores are copy-pasteable (no placeholder), with the example\'s locations, tags and staged paths', () => {
+    const config = exampleConfig('vps.yaml');
+    const markdown = renderRunbook(config, { generatedAt: GENERATED_AT });
+    for (const name of Object.keys(config.sources)) assert.doesNotMatch(block(markdown, `hand-restore:${name}`), /<[a-z][^>]*>/, `${name}: no <placeholder>`);
+    const secrets = block(markdown, 'hand-restore:secrets');
+    // The vault repository's password is RESTIC_SECRETS_PASSWORD: mapped onto restic's name, per command.
+    assert.match(secrets, /^RESTIC_PASSWORD="\$RESTIC_SECRETS_PASSWORD" restic -r s3:https:\/\/s3\.eu-central-1\.amazonaws\.com\/job-pipeline-backups\/restic\/secrets -o s3\.bucket-lookup=dns -o s3\.region=eu-central-1 snapshots --tag deployment=job-pipeline,source=secrets$/m);
+    assert.match(secrets, /restore latest --tag deployment=job-pipeline,source=secrets --target \/restore\/secrets$/m);
+    const mongo = block(markdown, 'hand-restore:mongodb');
+    assert.match(mongo, /^mongorestore --uri "\$MONGODB_URI" --dir \/restore\/mongodb\/var\/tmp\/backup-staging\/dumps\/job-pipeline\/mongodb\/dump --nsFrom 'jobs\.\*' --nsTo 'jobs_restored\.\*'$/m);
+    assert.match(block(markdown, 'hand-restore:master-cv'), /^git clone --mirror \/restore\/master-cv\.bundle \/restore\/master-cv\.git$/m);
+  });
+
+  test('saas-postgres.yaml: path-style R2 options and key variables; pg_restore per database; the roles apart, with a warning', () => {
+    const config = exampleConfig('saas-postgres.yaml');
+    const markdown = renderRunbook(config, { generatedAt: GENERATED_AT });
+    const database = block(markdown, 'hand-restore:database');
+    assert.match(database, /AWS_ACCESS_KEY_ID="\$R2_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="\$R2_SECRET_ACCESS_KEY" restic -r s3:https:\/\/ACCOUNT_ID\.r2\.cloudflarestorage\.com\/locum-backups\/restic -o s3\.bucket-lookup=path -o s3\.region=auto /);
+    // The example dumps the URL's database, whose name only the variable's value knows: the one placeholder.
+    assert.deepEqual([...new Set(database.match(/<[a-z][^>]*>/g))], ['<database>']);
+    assert.match(database, /dump latest --tag 'deployment=locum-truerate,source=database,part=database:<database>' '\/<database>\.dump' \| pg_restore --no-owner -d '<database>_restored'$/m);
+    assert.match(block(markdown, 'roles:database'), /part=manifest \/var\/tmp\/backup-staging\/dumps\/locum-truerate\/database\/globals\.sql \| psql -X -d postgres -f -$/);
+    assert.match(markdown, /\*\*Roles \(by hand only, never automated\)\.\*\* .*Apply it only to a new server/);
+    const uploads = block(markdown, 'hand-restore:uploads');
+    assert.match(uploads, /aws s3 sync s3:\/\/locum-uploads-replica\/ \/restore\/uploads --endpoint-url https:\/\/s3\.us-west-2\.amazonaws\.com --region us-west-2 --exclude '\.backupctl\/\*'/);
+    assert.match(uploads, /AWS_ACCESS_KEY_ID="\$R2_ACCESS_KEY_ID" .*aws s3 sync \/restore\/uploads s3:\/\/locum-uploads-restored\/ --endpoint-url https:\/\/ACCOUNT_ID\.r2\.cloudflarestorage\.com --region auto$/m);
+  });
+
+  test('a source in no policy comes last, and says so', () => {
+    const config = exampleConfig('vps.yaml');
+    const withOrphan: Config = { ...config, sources: { orphan: { type: 'files', root: '/srv/other', paths: ['data'], exclude: [] }, ...config.sources } };
+    const markdown = renderRunbook(withOrphan, { generatedAt: GENERATED_AT });
+    const found = sections(markdown);
+    assert.deepEqual(found.at(-1), { name: 'orphan', tier: 'none' });
+    assert.match(markdown, /no policy backs this source up/);
+    assert.match(markdown, /No repository holds this source/);
+  });
+
+  test('no secret value appears, only the variables\' names', () => {
+    for (const file of ['vps.yaml', 'saas-postgres.yaml']) {
+      const text = readFileSync(join(root, 'examples', file), 'utf8');
+      const names = [...new Set(environmentReferences(exampleConfig(file)).map((r) => r.variable))];
+      const values = Object.fromEntries(names.map((name) => [name, `SECRET-VALUE-${name}-${uniqueName('v')}`]));
+      const saved = Object.fromEntries(names.map((name) => [name, process.env[name]]));
+      Object.assign(process.env, values);
+      try {
+        // Loaded as the worker loads it (every variable set and checked), then rendered.
+        const config = parseConfig(text, file, { env: process.env, baseDirectory: join(root, 'examples') });
+        const markdown = renderRunbook(config, { generatedAt: GENERATED_AT });
+        assert.ok(!markdown.includes('SECRET-VALUE'), 'a secret value leaked into the runbook');
+        for (const [name, value] of Object.entries(values)) assert.ok(!markdown.includes(value), `the value of ${name} leaked into the runbook`);
+        // Every variable a restore needs is named (the alerts' are not: no restore needs them).
+        const needed = environmentReferences(config).filter((r) => r.path[0] !== 'alerts').map((r) => r.variable);
+        for (const name of needed) assert.ok(markdown.includes(`\`${name}\``), `${name} is named`);
+      } finally {
+        for (const [name, value] of Object.entries(saved)) {
+          if (value === undefined) delete process.env[name];
+          else process.env[name] = value;
+        }
+      }
+    }
+  });
+
+  test('the same config renders the same Markdown, byte for byte; generatedAt changes the header only', () => {
+    for (const file of ['vps.yaml', 'saas-postgres.yaml']) {
+      const first = renderRunbook(exampleConfig(file), { generatedAt: GENERATED_AT, configFile: file });
+      const second = renderRunbook(exampleConfig(file), { generatedAt: GENERATED_AT, configFile: file });
+      assert.equal(second, first);
+      const later = renderRunbook(exampleConfig(file), { generatedAt: '2027-01-01T00:00:00.000Z', configFile: file });
+      const differing = first.split('\n').filter((line, i) => later.split('\n')[i] !== line);
+      assert.equal(differing.length, 1, 'only the "Generated … at" line differs');
+      assert.match(differing[0]!, /^Generated by/);
+    }
+  });
+});
+
+describe('runbook: the hand restores, run as printed against a real backup', () => {
+  const servers = testServers();
+  const work = tempDir('runbook');
+  const app = join(work, 'app');
+  const repositoryPath = join(work, 'code');
+  const restoreRoot = join(work, 'restore');
+  const database = `runbook_${uniqueName('x').slice(2).replace(/-/g, '_')}`;
+  const restoredDatabase = `${database}${RESTORED_SUFFIX}`;
+  const mongoDatabase = `runbook_${uniqueName('m').slice(2)}`;
+  const uploads = uniqueName('rb-uploads');
+  const secrets = testSecrets('RB');
+  const admin = () => new pg.Client({ connectionString: servers.postgresUrl });
+  const outcomes: Record<string, BackupOutcome> = {};
+  let deployment: TestDeployment;
+  let markdown: string;
+  let original: PostgresDatabaseFingerprint;
+
+  function git(cwd: string, ...args: string[]): string {
+    return execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e' } }).trim();
+  }
+
+  function refs(path: string): string {
+    return git(path, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/heads', 'refs/tags');
+  }
+
+  /**
+   * The environment the runbook tells the operator to set up: restic on PATH, the config's
+   * variables, libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD. Not RESTIC_PASSWORD nor AWS_* keys: the
+   * commands must map the config's variable names onto them themselves.
+   */
+  function operatorEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(servers.resticBin)}:${process.env.PATH ?? ''}`, AWS_EC2_METADATA_DISABLED: 'true' };
+    for (const name of ['RESTIC_PASSWORD', 'RESTIC_REPOSITORY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONFIG_FILE', 'PGDATABASE', 'PGPASSWORD']) delete env[name];
+    const pgUrl = parsePgUrl(servers.postgresUrl);
+    Object.assign(env, { PGHOST: pgUrl.host, PGPORT: String(pgUrl.port), PGUSER: pgUrl.user }, pgUrl.password ? { PGPASSWORD: pgUrl.password } : {});
+    return env;
+  }
+
+  /** Runs a block with bash as printed, the restore folder (/restore) moved into the test's folder. */
+  function run(script: string): string {
+    const moved = script.replace(new RegExp(`(^|[\\s'"=])${RESTORE_ROOT}(?=[/\\s'"]|$)`, 'gm'), `$1${restoreRoot}`);
+    try {
+      return execFileSync('bash', ['-euo', 'pipefail', '-c', moved], { env: operatorEnv(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+    } catch (error) {
+      const { stderr, stdout } = error as { stderr?: string; stdout?: string };
+      throw new Error(`the runbook's block failed:\n${moved}\n--- stdout\n${stdout ?? ''}\n--- stderr\n${stderr ?? ''}`);
+    }
+  }
+
+  before(async () => {
+    writeAwkwardTree(app, { bigFileBytes: 512 * 1024 });
+    execFileSync('mkdir', ['-p', repositoryPath]);
+    execFileSync('cp', ['-r', join(app, 'applications'), join(app, 'master-cv.md'), repositoryPath]);
+    git(repositoryPath, 'init', '-q', '-b', 'main');
+    git(repositoryPath, 'add', '-A');
+    git(repositoryPath, 'commit', '-q', '-m', 'first');
+    git(repositoryPath, 'checkout', '-q', '-b', 'feature/x');
+    execFileSync('sh', ['-c', 'echo more >> master-cv.md'], { cwd: repositoryPath });
+    git(repositoryPath, 'commit', '-q', '-am', 'second');
+    git(repositoryPath, 'checkout', '-q', 'main');
+    git(repositoryPath, 'tag', '-a', 'v1', '-m', 'release');
+
+    const client = admin();
+    await client.connect();
+    try {
+      await client.query(`create database ${database}`);
+    } finally {
+      await client.end();
+    }
+    const db = new pg.Client({ connectionString: servers.postgresUrl.replace(/\/[^/]*$/, `/${database}`) });
+    await db.connect();
+    try {
+      await db.query('create table accounts (id serial primary key, name text not null, balance numeric(12,2), tags text[])');
+      await db.query('create table events (id bigint primary key, account int references accounts(id), at timestamptz, payload jsonb)');
+      await db.query(`insert into accounts (name, balance, tags) select 'account ' || i, i * 1.5, array['a', 'é' || i] from generate_series(1, 500) i`);
+      await db.query(`insert into events select i, 1 + i % 500, timestamptz '2026-01-01' + i * interval '1 minute', jsonb_build_object('i', i, 'kind', 'x') from generate_series(1, 2000) i`);
+    } finally {
+      await db.end();
+    }
+    original = await fingerprintDatabase(servers.postgresUrl, database);
+
+    assert.equal(await seedSampleDatabase(servers.mongodbUri, mongoDatabase), 1205);
+
+    await createBucket(uploads);
+    await createBucket(`${uploads}-replica`);
+    const s3 = s3Client(servers);
+    try {
+      for (let i = 0; i < 12; i++) {
+        await s3.send(new PutObjectCommand({ Bucket: uploads, Key: `profiles/${i % 3}/${i}.jpg`, Body: Buffer.alloc(2000 + i, i), ContentType: 'image/jpeg' }));
+      }
+    } finally {
+      s3.destroy();
+    }
+
+    const host = hostname();
+    const bucket = (name: string) => ({
+      endpoint: servers.s3Endpoint, bucket: name, region: 'us-east-1', pathStyle: true,
+      accessKeyIdEnv: secrets.names.accessKeyId, secretAccessKeyEnv: secrets.names.secretAccessKey,
+    });
+    const policy = (sources: string[], tier: string, repositories = ['local']) => ({ sources, repositories, schedule: { every: '24h' }, retention: { keepLast: 3 }, tier });
+    const yaml = stringify({
+      deployment: uniqueName('runbook'),
+      staging: { directory: join(work, 'staging'), minFreeSpace: '1MiB' },
+      sources: {
+        files: { type: 'files', host, root: app, paths: ['applications', 'master-cv.md', '.env', 'credentials'] },
+        database: { type: 'postgres', host, urlEnv: secrets.names.postgresUrl, databases: [database], globals: true },
+        jobs: { type: 'mongodb', host, uriEnv: secrets.names.mongodbUri, databases: [mongoDatabase] },
+        code: { type: 'git', host, path: repositoryPath },
+        uploads: { type: 's3-bucket', host, ...bucket(uploads), replica: bucket(`${uploads}-replica`) },
+      },
+      repositories: { local: { type: 'local', path: join(work, 'repository'), passwordEnv: secrets.names.password } },
+      policies: {
+        files: policy(['files'], 'high'),
+        database: policy(['database'], 'critical'),
+        jobs: policy(['jobs'], 'critical'),
+        code: policy(['code'], 'medium'),
+        uploads: policy(['uploads'], 'high', []),
+      },
+    });
+    deployment = await startDeployment(yaml, secrets.values, { cleanup: [work] });
+    await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
+    for (const name of Object.keys(deployment.config.policies)) {
+      outcomes[name] = await deployment.client.workflow.execute(backupWorkflow, {
+        taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`runbook-backup-${name}`),
+        args: [buildBackupPlan(deployment.config, name, host, 'manual')],
+      });
+    }
+    markdown = renderRunbook(deployment.config, { generatedAt: GENERATED_AT, configFile: 'test-config.yaml' });
+  });
+
+  after(async () => {
+    await deployment?.close();
+    const client = admin();
+    await client.connect();
+    try {
+      for (const name of [database, restoredDatabase]) await client.query(`drop database if exists ${name} with (force)`);
+    } finally {
+      await client.end();
+    }
+    const mongo = new MongoClient(servers.mongodbUri);
+    try {
+      await mongo.db(mongoDatabase).dropDatabase();
+    } finally {
+      await mongo.close();
+    }
+  });
+
+  test('the backups succeed, and the runbook orders their sections by tier', () => {
+    for (const [policy, outcome] of Object.entries(outcomes)) assert.equal(outcome.status, 'ok', `${policy}: ${JSON.stringify(outcome.error)}`);
+    assert.deepEqual(sections(markdown).map((s) => s.name), ['database', 'jobs', 'files', 'uploads', 'code']);
+    assert.ok(!markdown.includes(secrets.values[secrets.names.password]!), 'the repository password is not in the runbook');
+    assert.ok(!markdown.includes('sk-test-value-that-must-not-leak'), 'nothing of the backed-up .env is in the runbook');
+  });
+
+  test('files: the printed restic restore brings every file back byte for byte under /restore/<source><root>', () => {
+    const printed = block(markdown, 'hand-restore:files');
+    assert.doesNotMatch(printed, /<[a-z][^>]*>/, 'no placeholder to fill in');
+    run(printed);
+    const landed = join(restoreRoot, 'files', app);
+    for (const path of ['applications', 'master-cv.md', '.env', 'credentials']) {
+      assert.deepEqual(describeTree(join(landed, path)), describeTree(join(app, path)), path);
+    }
+    // The check block counts the restored files; the manifest beside them counted the same.
+    const checked = run(block(markdown, 'check:files')).trim().split('\n');
+    const files = Number(checked.at(-2));
+    const bytes = Number(checked.at(-1));
+    const manifest = JSON.parse(readFileSync(join(restoreRoot, 'files', deployment.config.staging.directory, 'manifests', deployment.config.deployment, 'files', 'BACKUP_MANIFEST.json'), 'utf8')) as { totals: { files: number; bytes: number } };
+    assert.deepEqual({ files, bytes }, { files: manifest.totals.files, bytes: manifest.totals.bytes });
+    assert.ok(files > 5);
+  });
+
+  test('PostgreSQL: createdb and restic dump | pg_restore, as printed, give a database equal to the original', async () => {
+    const printed = block(markdown, 'hand-restore:database');
+    assert.doesNotMatch(printed, /<[a-z][^>]*>/, 'no placeholder to fill in');
+    assert.match(printed, new RegExp(`^createdb -T template0 ${restoredDatabase}$`, 'm'));
+    run(printed);
+    const restored = await fingerprintDatabase(servers.postgresUrl, restoredDatabase);
+    assert.deepEqual(restored.tables.filter((t) => t.table.startsWith('public.')).map((t) => [t.table, t.rows]), [['public.accounts', 500], ['public.events', 2000]]);
+    const comparison = compareFingerprints({ kind: 'postgres', databases: [original] }, { kind: 'postgres', databases: [restored] }, { [database]: restoredDatabase });
+    assert.equal(comparison.equal, true, comparison.differences.join('; '));
+    // And equal to the fingerprint the backup recorded in its manifest and the ledger.
+    const backedUp = outcomes.database!.snapshots[0]!.fingerprint;
+    assert.equal(compareFingerprints(backedUp!, { kind: 'postgres', databases: [restored] }, { [database]: restoredDatabase }).equal, true);
+    // The check block: the manifest's rows and the restored counts, through psql.
+    const checked = run(block(markdown, 'check:database'));
+    assert.match(checked, /"rows": 500/);
+    assert.match(checked, /^public\.accounts 500$/m);
+    assert.match(checked, /^public\.events 2000$/m);
+  });
+
+  test('PostgreSQL roles: the printed restic dump of globals.sql gives the roles (psql -f is not run: it would change the shared server\'s roles)', () => {
+    const printed = block(markdown, 'roles:database');
+    const [dump, psql] = printed.split(' | ');
+    assert.equal(psql, 'psql -X -d postgres -f -');
+    assert.match(run(dump!), /CREATE ROLE/);
+  });
+
+  test('git: restic dump of the bundle and git clone --mirror, as printed, give every branch and tag', () => {
+    run(block(markdown, 'hand-restore:code'));
+    const mirror = join(restoreRoot, 'code.git');
+    assert.equal(refs(mirror), refs(repositoryPath));
+    assert.match(refs(mirror), /refs\/heads\/feature\/x/);
+    assert.match(refs(mirror), /refs\/tags\/v1/);
+    const checked = run(block(markdown, 'check:code'));
+    assert.match(checked, new RegExp(git(repositoryPath, 'rev-parse', 'refs/heads/feature/x')));
+  });
+
+  test('bucket: aws s3 sync from the replica through a folder into a new bucket, as printed, gives the same keys, sizes and ETags', async () => {
+    const printed = block(markdown, 'hand-restore:uploads');
+    assert.doesNotMatch(printed, /<[a-z][^>]*>/, 'no placeholder to fill in');
+    run(printed);
+    const restored = await bucketListing(`${uploads}-restored`);
+    assert.equal(restored.length, 12);
+    assert.deepEqual(restored, await bucketListing(uploads), 'keys, ETags and sizes');
+    assert.ok(!restored.some((line) => line.startsWith('.backupctl')), 'the service\'s own manifest stays in the replica');
+    const checked = run(block(markdown, 'check:uploads'));
+    assert.match(checked, /Total Objects: 12/);
+  });
+
+  test('MongoDB: the printed restic restore puts the dump where the printed mongorestore --dir points (mongorestore itself is not installable here: not run)', () => {
+    const printed = block(markdown, 'hand-restore:jobs');
+    const lines = printed.split('\n');
+    const mongorestore = lines.find((l) => l.startsWith('mongorestore '));
+    assert.ok(mongorestore, 'the runbook prints a mongorestore command');
+    run(lines.filter((l) => !l.startsWith('mongorestore ')).join('\n'));
+    const dir = /--dir (\S+)/.exec(mongorestore)![1]!;
+    assert.equal(dir, `${RESTORE_ROOT}/jobs${stagedDirectory({ stagingDirectory: deployment.config.staging.directory, deployment: deployment.config.deployment, sourceName: 'jobs' })}/dump`);
+    const local = join(restoreRoot, dir.slice(RESTORE_ROOT.length));
+    assert.deepEqual(readdirSync(local).sort(), ['dump-manifest.json', mongoDatabase].sort());
+    for (const collection of ['applications', 'job_cache', 'pipeline_runs']) {
+      assert.ok(existsSync(join(local, mongoDatabase, `${collection}.bson`)), `${collection}.bson`);
+      assert.ok(existsSync(join(local, mongoDatabase, `${collection}.metadata.json`)), `${collection}.metadata.json`);
+    }
+    assert.match(mongorestore, new RegExp(`--nsFrom '${mongoDatabase}\\.\\*' --nsTo '${mongoDatabase}${RESTORED_SUFFIX}\\.\\*'`));
+  });
+});
