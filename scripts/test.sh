@@ -10,38 +10,41 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-# The compose tests (test/compose.test.ts) need docker-compose (only its `config` command, no
-# Docker engine): install Debian's package when it is missing. Quiet, but loud when it fails.
-install_docker_compose() {
-  command -v docker-compose >/dev/null 2>&1 && return 0
+# Tools some tests run, from Debian's packages when missing: docker-compose (test/compose.test.ts,
+# only its `config` command, no Docker engine) and the AWS CLI (test/runbook.test.ts runs the
+# runbook's printed `aws s3 sync`). Quiet, but loud when it fails.
+install_tool() {
+  local tool="$1" package="$2"
+  command -v "$tool" >/dev/null 2>&1 && return 0
   local sudo=()
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); else
-      echo "test.sh: docker-compose is not installed and this is not root (no sudo): install it with 'apt-get install docker-compose', or put docker-compose on PATH" >&2
+      echo "test.sh: $tool is not installed and this is not root (no sudo): install it with 'apt-get install $package', or put $tool on PATH" >&2
       return 1
     fi
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: docker-compose is not installed and there is no apt-get: install docker-compose (or put it on PATH) and run again" >&2
+    echo "test.sh: $tool is not installed and there is no apt-get: install $package (or put $tool on PATH) and run again" >&2
     return 1
   fi
   apt() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq "$@"; }
   local log
   log="$(mktemp)"
-  echo "test.sh: installing docker-compose (apt-get)" >&2
+  echo "test.sh: installing $package (apt-get)" >&2
   # Missing package lists (a fresh image) make the first install fail: update, then try again.
-  if ! apt install -y --no-install-recommends docker-compose >"$log" 2>&1; then
-    if ! { apt update && apt install -y --no-install-recommends docker-compose; } >>"$log" 2>&1; then
+  if ! apt install -y --no-install-recommends "$package" >"$log" 2>&1; then
+    if ! { apt update && apt install -y --no-install-recommends "$package"; } >>"$log" 2>&1; then
       cat "$log" >&2
-      echo "test.sh: could not install docker-compose (output above); install it by hand and run again" >&2
+      echo "test.sh: could not install $package (output above); install it by hand and run again" >&2
       rm -f "$log"
       return 1
     fi
   fi
   rm -f "$log"
-  command -v docker-compose >/dev/null 2>&1 || { echo "test.sh: apt-get installed docker-compose but it is not on PATH" >&2; return 1; }
+  command -v "$tool" >/dev/null 2>&1 || { echo "test.sh: apt-get installed $package but $tool is not on PATH" >&2; return 1; }
 }
-install_docker_compose
+install_tool docker-compose docker-compose
+install_tool aws awscli
 
 npx eslint .
 npx tsc --noEmit -p tsconfig.json

@@ -4,7 +4,9 @@
  * application's health URL, and remove what a drill created.
  */
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { Logger } from '../logging/logger';
 import { scrubSecrets } from '../logging/logger';
@@ -91,7 +93,16 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
         const common = { deployment: input.deployment, sourceName: planned.name, repositoryName: planned.repository.name, repository: planned.repository.repository, snapshot: chosen.id };
         if (source.type === 'files' || source.type === 'secrets') {
           if (!planned.target) throw failure(FailureType.RestoreTargetUnsafe, `source ${planned.name} has no target folder`);
-          const result = await files.restoreFiles({ ...common, source, target: planned.target });
+          let result;
+          if (input.mode === 'recover' && resolve(planned.target) === resolve(source.root)) {
+            // Back into the source's own folder (which other sources may share): refused where one
+            // of its paths still holds data, unless forced.
+            const occupied = source.paths.map((p) => resolve(source.root, p)).filter((p) => existsSync(p) && (!statSync(p).isDirectory() || readdirSync(p).length > 0));
+            if (occupied.length > 0 && !input.force) throw failure(FailureType.RestoreTargetUnsafe, `recover of ${planned.name}: ${occupied.join(', ')} still hold data: move them away, or recover with --force to write over them`);
+            result = await files.restoreFiles({ ...common, source, inPlace: true, confirmInPlace: true });
+          } else {
+            result = await files.restoreFiles({ ...common, source, target: planned.target });
+          }
           return { ...base, ...snapshotInfo, target: result.target, finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${result.filesRestored} files restored` } };
         }
         if (source.type === 'git') {

@@ -20,6 +20,7 @@ import type { RestoreResult } from '../shared/restore-types';
 import { handleError, UsageError } from './errors';
 import { rebuildLedger } from './ledger-rebuild';
 import { runbookCommand } from './runbook';
+import { registerRecoveryCommands } from './recovery';
 import { deploymentStatus, formatSnapshots, formatStatus, formatVerification, listSnapshots, startManualBackup, startRestore, startVerification, triggerSchedule } from './operations';
 import type { VerificationReport } from '../shared/backup-types';
 import { portOption, secondsOption } from './options';
@@ -150,6 +151,8 @@ program.command('verify')
     const report = await waitWatched<VerificationReport>(client, handle, neededQueues(config, Object.keys(config.sources), host), { configFile: configPath() });
     process.stdout.write(`${formatVerification(report)}\n`);
   }));
+
+registerRecoveryCommands(program, withClient);
 
 program.command('status')
   .description('last successful backup per source (from the ledger) and the next scheduled runs')
