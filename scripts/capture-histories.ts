@@ -21,7 +21,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan } from '../src/config/plans';
+import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan, buildRecoveryPlan } from '../src/config/plans';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
@@ -35,7 +35,7 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
-import { backupWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
+import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
 import { repositoryWorkflowId } from '../src/workflows/repository';
 
 const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
@@ -221,6 +221,7 @@ sources:
     replica: ${bucket(replica, 'uploads-replica', 'REPLICA')}
 repositories:
   local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${env('PASSWORD', randomBytes(16).toString('hex'))} }
+drills: { schedule: { cron: "0 6 1 */3 *" }, scratchDirectory: ${join(root, 'drills')} }
 policies:
   databases: { sources: [jobs, database, code], repositories: [local], schedule: { every: 6h }, retention: { keepDaily: 7 } }
   uploads: { sources: [uploads], schedule: { every: 1h }, retention: { keepDaily: 7 } }
@@ -251,6 +252,9 @@ policies:
     const verifyId = id('verify');
     await client.workflow.execute(verifyWorkflow, { taskQueue, workflowId: verifyId, args: [buildVerifyPlan(config, hostname())] });
     await save(server, 'verify', verifyId);
+    const drillId = id('drill');
+    await client.workflow.execute(disasterRecoveryWorkflow, { taskQueue, workflowId: drillId, args: [buildRecoveryPlan(config, { mode: 'drill', defaultHost: hostname(), runId: 'capture' })] });
+    await save(server, 'drill', drillId);
   } finally {
     await worker.shutdown();
     await client.connection.close();

@@ -13,7 +13,8 @@ import { MongoClient } from 'mongodb';
 import type { Repository, Source } from '../config/schema';
 import { registerSecretValue, type Logger } from '../logging/logger';
 import { readSnapshotFile, restore, snapshots, tag, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
-import { runRestic } from '../restic/restic';
+import { ResticError, runRestic } from '../restic/restic';
+import { FailureType } from '../shared/failures';
 import { PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified } from '../shared/ledger';
 import { verifyReplica } from '../sources/bucket';
@@ -210,7 +211,18 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
         result.ok = result.problems.length === 0;
         if (result.ok && !chosen.tags?.includes(VERIFIED_TAG)) {
           // restic tag rewrites the snapshot under a new id (its `original` keeps the old one).
-          await tag(restic, [chosen.id], { add: [VERIFIED_TAG] });
+          // Tagging takes restic's exclusive lock, which the other sources' test restores and the
+          // data check hold shared meanwhile: wait for them rather than fail the verification.
+          for (let attempt = 1; ; attempt += 1) {
+            try {
+              await tag(restic, [chosen.id], { add: [VERIFIED_TAG] });
+              break;
+            } catch (error) {
+              if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked || attempt >= 30) throw error;
+              progress.stage = 'waiting for the repository lock to tag the snapshot';
+              await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)));
+            }
+          }
         }
         logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: chosen.short_id, ok: result.ok, problems: result.problems }, 'source verified');
         return result;

@@ -7,9 +7,9 @@ import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type Schedul
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
-import { buildBackupPlan, buildPrunePlan, buildVerifyPlan } from '../config/plans';
+import { buildBackupPlan, buildPrunePlan, buildRecoveryPlan, buildVerifyPlan } from '../config/plans';
 import { sharedTaskQueue } from '../shared/task-queues';
-import { backupWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
+import { backupWorkflow, disasterRecoveryWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
 
 export const MANAGED_BY = 'backupctl';
 /** Prune weekly, on Sunday 04:30 UTC, away from the usual 02:00 backups. */
@@ -27,9 +27,13 @@ export function verifyScheduleId(deployment: string): string {
   return `${deployment}-verify`;
 }
 
+export function drillScheduleId(deployment: string): string {
+  return `${deployment}-drill`;
+}
+
 interface DesiredSchedule {
   scheduleId: string;
-  kind: 'backup' | 'prune' | 'verify';
+  kind: 'backup' | 'prune' | 'verify' | 'drill';
   name: string;
   options: ScheduleOptions<ScheduleOptionsStartWorkflowAction<Workflow>>;
   digest: string;
@@ -73,6 +77,11 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   }
   if (config.verification) {
     desired.push(make(verifyScheduleId(config.deployment), 'verify', 'verification', config.verification.schedule, verifyWorkflow, [buildVerifyPlan(config, defaultHost)]));
+  }
+  if (config.drills) {
+    // The full drill (every source, its manual steps): runs one at a time, so one scratch name serves all.
+    const plan = buildRecoveryPlan(config, { mode: 'drill', defaultHost, runId: 'scheduled' });
+    desired.push(make(drillScheduleId(config.deployment), 'drill', 'drill', config.drills.schedule, disasterRecoveryWorkflow, [plan]));
   }
   return desired;
 }
