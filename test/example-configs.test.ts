@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,14 +18,16 @@ import { parse, stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { writeSampleDeployment } from '../src/cli/dev';
 import { seedSampleDatabase } from '../src/cli/dev';
-import { buildBackupPlan, buildDoctorPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import { buildBackupPlan, buildDoctorPlan, buildRecoveryPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import { formatReport } from '../src/cli/recovery';
+import type { RecoveryReport } from '../src/shared/recovery-types';
 import { startMinio, type MinioServer } from '../src/servers/processes';
 import type { BackupOutcome } from '../src/shared/backup-types';
 import type { RestoreResult } from '../src/shared/restore-types';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
-import { backupWorkflow, doctorWorkflow, restoreWorkflow } from '../src/workflows';
-import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
+import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, restoreWorkflow } from '../src/workflows';
+import { historyQuery, lastSuccessfulBackupQuery } from '../src/workflows/definitions';
 import { createBucket, startDeployment, tempDir, testServers, uniqueName, type TestDeployment } from './support/harness';
 import { describeTree } from './support/trees';
 
@@ -78,6 +80,25 @@ function toMinio(repository: Record<string, unknown>, bucket: string): void {
   Object.assign(repository, { endpoint: servers.s3Endpoint, bucket, region: 'us-east-1', pathStyle: true });
 }
 
+
+/** A full drill of the deployment: every source into scratch targets, validated, reported, cleaned up. */
+async function fullDrill(deployment: TestDeployment, work: string): Promise<RecoveryReport> {
+  const plan = buildRecoveryPlan(deployment.config, { mode: 'drill', defaultHost: hostname(), runId: uniqueName('d').slice(2) });
+  const report = await deployment.client.workflow.execute(disasterRecoveryWorkflow, {
+    taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('drill'), args: [plan],
+  });
+  writeFileSync(join(work, 'drill-report.md'), formatReport(report));
+  if (process.env.DRILL_REPORT_OUT) writeFileSync(process.env.DRILL_REPORT_OUT.replace('NAME', deployment.config.deployment.split('-').slice(0, -1).join('-')), `${formatReport(report)}\n`);
+  assert.equal(report.ok, true, report.error);
+  assert.deepEqual(report.sources.map((s) => s.source).sort(), Object.keys(deployment.config.sources).sort());
+  for (const source of report.sources) assert.equal(source.comparison?.equal, true, `${source.source}: ${JSON.stringify(source.comparison)}`);
+  assert.ok(report.cleanup.every((c) => c.ok), JSON.stringify(report.cleanup));
+  assert.deepEqual(existsSync(join(work, 'drills')) ? readdirSync(join(work, 'drills')).flatMap((d) => readdirSync(join(work, 'drills', d))) : [], [], 'the drill left no scratch folder');
+  const history = await deployment.client.workflow.getHandle(ledgerWorkflowId(deployment.config.deployment)).query(historyQuery, 100);
+  assert.equal(history.find((h) => h.workflowId === report.workflowId)?.kind, 'drill', 'the drill is in the ledger');
+  return report;
+}
+
 describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s git repository', () => {
   const work = tempDir('example-vps');
   const app = join(work, 'srv', 'job-pipeline');
@@ -95,6 +116,7 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
     const config = parse(readFileSync(join(root, 'examples/vps.yaml'), 'utf8')) as Record<string, any>;
     config.deployment = uniqueName('job-pipeline');
     config.staging = { directory: join(work, 'staging'), minFreeSpace: '50MiB' };
+    config.drills.scratchDirectory = join(work, 'drills');
     for (const source of Object.values(config.sources) as Record<string, unknown>[]) {
       if (source.host) source.host = hostname();
       if (source.root) source.root = app;
@@ -150,6 +172,18 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
       assert.ok(indexes.some((i) => i.unique && JSON.stringify(i.key) === '{"company":1}'), 'the unique index came back');
       // A second restore into the same (now non-empty) database is refused.
       await assert.rejects(runRestore(deployment, { source: 'mongodb', target }), (e: Error) => /force/.test(rootMessage(e)));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a full drill: every source restored into scratch targets, validated, RTO and RPO reported, cleaned up', async () => {
+    const report = await fullDrill(deployment, work);
+    assert.deepEqual(report.tiers.map((t) => t.tier), ['critical', 'high', 'medium']);
+    const client = new MongoClient(servers.mongodbUri);
+    try {
+      const names = (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases.map((d) => d.name);
+      assert.deepEqual(names.filter((n) => n.startsWith(`${database}_drill_`)), [], 'no drill database left');
     } finally {
       await client.close();
     }
@@ -234,6 +268,7 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     const config = parse(readFileSync(join(root, 'examples/saas-postgres.yaml'), 'utf8')) as Record<string, any>;
     config.deployment = uniqueName('locum');
     config.staging = { directory: join(work, 'staging'), minFreeSpace: '50MiB' };
+    config.drills.scratchDirectory = join(work, 'drills');
     config.sources.config.root = app;
     config.sources.code.path = join(app, 'repository');
     config.sources.database.databases = [database];
@@ -319,6 +354,15 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     assert.equal(runs('manifest').length, 2, JSON.stringify(all.map((s) => [s.time, s.tags])));
     assert.ok(runs('manifest').some((r) => r.includes(newest.workflowId)), 'the newest run is kept');
     assert.ok(!runs('manifest').some((r) => r.includes(middle.workflowId)), 'the middle run is forgotten, whole');
+  });
+
+  test('a full drill: PostgreSQL into a scratch database, git into a scratch folder, the replica checked, all cleaned up', async () => {
+    const report = await fullDrill(deployment, work);
+    assert.match(report.sources.find((s) => s.source === 'database')!.comparison!.what, new RegExp(`${database} restored into ${database}_drill_`));
+    const admin = new pg.Client({ connectionString: servers.postgresUrl });
+    await admin.connect();
+    const left = await admin.query(`select datname from pg_database where datname like '${database}_drill_%'`).finally(() => admin.end());
+    assert.equal(left.rowCount, 0, 'no drill database left');
   });
 
   test('the uploads come back from the replica into a new bucket; git from its bundle', async () => {
