@@ -56,8 +56,8 @@ export function chooseSnapshot(all: Snapshot[], point: RestorePoint): Snapshot |
 
 function describePoint(point: RestorePoint): string {
   if (point.type === 'snapshot') return `snapshot ${point.id}`;
-  if (point.type === 'as-of') return `the newest snapshot as of ${point.time}`;
-  return point.type === 'latest-verified' ? 'the newest verified-good snapshot' : 'the newest snapshot';
+  if (point.type === 'as-of') return `snapshot taken at or before ${point.time}`;
+  return point.type === 'latest-verified' ? 'verified-good snapshot (backupctl verify tags them)' : 'complete snapshot';
 }
 
 export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDependencies) {
@@ -87,7 +87,7 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
         if (!planned.repository) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is in no policy: no repository holds it`);
         const restic = { bin: await resticBin(), repository: planned.repository.repository, env, signal: activity.cancellationSignal };
         const chosen = chooseSnapshot(await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${planned.name}`] }), input.restorePoint);
-        if (!chosen) throw failure(FailureType.SourceMissing, `repository ${planned.repository.name} holds no ${describePoint(input.restorePoint)} of source ${planned.name}`);
+        if (!chosen) throw failure(FailureType.SourceMissing, `repository ${planned.repository.name} holds no ${describePoint(input.restorePoint)} of source ${planned.name}: choose another restore point (backupctl snapshots --source ${planned.name} lists them)`);
         const rpo = Math.max(0, Math.round((Date.parse(input.startedAt) - Date.parse(chosen.time)) / 1000));
         const snapshotInfo = { snapshotId: chosen.id, snapshotTime: new Date(chosen.time).toISOString(), rpoSeconds: rpo };
         const common = { deployment: input.deployment, sourceName: planned.name, repositoryName: planned.repository.name, repository: planned.repository.repository, snapshot: chosen.id };
