@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -142,6 +144,27 @@ drills:
     const recorded = history.find((h) => h.workflowId === workflowId);
     assert.equal(recorded?.kind, 'drill');
     assert.equal(recorded?.recovery?.rtoSeconds, report.rtoSeconds);
+  });
+
+  test('the health URL validates a recovery: 2xx passes, 503 fails the drill (which still cleans up)', async () => {
+    let status = 200;
+    const server = createServer((_request, response) => {
+      response.writeHead(status);
+      response.end(status === 200 ? 'ok' : 'down');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const healthUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`;
+    try {
+      const noManual = (p: ReturnType<typeof plan>) => ({ ...p, healthUrl, steps: p.steps.filter((step) => step.kind !== 'manual') });
+      const report = await (await start(noManual(plan('drill')))).result();
+      assert.ok(report.timeline.some((e) => e.step === 'validate health' && e.event === 'validated' && /answered 200/.test(e.detail ?? '')));
+      status = 503;
+      const cause = rootCause(await start(noManual(plan('drill'))).then((h) => h.result()).then(() => undefined, (e: unknown) => e));
+      assert.match(cause.message, new RegExp(`health URL ${healthUrl.replace(/[/.]/g, '\\$&')} answered 503`));
+      assert.deepEqual(await drillDatabases(), []);
+    } finally {
+      server.close();
+    }
   });
 
   test('a drill pointed at production is refused before any step runs', async () => {
