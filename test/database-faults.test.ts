@@ -21,15 +21,10 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow } from '../src/workflows';
 import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
 import { repositoryWorkflowId } from '../src/workflows/repository';
-import { startDeployment, tempDir, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testServers, uniqueName, waitFor, rootCause, type TestDeployment } from './support/harness';
 
 const servers = testServers();
 
-function rootCause(error: unknown): { message: string; type?: string; nonRetryable?: boolean } {
-  let current = error as (Error & { cause?: unknown; type?: string; nonRetryable?: boolean }) | undefined;
-  while (current?.cause instanceof Error) current = current.cause as typeof current;
-  return { message: current?.message ?? '', type: current?.type, nonRetryable: current?.nonRetryable };
-}
 
 /** Attempts of the backup activity in the repository workflow's latest run. */
 async function backupAttempts(deployment: TestDeployment, repository: string): Promise<number> {

@@ -25,17 +25,12 @@ import { fingerprintDatabase } from '../src/sources/postgres';
 import { backupWorkflow, disasterRecoveryWorkflow } from '../src/workflows';
 import { historyQuery } from '../src/workflows/definitions';
 import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
-import { startDeployment, tempDir, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testServers, uniqueName, waitFor, rootCause, type TestDeployment } from './support/harness';
 import { describeTree } from './support/trees';
 
 const run = promisify(execFile);
 const servers = testServers();
 
-function rootCause(error: unknown): { message: string; type?: string } {
-  let current = error as (Error & { cause?: unknown; type?: string }) | undefined;
-  while (current?.cause instanceof Error) current = current.cause as typeof current;
-  return { message: current?.message ?? '', type: current?.type };
-}
 
 describe('disaster recovery: drills and a recovery', () => {
   const work = tempDir('drill');

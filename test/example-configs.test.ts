@@ -28,17 +28,11 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, restoreWorkflow } from '../src/workflows';
 import { historyQuery, lastSuccessfulBackupQuery } from '../src/workflows/definitions';
-import { createBucket, startDeployment, tempDir, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { createBucket, startDeployment, tempDir, testServers, uniqueName, rootCause, type TestDeployment } from './support/harness';
 import { describeTree } from './support/trees';
 
 const root = resolve(__dirname, '..');
 
-/** The innermost failure's message (workflow → activity → application failure). */
-function rootMessage(error: Error): string {
-  let current: Error | undefined = error;
-  while (current?.cause instanceof Error) current = current.cause;
-  return current?.message ?? '';
-}
 const servers = testServers();
 
 function git(cwd: string, ...args: string[]): string {
@@ -171,7 +165,7 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
       const indexes = await client.db(target).collection('applications').indexes();
       assert.ok(indexes.some((i) => i.unique && JSON.stringify(i.key) === '{"company":1}'), 'the unique index came back');
       // A second restore into the same (now non-empty) database is refused.
-      await assert.rejects(runRestore(deployment, { source: 'mongodb', target }), (e: Error) => /force/.test(rootMessage(e)));
+      await assert.rejects(runRestore(deployment, { source: 'mongodb', target }), (e: Error) => /force/.test(rootCause(e).message));
     } finally {
       await client.close();
     }

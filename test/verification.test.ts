@@ -20,16 +20,11 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, verifyWorkflow } from '../src/workflows';
 import { lastVerifiedQuery } from '../src/workflows/definitions';
-import { startDeployment, tempDir, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testServers, uniqueName, waitFor, rootCause, type TestDeployment } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
 const servers = testServers();
 
-function rootCause(error: unknown): { message: string; type?: string } {
-  let current = error as (Error & { cause?: unknown; type?: string }) | undefined;
-  while (current?.cause instanceof Error) current = current.cause as typeof current;
-  return { message: current?.message ?? '', type: current?.type };
-}
 
 describe('verification', () => {
   const work = tempDir('verification');

@@ -165,3 +165,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The innermost failure of a chain (workflow → activity → application failure): its message, type and retryability. */
+export function rootCause(error: unknown): { message: string; type?: string; nonRetryable?: boolean } {
+  let current = error as (Error & { cause?: unknown; type?: string; nonRetryable?: boolean }) | undefined;
+  while (current?.cause instanceof Error) current = current.cause as typeof current;
+  return { message: current?.message ?? '', type: current?.type, nonRetryable: current?.nonRetryable };
+}
