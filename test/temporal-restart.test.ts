@@ -51,11 +51,15 @@ async function connect(address: string): Promise<Client> {
  * server; test/support/worker-process.ts always points its workers at the shared one.
  */
 async function startWorkerAgainst(address: string): Promise<ChildProcess> {
+  // restic limited to 32 MiB/s (exec keeps its pid): on a fast machine the 335 MB would otherwise be
+  // stored before restic's pid reaches a heartbeat (sent at most every 2 s), and nothing is mid-backup.
+  const slowRestic = join(root, 'slow-restic');
+  writeFileSync(slowRestic, `#!/bin/sh\nexec '${servers.resticBin}' --limit-upload 32768 "$@"\n`, { mode: 0o755 });
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
     env: {
       ...process.env, ...values,
       BACKUP_CONFIG: configFile, BACKUP_HOST: hostname(), TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default',
-      RESTIC_BIN: servers.resticBin, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
+      RESTIC_BIN: slowRestic, LOG_FORMAT: 'json', LOG_LEVEL: 'info', BACKUP_WORKFLOW_CACHE: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
