@@ -14,6 +14,7 @@ import { checkGitRepository } from '../sources/git';
 import { checkPgDumpVersion } from '../sources/postgres';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
+import { optionalSecret } from './secrets';
 import type { CheckResult } from '../shared/doctor-types';
 import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersion, repositoryLocation, runRestic } from '../restic/restic';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
@@ -29,12 +30,6 @@ export interface DoctorDependencies {
 
 function failed(id: string, title: string, detail: string, fix: string): CheckResult {
   return { id, title, ok: false, detail: scrubSecrets(detail), fix };
-}
-
-function secretFromEnv(env: NodeJS.ProcessEnv, variable: string): string | undefined {
-  const value = env[variable];
-  if (value) registerSecretValue(value);
-  return value || undefined;
 }
 
 export function createDoctorActivities({ logger, resticBin, env }: DoctorDependencies) {
@@ -111,7 +106,7 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
     async checkMongoDb(input: { name: string; source: Extract<Source, { type: 'mongodb' }> }): Promise<CheckResult> {
       const id = `mongodb:${input.name}`;
       const title = `MongoDB of source ${input.name} reachable`;
-      const uri = secretFromEnv(env, input.source.uriEnv);
+      const uri = optionalSecret(env, input.source.uriEnv);
       if (!uri) return failed(id, title, `${input.source.uriEnv} is not set`, `export ${input.source.uriEnv} on the worker`);
       const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
       try {
@@ -137,7 +132,7 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
     async checkPostgres(input: { name: string; source: Extract<Source, { type: 'postgres' }> }): Promise<CheckResult> {
       const id = `postgres:${input.name}`;
       const title = `PostgreSQL of source ${input.name} reachable`;
-      const url = secretFromEnv(env, input.source.urlEnv);
+      const url = optionalSecret(env, input.source.urlEnv);
       if (!url) return failed(id, title, `${input.source.urlEnv} is not set`, `export ${input.source.urlEnv} on the worker`);
       try {
         const parsed = new URL(url);
@@ -174,7 +169,7 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
       const found = await checkGitRepository(input.source.path);
       if (!found.ok) return failed(id, title, found.detail, found.fix ?? `fix sources.${input.name}.path`);
       const mirror = input.source.mirrorUrlEnv;
-      if (mirror && !secretFromEnv(env, mirror)) return failed(id, title, `${found.detail}; ${mirror} (the mirror's URL) is not set`, `export ${mirror} on the worker, or remove mirrorUrlEnv`);
+      if (mirror && !optionalSecret(env, mirror)) return failed(id, title, `${found.detail}; ${mirror} (the mirror's URL) is not set`, `export ${mirror} on the worker, or remove mirrorUrlEnv`);
       return { id, title, ok: true, detail: `${found.detail}${mirror ? `; mirrored to the remote in ${mirror}` : ''}`, estimatedBytes: found.estimatedBytes };
     },
 

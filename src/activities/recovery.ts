@@ -10,15 +10,14 @@ import { resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { Logger } from '../logging/logger';
 import { scrubSecrets } from '../logging/logger';
-import { snapshots, tagValue, type Snapshot } from '../restic/commands';
-import { PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG } from '../shared/backup-types';
+import { snapshots } from '../restic/commands';
 import { FailureType } from '../shared/failures';
 import type { RecoveredSource, RecoverySource, RecoveryStep, RestorePoint } from '../shared/recovery-types';
 import { verifyReplica } from '../sources/bucket';
 import { failure, typed } from './failures';
 import { withHeartbeat } from './heartbeat';
 import { createRestoreActivities } from './restore';
-import { createSourceRestoreActivities, readManifest } from './source-restore';
+import { chooseSnapshot, createSourceRestoreActivities, readManifest } from './source-restore';
 import { databasesEndingWith, dropScratch } from './verify';
 
 export interface RecoveryDependencies {
@@ -36,22 +35,6 @@ export interface RecoverSourceInput {
   force?: boolean;
   /** When the run started: the RPO achieved is the restored data's age then. */
   startedAt: string;
-}
-
-/** Picks the snapshot a restore point names among a source's snapshots (complete ones only). */
-export function chooseSnapshot(all: Snapshot[], point: RestorePoint): Snapshot | undefined {
-  const complete = all.filter((s) => !s.tags?.includes(PARTIAL_TAG) && [undefined, 'manifest'].includes(tagValue(s, PART_TAG_KEY)))
-    .sort((a, b) => b.time.localeCompare(a.time));
-  switch (point.type) {
-    case 'latest':
-      return complete[0];
-    case 'latest-verified':
-      return complete.find((s) => s.tags?.includes(VERIFIED_TAG));
-    case 'snapshot':
-      return all.find((s) => s.id === point.id || s.id.startsWith(point.id) || s.short_id === point.id);
-    case 'as-of':
-      return complete.find((s) => Date.parse(s.time) <= Date.parse(point.time));
-  }
 }
 
 function describePoint(point: RestorePoint): string {
@@ -79,7 +62,7 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
             return { ...base, target: `replica:${source.replica.bucket}`, finishedAfterSeconds: 0, comparison: { equal: true, differences: [], what: `replica ${source.replica.bucket}: ${found.replica.objects} objects equal to the source` } };
           }
           const result = await others.restoreSource({
-            deployment: input.deployment, sourceName: planned.name, source, repositoryName: '', repository: { type: 'local', path: '/nonexistent', passwordEnv: 'UNUSED' },
+            deployment: input.deployment, sourceName: planned.name, source,
             target: planned.target ?? source.bucket, force: input.force, stagingDirectory: input.stagingDirectory,
           });
           return { ...base, target: result.target, comparison: result.comparison, finishedAfterSeconds: (Date.now() - started) / 1000 };

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import type { Context } from '@temporalio/activity';
 import type { GitSource, MongoSource, PostgresSource } from '../config/schema';
 import { formatBytes } from '../config/units';
-import { registerSecretValue, type Logger } from '../logging/logger';
+import type { Logger } from '../logging/logger';
 import { backup, type BackupResult, type ResticContext } from '../restic/commands';
 import { PART_TAG_KEY, type BackupHeartbeat, type SourceBackupInput } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
@@ -23,6 +23,7 @@ import { listDatabases, openConsistentRead, pgDumpallGlobalsArgs, pgToolEnv } fr
 import { backupDatabaseWithRestic } from '../sources/postgres-restic';
 import { stagingSpace } from './disk';
 import { failure } from './failures';
+import { requireSecret } from './secrets';
 import { MANIFEST_FILE } from './manifest';
 
 const run = promisify(execFile);
@@ -73,13 +74,6 @@ export interface SourceBackupResult {
   dataAdded: number;
   fingerprint: SourceFingerprint;
   parts?: { part: string; snapshotId: string }[];
-}
-
-function secret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
-  const value = env[variable];
-  if (!value) throw failure(FailureType.ConfigInvalid, `environment variable ${variable} (${what}) is not set on this worker (${hostname()})`);
-  registerSecretValue(value);
-  return value;
 }
 
 function tagsOf(context: SourceBackupContext, part?: string): string[] {
@@ -144,7 +138,7 @@ function result(backupResult: BackupResult, fingerprint: SourceFingerprint, part
 
 async function backupMongo(context: SourceBackupContext, source: MongoSource): Promise<SourceBackupResult> {
   const { input, beat, activity } = context;
-  const uri = secret(context.env, source.uriEnv, 'MongoDB connection string');
+  const uri = requireSecret(context.env, source.uriEnv, 'MongoDB connection string');
   const target = { uri, databases: source.databases, collections: source.collections };
   const estimate = await estimateMongoSize(target);
   checkStagingSpace(input, estimate.totalBytes, `the dump of source ${input.sourceName} (${estimate.databases.map((d) => d.name).join(', ')})`);
@@ -167,7 +161,7 @@ async function backupMongo(context: SourceBackupContext, source: MongoSource): P
 
 async function backupPostgres(context: SourceBackupContext, source: PostgresSource): Promise<SourceBackupResult> {
   const { input, restic, beat, activity, logger } = context;
-  const url = secret(context.env, source.urlEnv, 'PostgreSQL connection URL');
+  const url = requireSecret(context.env, source.urlEnv, 'PostgreSQL connection URL');
   const toolEnv = pgToolEnv(url, { PATH: context.env.PATH, HOME: context.env.HOME });
   const databases = await listDatabases(url, source.databases);
   const fingerprints: PostgresDatabaseFingerprint[] = [];
@@ -257,7 +251,7 @@ async function backupGit(context: SourceBackupContext, source: GitSource): Promi
 /** The second remote, after the snapshot exists: a mirror that is down never loses the backup. */
 export async function pushMirror(context: Pick<SourceBackupContext, 'env' | 'beat' | 'activity'>, source: GitSource): Promise<void> {
   if (!source.mirrorUrlEnv) return;
-  const url = secret(context.env, source.mirrorUrlEnv, 'git mirror URL');
+  const url = requireSecret(context.env, source.mirrorUrlEnv, 'git mirror URL');
   context.beat.stage = 'mirror';
   await mirrorPush({ repoPath: source.path, remoteUrl: url, signal: context.activity.cancellationSignal });
 }

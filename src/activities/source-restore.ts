@@ -8,9 +8,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { BucketSource, Repository } from '../config/schema';
-import { registerSecretValue, type Logger } from '../logging/logger';
+import type { Logger } from '../logging/logger';
 import { readSnapshotFile, restore, snapshots, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
-import { PART_TAG_KEY, type RepositorySource } from '../shared/backup-types';
+import { PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG, type RepositorySource } from '../shared/backup-types';
+import type { RestorePoint } from '../shared/recovery-types';
 import { FailureType } from '../shared/failures';
 import { compareFingerprints, type FingerprintComparison, type SourceFingerprint } from '../shared/fingerprints';
 import type { RestoreResult } from '../shared/restore-types';
@@ -21,6 +22,7 @@ import { restoreDatabaseFromRestic } from '../sources/postgres-restic';
 import { restoreFromReplica } from '../sources/bucket';
 import { stagingSpace } from './disk';
 import { failure, typed } from './failures';
+import { requireSecret } from './secrets';
 import { withHeartbeat } from './heartbeat';
 import { MANIFEST_FILE } from './manifest';
 import type { SourceManifest } from './source-backup';
@@ -29,8 +31,9 @@ export interface RestoreSourceInput {
   deployment: string;
   sourceName: string;
   source: RepositorySource | BucketSource;
-  repositoryName: string;
-  repository: Repository;
+  /** The restic repository that holds the source (none for an s3-bucket: its copy is the replica). */
+  repositoryName?: string;
+  repository?: Repository;
   snapshot?: string;
   /** A database name, a folder (git) or a bucket name (s3-bucket). */
   target?: string;
@@ -47,21 +50,27 @@ export interface SourceRestoreDependencies {
   env: NodeJS.ProcessEnv;
 }
 
-function secret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
-  const value = env[variable];
-  if (!value) throw failure(FailureType.ConfigInvalid, `environment variable ${variable} (${what}) is not set on this worker`);
-  registerSecretValue(value);
-  return value;
+/** Picks the snapshot a restore point names among a source's snapshots (complete ones only). */
+export function chooseSnapshot(all: Snapshot[], point: RestorePoint): Snapshot | undefined {
+  const complete = all.filter((s) => !s.tags?.includes(PARTIAL_TAG) && [undefined, 'manifest'].includes(tagValue(s, PART_TAG_KEY)))
+    .sort((a, b) => b.time.localeCompare(a.time));
+  switch (point.type) {
+    case 'latest':
+      return complete[0];
+    case 'latest-verified':
+      return complete.find((s) => s.tags?.includes(VERIFIED_TAG));
+    case 'snapshot':
+      return all.find((s) => s.id === point.id || s.id.startsWith(point.id) || s.short_id === point.id);
+    case 'as-of':
+      return complete.find((s) => Date.parse(s.time) <= Date.parse(point.time));
+  }
 }
 
 /** The snapshot holding the source's manifest: the one asked for, or the newest. */
 export async function manifestSnapshot(restic: ResticContext, input: RestoreSourceInput): Promise<Snapshot> {
   const all = await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${input.sourceName}`] });
   // A PostgreSQL backup's database snapshots are found from its manifest snapshot.
-  const candidates = all.filter((s) => { const part = tagValue(s, PART_TAG_KEY); return part === undefined || part === 'manifest'; });
-  const chosen = input.snapshot
-    ? all.find((s) => s.id === input.snapshot || s.short_id === input.snapshot || s.id.startsWith(input.snapshot!))
-    : candidates.sort((a, b) => b.time.localeCompare(a.time))[0];
+  const chosen = chooseSnapshot(all, input.snapshot ? { type: 'snapshot', id: input.snapshot } : { type: 'latest' });
   if (!chosen) {
     throw failure(FailureType.SourceMissing, input.snapshot
       ? `snapshot ${input.snapshot} of source ${input.sourceName} is not in repository ${input.repositoryName} (backupctl snapshots --source ${input.sourceName} lists them)`
@@ -122,6 +131,7 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
           };
         }
 
+        if (!input.repository || !input.repositoryName) throw failure(FailureType.ConfigInvalid, `source ${input.sourceName}: no repository given to restore it from`);
         const restic: ResticContext = { bin: await resticBin(), repository: input.repository, env, signal: activity.cancellationSignal };
         const snapshot = await manifestSnapshot(restic, input);
         const manifest = await readManifest(restic, snapshot);
@@ -129,7 +139,7 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
         const base = { source: input.sourceName, repository: input.repositoryName, snapshotId: snapshot.id };
 
         if (source.type === 'postgres') {
-          const url = secret(env, source.urlEnv, 'PostgreSQL connection URL');
+          const url = requireSecret(env, source.urlEnv, 'PostgreSQL connection URL');
           const entries = manifest.databases ?? [];
           const entry = input.database ? entries.find((d) => d.database === input.database) : entries.length === 1 ? entries[0] : undefined;
           if (!entry) {
@@ -173,7 +183,7 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
           await restore(restic, { snapshotId: snapshot.id, subfolder: folder, target: staging });
           progress.stage = 'restoring';
           if (source.type === 'mongodb') {
-            const uri = secret(env, source.uriEnv, 'MongoDB connection string');
+            const uri = requireSecret(env, source.uriEnv, 'MongoDB connection string');
             // Options and indexes the server would not take (FerretDB has gaps): reported, not hidden.
             const warnings: string[] = [];
             const dumped = manifest.fingerprint.kind === 'mongodb' ? [...new Set(manifest.fingerprint.collections.map((c) => c.database))] : [];

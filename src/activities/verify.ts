@@ -11,18 +11,19 @@ import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import type { Repository, Source } from '../config/schema';
-import { registerSecretValue, type Logger } from '../logging/logger';
-import { readSnapshotFile, restore, snapshots, tag, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
+import type { Logger } from '../logging/logger';
+import { readSnapshotFile, restore, snapshots, tag, type ResticContext, type Snapshot } from '../restic/commands';
 import { ResticError, runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
-import { PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
+import { VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified } from '../shared/ledger';
 import { verifyReplica } from '../sources/bucket';
 import { withClient } from '../sources/postgres-connection';
 import { quoteIdent } from '../sources/postgres';
 import { withHeartbeat, yieldToEventLoop } from './heartbeat';
+import { optionalSecret } from './secrets';
 import { MANIFEST_FILE, type BackupManifest } from './manifest';
-import { createSourceRestoreActivities, readManifest } from './source-restore';
+import { chooseSnapshot, createSourceRestoreActivities, readManifest } from './source-restore';
 
 export interface VerifyDependencies {
   logger: Logger;
@@ -140,9 +141,7 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
           result.problems.push(`snapshot ${input.expectedSnapshot.slice(0, 8)}, the last success the ledger recorded, is missing from repository ${input.repositoryName} (deleted or lost: its data is no longer restorable)`);
         }
         // The newest complete snapshot (for PostgreSQL: the manifest's, which names the database snapshots).
-        const [chosen] = all
-          .filter((s) => !s.tags?.includes(PARTIAL_TAG) && [undefined, 'manifest'].includes(tagValue(s, PART_TAG_KEY)))
-          .sort((a, b) => b.time.localeCompare(a.time));
+        const chosen = chooseSnapshot(all, { type: 'latest' });
         if (!chosen) return fail(`repository ${input.repositoryName} holds no complete snapshot of ${input.sourceName}`);
         result.snapshotId = chosen.id;
         result.snapshotTime = new Date(chosen.time).toISOString();
@@ -234,9 +233,8 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
 /** The databases of a source's server whose name ends with `suffix` (a drill's scratch databases). */
 export async function databasesEndingWith(source: Source, suffix: string, env: NodeJS.ProcessEnv): Promise<string[]> {
   if (source.type === 'mongodb') {
-    const uri = env[source.uriEnv];
+    const uri = optionalSecret(env, source.uriEnv);
     if (!uri) return [];
-    registerSecretValue(uri);
     const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
     try {
       return (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases.map((d) => d.name).filter((n) => n.endsWith(suffix));
@@ -245,7 +243,7 @@ export async function databasesEndingWith(source: Source, suffix: string, env: N
     }
   }
   if (source.type === 'postgres') {
-    const url = env[source.urlEnv];
+    const url = optionalSecret(env, source.urlEnv);
     if (!url) return [];
     return withClient(url, 'postgres', async (client) => (await client.query<{ datname: string }>('select datname from pg_database')).rows.map((r) => r.datname).filter((n) => n.endsWith(suffix)));
   }
@@ -255,9 +253,8 @@ export async function databasesEndingWith(source: Source, suffix: string, env: N
 /** Removes a scratch database (or folder) a test restore made. */
 export async function dropScratch(source: Source, target: string, env: NodeJS.ProcessEnv): Promise<void> {
   if (source.type === 'mongodb') {
-    const uri = env[source.uriEnv];
+    const uri = optionalSecret(env, source.uriEnv);
     if (!uri) return;
-    registerSecretValue(uri);
     const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
     try {
       await client.db(target).dropDatabase();
@@ -265,7 +262,7 @@ export async function dropScratch(source: Source, target: string, env: NodeJS.Pr
       await client.close();
     }
   } else if (source.type === 'postgres') {
-    const url = env[source.urlEnv];
+    const url = optionalSecret(env, source.urlEnv);
     if (!url) return;
     await withClient(url, 'postgres', async (client) => {
       await client.query(`drop database if exists ${quoteIdent(target)} with (force)`);

@@ -5,6 +5,7 @@
  */
 import { MongoClient, MongoNetworkError, MongoServerError, MongoServerSelectionError } from 'mongodb';
 import { FailureType } from '../shared/failures';
+import { decodeComponent } from './uri-text';
 
 export class MongoSourceError extends Error {
   constructor(message: string, readonly failureType: FailureType) {
@@ -31,13 +32,6 @@ export interface UriParts {
   secrets: string[];
 }
 
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
 
 /**
  * The parts of a mongodb:// or mongodb+srv:// connection string that messages may show. The
@@ -55,10 +49,10 @@ export function uriParts(uri: string): UriParts {
   let user: string | undefined;
   if (userInfo !== undefined) {
     const colon = userInfo.indexOf(':');
-    user = decode(colon >= 0 ? userInfo.slice(0, colon) : userInfo);
+    user = decodeComponent(colon >= 0 ? userInfo.slice(0, colon) : userInfo);
     if (colon >= 0) {
       const password = userInfo.slice(colon + 1);
-      if (password.length > 0) secrets.push(password, decode(password));
+      if (password.length > 0) secrets.push(password, decodeComponent(password));
     }
   }
   return { user, hosts: hosts || '(no host)', secrets: [...new Set(secrets)].sort((a, b) => b.length - a.length) };

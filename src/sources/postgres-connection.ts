@@ -10,6 +10,7 @@ import { userInfo } from 'node:os';
 import pg from 'pg';
 import { registerSecretValue } from '../logging/logger';
 import { FailureType } from '../shared/failures';
+import { decodeComponent } from './uri-text';
 
 export class PostgresSourceError extends Error {
   constructor(message: string, readonly failureType: FailureType) {
@@ -42,13 +43,6 @@ export interface PgUrlParts {
   secrets: string[];
 }
 
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
 
 function invalid(message: string): PostgresSourceError {
   return new PostgresSourceError(message, FailureType.ConfigInvalid);
@@ -77,8 +71,8 @@ export function parsePgUrl(url: string): PgUrlParts {
   for (const pair of query.split('&')) {
     if (!pair) continue;
     const eq = pair.indexOf('=');
-    const key = decode((eq >= 0 ? pair.slice(0, eq) : pair).replace(/\+/g, ' '));
-    params[key] = decode((eq >= 0 ? pair.slice(eq + 1) : '').replace(/\+/g, ' '));
+    const key = decodeComponent((eq >= 0 ? pair.slice(0, eq) : pair).replace(/\+/g, ' '));
+    params[key] = decodeComponent((eq >= 0 ? pair.slice(eq + 1) : '').replace(/\+/g, ' '));
   }
 
   const secrets: string[] = [];
@@ -86,11 +80,11 @@ export function parsePgUrl(url: string): PgUrlParts {
   let password: string | undefined;
   if (userInfoPart) {
     const colon = userInfoPart.indexOf(':');
-    user = decode(colon >= 0 ? userInfoPart.slice(0, colon) : userInfoPart) || undefined;
+    user = decodeComponent(colon >= 0 ? userInfoPart.slice(0, colon) : userInfoPart) || undefined;
     if (colon >= 0) {
       const raw = userInfoPart.slice(colon + 1);
       if (raw.length > 0) {
-        password = decode(raw);
+        password = decodeComponent(raw);
         secrets.push(raw, password);
       }
     }
@@ -110,7 +104,7 @@ export function parsePgUrl(url: string): PgUrlParts {
     portText = authority.slice(close + 1).replace(/^:/, '');
   } else {
     const colon = authority.lastIndexOf(':');
-    host = decode(colon >= 0 ? authority.slice(0, colon) : authority);
+    host = decodeComponent(colon >= 0 ? authority.slice(0, colon) : authority);
     portText = colon >= 0 ? authority.slice(colon + 1) : '';
   }
   if (host.includes(',')) throw invalid('PostgreSQL URLs with several hosts are not supported: name one host');
@@ -118,7 +112,7 @@ export function parsePgUrl(url: string): PgUrlParts {
   portText = params.port || portText || '5432';
   const port = Number(portText);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw invalid(`"${portText}" is not a port number in the PostgreSQL connection URL`);
-  const database = params.dbname || decode(path) || user;
+  const database = params.dbname || decodeComponent(path) || user;
   for (const secret of secrets) registerSecretValue(secret);
   return {
     host, port, user, password, database, params,
