@@ -80,6 +80,7 @@ export const sourceSchema = z.discriminatedUnion('type', [
 
 const repositoryCommon = {
   passwordEnv: envName.describe('Variable holding the restic repository password.'),
+  monthlyCostPerGiB: z.number().nonnegative().optional().describe('Storage price per GiB and month (e.g. 0.023 for S3 Standard): the metrics estimate the monthly cost from it.'),
 };
 
 export const repositorySchema = z.discriminatedUnion('type', [
@@ -164,6 +165,10 @@ export const configSchema = z.strictObject({
     rtoTarget: duration.optional(),
   }).optional(),
   alerts: z.array(alertSchema).default([]),
+  monitoring: z.strictObject({
+    port: z.number().int().min(0).max(65535).optional().describe('Port of the worker\'s /health and /metrics (unset: not served; 0: any free port).'),
+    host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; 0.0.0.0 for a scraper on another machine.'),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
