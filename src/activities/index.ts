@@ -7,6 +7,7 @@ import { createReplicationActivities } from './replication';
 import { createSourceRestoreActivities } from './source-restore';
 import { createVerifyActivities } from './verify';
 import { createRecoveryActivities } from './recovery';
+import { createOperationsActivities } from './operations';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
 
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createReplicationActivities(deps),
     ...createVerifyActivities(deps),
     ...createRecoveryActivities(deps),
+    ...createOperationsActivities(deps),
   };
 }
 

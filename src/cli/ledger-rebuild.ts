@@ -11,6 +11,7 @@ import { HISTORY_LIMIT, ledgerWorkflowId, type LastSuccessfulBackup, type Ledger
 import { PARTIAL_TAG, PART_TAG_KEY, type SnapshotRecord } from '../shared/backup-types';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { ledgerWorkflow } from '../workflows';
+import { currentActor } from '../temporal/actor';
 import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
 import { listSnapshots } from './operations';
 
@@ -54,7 +55,7 @@ export interface RebuildReport {
 
 export async function rebuildLedger(client: Client, config: Config): Promise<RebuildReport> {
   const lists = await listSnapshots(client, config);
-  const rebuild = rebuildFromSnapshots(config.deployment, lists, new Date().toISOString());
+  const rebuild = { ...rebuildFromSnapshots(config.deployment, lists, new Date().toISOString()), requestedBy: currentActor() };
   const input: LedgerInput = { deployment: config.deployment };
   const handle = await client.workflow.signalWithStart(ledgerWorkflow, {
     workflowId: ledgerWorkflowId(config.deployment),

@@ -24,6 +24,12 @@ import { registerRecoveryCommands } from './recovery';
 import { deploymentStatus, formatSnapshots, formatStatus, formatVerification, listSnapshots, startManualBackup, startRestore, startVerification, triggerSchedule } from './operations';
 import type { VerificationReport } from '../shared/backup-types';
 import { portOption, secondsOption } from './options';
+import { applyOperationsPlan, recordAuditEvent } from '../schedules/operations';
+import { currentActor } from '../temporal/actor';
+import { formatOperationsPlan, registerAuditCommands } from './audit';
+import { ensureAuditLifecycle } from '../audit/lifecycle';
+import { auditLocation } from '../config/operations-plan';
+import { AUDIT_RETENTION_DAYS } from '../shared/operations';
 import { waitWithProgress } from './progress';
 import { neededQueues, policyQueues, waitWatched } from './waiting';
 
@@ -67,7 +73,14 @@ program.command('init')
   .action(async (options: { repository?: string[] }) => {
     const config = loadConfig(configFile());
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
-    process.stdout.write(`${renderTable(['repository', 'action', 'detail'], results.map((r) => [r.repository, r.action, r.detail]))}\n`);
+    const rows = results.map((r) => [r.repository, r.action, r.detail]);
+    const location = auditLocation(config);
+    if (location && (!options.repository || options.repository.length === 0)) {
+      // The audit trail ages out after a year, by the bucket's own lifecycle rule (a folder keeps it until someone removes it).
+      const action = await ensureAuditLifecycle(location, process.env, AUDIT_RETENTION_DAYS);
+      rows.push(['audit trail', action, location.type === 's3' ? `s3://${location.bucket}/${location.prefix}/: objects expire after ${AUDIT_RETENTION_DAYS} days` : `${location.path} (a folder: no lifecycle; kept until removed)`]);
+    }
+    process.stdout.write(`${renderTable(['repository', 'action', 'detail'], rows)}\n`);
   });
 
 async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>): Promise<T> {
@@ -87,7 +100,18 @@ schedules.command('apply')
   .description('create, update and delete schedules so that they match the config (idempotent)')
   .action(() => withClient(async (client, config, host) => {
     const changes = await reconcileSchedules(client, config, host);
+    const actor = currentActor();
+    const changed = changes.filter((c) => c.action !== 'unchanged');
+    if (changed.length > 0) {
+      await recordAuditEvent(client, config.deployment, {
+        kind: 'schedule-change', actor, at: new Date().toISOString(), result: 'applied',
+        details: Object.fromEntries(changed.map((c) => [c.scheduleId, c.action])),
+      });
+    }
+    // After the schedules: the dead man's switch measures each cron schedule's interval from its next runs.
+    const plan = await applyOperationsPlan(client, config, actor);
     process.stdout.write(`${renderTable(['schedule', 'change'], changes.map((c) => [c.scheduleId, c.action]))}\n`);
+    process.stdout.write(`${formatOperationsPlan(plan)}\n`);
   }));
 
 schedules.command('list')
@@ -117,6 +141,7 @@ for (const verb of ['pause', 'resume'] as const) {
         const handle = client.schedule.getHandle(backupScheduleId(config.deployment, name));
         if (verb === 'pause') await handle.pause(options.note ?? 'paused with backupctl');
         else await handle.unpause(options.note ?? 'resumed with backupctl');
+        await recordAuditEvent(client, config.deployment, { kind: 'schedule-change', actor: currentActor(), at: new Date().toISOString(), result: `${verb}d`, details: { schedule: handle.scheduleId, note: options.note ?? null } });
         process.stdout.write(`${verb}d ${handle.scheduleId}\n`);
       }
     }));
@@ -153,6 +178,7 @@ program.command('verify')
   }));
 
 registerRecoveryCommands(program, withClient);
+registerAuditCommands(program, withClient);
 
 program.command('status')
   .description('last successful backup per source (from the ledger) and the next scheduled runs')

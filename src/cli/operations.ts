@@ -1,5 +1,6 @@
 /** What the CLI asks of Temporal: schedules, backups, the ledger, snapshots, restores. */
 import { randomUUID } from 'node:crypto';
+import { currentActor } from '../temporal/actor';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
@@ -20,6 +21,7 @@ export async function startManualBackup(client: Client, config: Config, policy: 
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-backup-${policy}-manual-${new Date().toISOString()}`,
     args: [input],
+    memo: { requestedBy: currentActor() },
   });
 }
 
@@ -123,6 +125,7 @@ export async function startRestore(client: Client, request: RestoreRequest): Pro
     taskQueue: sharedTaskQueue(request.config.deployment),
     workflowId: `${request.config.deployment}-restore-${request.source}-${randomUUID()}`,
     args: [buildRestorePlan(request)],
+    memo: { requestedBy: currentActor() },
   });
 }
 
@@ -136,6 +139,7 @@ export async function startVerification(client: Client, config: Config, defaultH
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-verify-${randomUUID()}`,
     args: [buildVerifyPlan(config, defaultHost)],
+    memo: { requestedBy: currentActor() },
   });
 }
 

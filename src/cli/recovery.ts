@@ -1,5 +1,7 @@
 /** `backupctl drill …` and `backupctl recover`: start, watch, approve, cancel and read the runbook's runs. */
 import { randomBytes } from 'node:crypto';
+import { currentActor } from '../temporal/actor';
+import { recordAuditEvent } from '../schedules/operations';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Command } from 'commander';
 import { buildRecoveryPlan } from '../config/plans';
@@ -33,6 +35,7 @@ export async function startRecovery(client: Client, config: Config, options: { m
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-${options.mode}-${new Date().toISOString().slice(0, 10)}-${runId}`,
     args: [plan],
+    memo: { requestedBy: currentActor() },
   });
 }
 
@@ -85,8 +88,10 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
       process.stdout.write(`${formatProgress(await client.workflow.getHandle(workflowId).query(recoveryProgressQuery))}\n`);
     }));
   drill.command('approve <workflowId> <step>').description('approve a manual step the run waits for')
-    .action((workflowId: string, step: string) => withClient(async (client) => {
-      process.stdout.write(`${await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [step] })}\n`);
+    .action((workflowId: string, step: string) => withClient(async (client, config) => {
+      const answer = await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [step] });
+      await recordAuditEvent(client, config.deployment, { kind: 'approval', actor: currentActor(), at: new Date().toISOString(), result: 'approved', workflowId, details: { step, answer: String(answer).slice(0, 300) } });
+      process.stdout.write(`${answer}\n`);
     }));
   drill.command('cancel <workflowId>').description('cancel a drill (it still removes what it created)')
     .action((workflowId: string) => withClient(async (client) => {

@@ -147,6 +147,10 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
       problems.push({ path: ['policies', policyName, 'repositories'], message: `sources ${stored.join(', ')} are stored in restic repositories: name at least one` });
     }
   }
+  if (config.audit.repository !== undefined && config.repositories[config.audit.repository]?.type !== 's3') {
+    const s3 = Object.entries(config.repositories).filter(([, r]) => r.type === 's3').map(([n]) => n);
+    problems.push({ path: ['audit', 'repository'], message: `the audit trail goes to an s3 repository's bucket; "${config.audit.repository}" is ${config.repositories[config.audit.repository] ? 'a local repository (use audit.directory instead)' : 'not a repository'} (s3 repositories: ${s3.join(', ') || 'none'})` });
+  }
   for (const [sourceName, source] of Object.entries(config.sources)) {
     if (source.type === 's3-bucket' && source.endpoint === source.replica.endpoint && source.bucket === source.replica.bucket && source.prefix === source.replica.prefix) {
       problems.push({ path: ['sources', sourceName, 'replica'], message: 'the replica is the source bucket itself: name another bucket (on another endpoint, to survive the loss of the first)' });

@@ -40,6 +40,7 @@ export function buildBackupPlan(config: Config, policyName: string, defaultHost:
     repositories: policy.repositories.map((name) => repositoryOf(config, name)),
     retention: policy.retention,
     attempts: policy.attempts,
+    ...(policy.heartbeatUrlEnv ? { heartbeatUrlEnv: policy.heartbeatUrlEnv } : {}),
   };
 }
 

@@ -122,13 +122,23 @@ export const policySchema = z.strictObject({
   rpo: duration.optional().describe('Recovery point objective: alert when the last good backup is older.'),
   tier: z.enum(['critical', 'high', 'medium']).default('medium').describe('Recovery priority: critical < 1 h, high < 4 h, medium < 24 h.'),
   attempts: z.number().int().min(1).max(100).default(20).describe('How often a failed transfer (a database that is down, storage that does not answer) is tried, with backoff up to 5 min, before the run fails and alerts.'),
+  grace: duration.optional().describe('How late a backup may be, beyond the schedule\'s interval, before the dead man\'s switch raises a missed-backup alert. Default: half the interval, between 15 min and 6 h.'),
+  heartbeatUrlEnv: envName.optional().describe('Variable holding a Healthchecks.io-style ping URL: <url>/start when a run starts, <url> on success, <url>/fail on failure, so an outside monitor notices when nothing runs at all.'),
 });
 
+const alertRouting = {
+  name: name.optional().describe('The channel\'s name in status and the audit trail. Default: its type (and position when repeated).'),
+  severities: z.array(z.enum(['critical', 'warning'])).min(1).default(['critical', 'warning']).describe('Which alerts go to this channel: a pager for critical only, chat for both.'),
+};
+
 const alertSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('slack'), webhookUrlEnv: envName }),
-  z.strictObject({ type: z.literal('webhook'), urlEnv: envName }),
-  z.strictObject({ type: z.literal('pagerduty'), routingKeyEnv: envName }),
-  z.strictObject({ type: z.literal('email'), smtpUrlEnv: envName, from: z.email(), to: z.array(z.email()).min(1) }),
+  z.strictObject({ type: z.literal('slack'), webhookUrlEnv: envName.describe('Variable holding the incoming-webhook URL.'), ...alertRouting }),
+  z.strictObject({ type: z.literal('webhook'), urlEnv: envName.describe('Variable holding the URL that receives each alert as JSON.'), ...alertRouting }),
+  z.strictObject({
+    type: z.literal('pagerduty'), routingKeyEnv: envName.describe('Variable holding the Events API v2 integration (routing) key.'),
+    url: z.url().default('https://events.pagerduty.com/v2/enqueue').describe('Events API v2 endpoint (EU accounts: https://events.eu.pagerduty.com/v2/enqueue).'), ...alertRouting,
+  }),
+  z.strictObject({ type: z.literal('email'), smtpUrlEnv: envName.describe('Variable holding smtp(s)://user:password@host:port.'), from: z.email(), to: z.array(z.email()).min(1), ...alertRouting }),
 ]);
 
 export const configSchema = z.strictObject({
@@ -165,6 +175,10 @@ export const configSchema = z.strictObject({
     rtoTarget: duration.optional(),
   }).optional(),
   alerts: z.array(alertSchema).default([]),
+  audit: z.strictObject({
+    repository: name.optional().describe('An s3 repository whose bucket keeps the trail under audit/<deployment>/ (a 365-day lifecycle rule, set by init). Default: the first s3 repository.'),
+    directory: z.string().min(1).optional().describe('A folder instead, for a local-only setup (no s3 repository). Default there: beside the first local repository.'),
+  }).refine((a) => !(a.repository && a.directory), { message: 'one of "repository" or "directory"' }).prefault({}),
   monitoring: z.strictObject({
     port: z.number().int().min(0).max(65535).optional().describe('Port of the worker\'s /health and /metrics (unset: not served; 0: any free port).'),
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; 0.0.0.0 for a scraper on another machine.'),

@@ -103,6 +103,8 @@ export interface RunOutcome {
   verification?: VerificationReport;
   /** Drill and recover: the report (timeline, RTO and RPO per tier). */
   recovery?: RecoveryReport;
+  /** Who started the run: "schedule:<id>", "alice@vps-1" (the CLI's memo), or the parent workflow. */
+  actor?: string;
 }
 
 export type BackupOutcome = RunOutcome;

@@ -1,5 +1,6 @@
 /** The ledger's names, state and answers, shared by its workflow, the activity that signals it and the CLI. */
 import type { RunOutcome, RunStatus, SnapshotRecord, SourceVerification } from './backup-types';
+import type { AlertNotice, AuditEvent, OpenAlert, OperationsCounters, OperationsPlan, OperationsView } from './operations';
 
 export const LEDGER = {
   workflowType: 'ledgerWorkflow',
@@ -11,6 +12,11 @@ export const LEDGER = {
   recoveryPointAgeQuery: 'recoveryPointAge',
   historyQuery: 'history',
   lastVerifiedQuery: 'lastVerified',
+  /** The operations plan (alert channels, expectations, audit location), from `schedules apply` and each worker's start. */
+  configureOperationsSignal: 'configureOperations',
+  /** An audit event from a client: a schedule change, an approval. */
+  recordAuditSignal: 'recordAudit',
+  operationsQuery: 'operations',
 } as const;
 
 export function ledgerWorkflowId(deployment: string): string {
@@ -21,12 +27,12 @@ export function ledgerWorkflowId(deployment: string): string {
  * The state's shape. It changes only at continue-as-new: a run starts by migrating the state it
  * was handed (migrateLedgerState), so one run never sees two shapes.
  */
-export const LEDGER_STATE_VERSION = 2;
+export const LEDGER_STATE_VERSION = 3;
 
 export interface LedgerInput {
   deployment: string;
   /** Carried over by continue-as-new; any earlier version is migrated at the start of the run. */
-  state?: LedgerState | LedgerStateV1;
+  state?: LedgerState | LedgerStateV2 | LedgerStateV1;
   /** Continue-as-new after this many history events (default 5,000; small in the replay captures). */
   maxHistoryEvents?: number;
 }
@@ -60,7 +66,36 @@ export interface LedgerState {
   lastVerifiedBySource?: Record<string, SourceVerification & { at: string; workflowId: string }>;
   /** Per repository: t, and when each group n of `restic check --read-data-subset n/t` was last read clean. */
   dataReadByRepository?: Record<string, { groups: number; lastGroup: number; readAt: Record<string, string> }>;
+  /** Alerts, the dead man's switch, counters, the audit trail's head (version 3). */
+  operations: LedgerOperations;
 }
+
+export interface LedgerOperations {
+  plan?: OperationsPlan;
+  /** Per source: since when its current expectation holds (the switch counts from here when no success is newer). */
+  expectationSince: Record<string, string>;
+  /** Open alerts by key ("<source>/<cause>"). */
+  alerts: Record<string, OpenAlert>;
+  /** Notices raised and not yet handed to a delivery workflow. */
+  notices: AlertNotice[];
+  /** Numbers the delivery workflows (their ids). */
+  noticeSeq: number;
+  counters: OperationsCounters;
+  lastDrill?: OperationsView['lastDrill'];
+  audit: {
+    /** The last entry written and its hash. */
+    seq: number;
+    head: string;
+    /** Events not yet written (the store was down, or no plan said where). */
+    pending: AuditEvent[];
+    lastError?: string;
+    /** Events dropped because too many were pending (the next entry says how many). */
+    dropped?: number;
+  };
+}
+
+/** The state from 2026-11-24 to 2026-11-26: no operations. */
+export type LedgerStateV2 = Omit<LedgerState, 'version' | 'operations'> & { version: 2 };
 
 /** What `lastVerified` answers: each source's last verification and each repository's read coverage. */
 export interface LastVerified {
@@ -104,6 +139,8 @@ export interface RecoveryPointAge {
 export interface LedgerRebuild {
   rebuiltAt: string;
   snapshots: SnapshotRecord[];
+  /** Who ran `backupctl ledger rebuild` (the audit trail's actor). */
+  requestedBy?: string;
 }
 
 export const HISTORY_LIMIT = 200;

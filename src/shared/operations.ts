@@ -82,6 +82,9 @@ export type AuditLocation =
   | { type: 's3'; endpoint: string; bucket: string; /** e.g. "audit/job-pipeline" */ prefix: string; region: string; pathStyle: boolean; accessKeyIdEnv: string; secretAccessKeyEnv: string }
   | { type: 'directory'; path: string };
 
+/** How long the audit trail is kept: a year, as the second assessment asks (the bucket's lifecycle rule). */
+export const AUDIT_RETENTION_DAYS = 365;
+
 export interface OperationsPlan {
   version: typeof OPERATIONS_PLAN_VERSION;
   deployment: string;

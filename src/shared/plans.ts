@@ -41,6 +41,8 @@ export interface BackupPlan {
   retention: Retention;
   /** Attempts of each transfer before the run fails (older plans: 20). */
   attempts?: number;
+  /** Variable holding the policy's outside heartbeat URL (pinged at start, success, failure). */
+  heartbeatUrlEnv?: string;
 }
 
 export interface RestorePlan {

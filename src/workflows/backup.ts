@@ -17,6 +17,7 @@ import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
+const pings = proxyActivities<Activities>({ startToCloseTimeout: '15 seconds', retry: { initialInterval: '2 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['ConfigInvalid'] } });
 const SCHEDULED_START_TIME = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
 
 /** The time the schedule meant this run for (its search attribute), or the start time. */
@@ -57,6 +58,18 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
     kind: 'backup', status: 'failed', ok: false, deployment: plan.deployment, policy: plan.policy, sources: plan.sources.map((s) => s.name),
     workflowId: info.workflowId, startedAt: info.startTime.toISOString(), finishedAt: '', snapshots: [],
   };
+
+  // Since 2026-11-26: the policy's outside heartbeat (Healthchecks.io style) hears of each run.
+  const heartbeatUrlEnv = plan.heartbeatUrlEnv !== undefined && patched('heartbeat-pings') ? plan.heartbeatUrlEnv : undefined;
+  const ping = async (signal: 'start' | 'success' | 'fail', message?: string) => {
+    if (heartbeatUrlEnv === undefined) return;
+    try {
+      await pings.pingHeartbeat({ urlEnv: heartbeatUrlEnv, signal, ...(message ? { message } : {}) });
+    } catch {
+      // An outside monitor that does not answer never fails a backup; it will notice the silence.
+    }
+  };
+  const started = ping('start');
 
   try {
     await recordedRun(outcome, async () => {
@@ -99,6 +112,9 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
     });
   } finally {
     progress.stage = outcome.status === 'ok' ? 'done' : outcome.status;
+    await started;
+    if (outcome.status === 'ok') await ping('success');
+    else if (outcome.status !== 'cancelled') await ping('fail', `${outcome.status}: ${outcome.error?.message ?? ''}`.slice(0, 10_000));
   }
   // Recorded as partial; the run itself fails, so that the Web UI and the CLI show it as not a success.
   if (outcome.status === 'partial') throw ApplicationFailure.create({ type: FailureType.PartialSnapshot, message: outcome.error!.message, nonRetryable: true, details: [outcome] });

@@ -2,6 +2,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { BackupProgress, RunOutcome } from '../shared/backup-types';
 import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
+import type { AuditEvent, OperationsPlan, OperationsView } from '../shared/operations';
 
 export const recordBackupSignal = defineSignal<[RunOutcome]>(LEDGER.recordBackupSignal);
 export const rebuildLedgerSignal = defineSignal<[LedgerRebuild]>(LEDGER.rebuildSignal);
@@ -9,6 +10,9 @@ export const lastSuccessfulBackupQuery = defineQuery<LastSuccessfulBackup>(LEDGE
 export const recoveryPointAgeQuery = defineQuery<RecoveryPointAge>(LEDGER.recoveryPointAgeQuery);
 export const historyQuery = defineQuery<RunOutcome[], [number?]>(LEDGER.historyQuery);
 export const lastVerifiedQuery = defineQuery<LastVerified>(LEDGER.lastVerifiedQuery);
+export const configureOperationsSignal = defineSignal<[OperationsPlan]>(LEDGER.configureOperationsSignal);
+export const recordAuditSignal = defineSignal<[AuditEvent]>(LEDGER.recordAuditSignal);
+export const operationsQuery = defineQuery<OperationsView>(LEDGER.operationsQuery);
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 export const repositoryJobQuery = defineQuery<{ stage: string; source?: string; done: number; total: number }>('job');

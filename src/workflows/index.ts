@@ -7,3 +7,4 @@ export { restoreWorkflow } from './restore';
 export { listSnapshotsWorkflow } from './snapshots';
 export { verifyWorkflow } from './verify';
 export { disasterRecoveryWorkflow } from './recovery';
+export { alertDeliveryWorkflow } from './alerts';

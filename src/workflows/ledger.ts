@@ -3,13 +3,20 @@
  * "when was the last successful backup?" from its state. Long-lived; continue-as-new keeps its
  * history short, and is the only moment its state may change shape (LEDGER_STATE_VERSION).
  */
-import { allHandlersFinished, condition, continueAsNew, patched, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished, condition, continueAsNew, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
 import {
   HISTORY_LIMIT, LEDGER_STATE_VERSION,
-  type LastSuccessfulBackup, type LastVerified, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type RecoveryPointAge, type SourceRun,
+  type LastSuccessfulBackup, type LastVerified, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type LedgerStateV2, type RecoveryPointAge, type SourceRun,
 } from '../shared/ledger';
-import { historyQuery, lastSuccessfulBackupQuery, lastVerifiedQuery, rebuildLedgerSignal, recordBackupSignal, recoveryPointAgeQuery } from './definitions';
+import { alertDeliveryWorkflow } from './alerts';
+import {
+  configureOperationsSignal, historyQuery, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
+} from './definitions';
+import { applyOperationsPlan, audit, auditBatch, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView } from './ledger-operations';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
@@ -19,16 +26,27 @@ const MAX_HISTORY_EVENTS = 5_000;
  * (about 5 history events), about 7,200 events a day: continue-as-new comes every ~16 hours.
  */
 const CLOCK_TICK = '1 minute';
+const CLOCK_TICK_MS = 60_000;
+
+/** The audit store is retried this long after a failed write, doubling up to AUDIT_RETRY_MAX_MS. */
+const AUDIT_RETRY_MS = 5_000;
+const AUDIT_RETRY_MAX_MS = 5 * 60_000;
+
+const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3 },
+});
 
 export function emptyLedgerState(): LedgerState {
-  return { version: LEDGER_STATE_VERSION, lastBySource: {}, lastBySourceAndRepository: {}, lastRunBySource: {}, history: [], recorded: 0 };
+  return { version: LEDGER_STATE_VERSION, lastBySource: {}, lastBySourceAndRepository: {}, lastRunBySource: {}, history: [], recorded: 0, operations: emptyOperations() };
 }
 
 /** Pure: any earlier state shape to the current one (run once, at the start of a run). */
-export function migrateLedgerState(state: LedgerState | LedgerStateV1 | undefined): LedgerState {
+export function migrateLedgerState(state: LedgerState | LedgerStateV2 | LedgerStateV1 | undefined): LedgerState {
   if (!state) return emptyLedgerState();
   if (state.version === LEDGER_STATE_VERSION) return state;
-  return { ...state, version: LEDGER_STATE_VERSION, lastRunBySource: {} };
+  if (state.version === 2) return { ...state, version: LEDGER_STATE_VERSION, operations: emptyOperations() };
+  return { ...state, version: LEDGER_STATE_VERSION, lastRunBySource: {}, operations: emptyOperations() };
 }
 
 /** Outcomes recorded by workers before `kind` and `status` existed are backups with `ok` only. */
@@ -53,7 +71,8 @@ function noteRun(state: LedgerState, source: string, run: SourceRun): void {
   if (!previous || previous.finishedAt <= run.finishedAt) state.lastRunBySource[source] = run;
 }
 
-function pushHistory(state: LedgerState, outcome: RunOutcome): void {
+/** Returns whether the outcome is new (not a redelivery of one still in the history). */
+function pushHistory(state: LedgerState, outcome: RunOutcome): boolean {
   const index = state.history.findIndex((h) => h.workflowId === outcome.workflowId);
   if (index >= 0) state.history.splice(index, 1);
   else state.recorded += 1;
@@ -64,12 +83,14 @@ function pushHistory(state: LedgerState, outcome: RunOutcome): void {
     : outcome;
   state.history.push(light);
   if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
+  return index < 0;
 }
 
 /** Pure: folds one outcome into the state (a redelivered outcome replaces its earlier copy). */
 export function applyOutcome(state: LedgerState, received: RunOutcome): void {
   const outcome = normaliseOutcome(received);
-  pushHistory(state, outcome);
+  const isNew = pushHistory(state, outcome);
+  operationsOnOutcome(state, outcome, isNew);
   if (outcome.kind === 'verify') {
     applyVerification(state, outcome);
     return;
@@ -141,6 +162,10 @@ export function applyRebuild(state: LedgerState, rebuild: LedgerRebuild): void {
   state.recorded += entries.length;
   state.history = merged.slice(-HISTORY_LIMIT);
   state.rebuiltAt = rebuild.rebuiltAt;
+  audit(state.operations, {
+    kind: 'ledger-rebuild', actor: rebuild.requestedBy ?? 'unknown', at: rebuild.rebuiltAt, result: 'ok',
+    sources: [...new Set(ordered.map((s) => s.source))], details: { snapshots: ordered.length, added: entries.length },
+  });
 }
 
 export function lastSuccessful(deployment: string, state: LedgerState): LastSuccessfulBackup {
@@ -163,20 +188,77 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   const state = migrateLedgerState(input.state);
   setHandler(recordBackupSignal, (outcome) => applyOutcome(state, outcome));
   setHandler(rebuildLedgerSignal, (rebuild) => applyRebuild(state, rebuild));
+  setHandler(configureOperationsSignal, (plan) => applyOperationsPlan(state, plan));
+  setHandler(recordAuditSignal, (event) => audit(state.operations, event));
   setHandler(lastSuccessfulBackupQuery, () => lastSuccessful(input.deployment, state));
   setHandler(recoveryPointAgeQuery, () => recoveryPointAge(input.deployment, state, new Date()));
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));
   setHandler(lastVerifiedQuery, () => lastVerified(state));
+  setHandler(operationsQuery, () => operationsView(state, input.deployment, new Date()));
 
   const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
   // Since 2026-11-26 the loop also wakes on each signal, so a busy ledger continues as new at
   // once rather than at the next tick; runs started before keep the plain sleep on replay.
   const wakeOnSignal = patched('ledger-wakes-on-signal');
-  while (!shouldContinueAsNew()) {
-    if (wakeOnSignal) await condition(shouldContinueAsNew, CLOCK_TICK);
-    else await sleep(CLOCK_TICK);
+  // Since 2026-11-26 (later that day): alerts, the dead man's switch and the audit trail.
+  if (wakeOnSignal && patched('ledger-operations')) await operationsLoop(state, shouldContinueAsNew);
+  else {
+    while (!shouldContinueAsNew()) {
+      if (wakeOnSignal) await condition(shouldContinueAsNew, CLOCK_TICK);
+      else await sleep(CLOCK_TICK);
+    }
   }
   await condition(allHandlersFinished);
   await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state, maxHistoryEvents: input.maxHistoryEvents });
+}
+
+/**
+ * Each turn: fire the dead man's switch of every source past its deadline, hand each new alert
+ * notice to a delivery workflow of its own (abandoned: it outlives this run), write pending audit
+ * events; then sleep until the next deadline, the clock tick, or a signal with work in it.
+ */
+async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean): Promise<void> {
+  const ops = state.operations;
+  let auditRetryAt = 0;
+  let auditFailures = 0;
+  const auditReady = () => ops.plan?.audit !== undefined && ops.audit.pending.length > 0;
+  for (;;) {
+    const nextDeadline = checkDeadlines(state, new Date());
+    while (ops.notices.length > 0) {
+      const notice = ops.notices[0]!;
+      const channels = channelsFor(ops.plan, notice);
+      if (channels.length > 0) {
+        ops.noticeSeq += 1;
+        try {
+          await startChild(alertDeliveryWorkflow, {
+            workflowId: `${workflowInfo().workflowId}-alert-${ops.noticeSeq}`,
+            args: [{ deployment: notice.deployment, notice, channels }],
+            parentClosePolicy: ParentClosePolicy.ABANDON,
+          });
+        } catch {
+          // An id taken by an earlier run of the ledger: that notice went out already.
+        }
+      }
+      ops.notices.shift();
+    }
+    const now = new Date().getTime();
+    if (auditReady() && now >= auditRetryAt) {
+      const at = new Date().toISOString();
+      const events = auditBatch(ops, at);
+      try {
+        const written = await bookkeeping.appendAudit({ location: ops.plan!.audit!, deployment: ops.plan!.deployment, afterSeq: ops.audit.seq, prevHash: ops.audit.head, events });
+        auditWritten(ops, events.length, written);
+        auditFailures = 0;
+      } catch (error) {
+        auditFailures += 1;
+        auditRetryAt = new Date().getTime() + Math.min(AUDIT_RETRY_MAX_MS, AUDIT_RETRY_MS * 2 ** (auditFailures - 1));
+        ops.audit.lastError = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+      }
+      continue;
+    }
+    if (shouldContinueAsNew()) return;
+    const wakeAt = Math.min(now + CLOCK_TICK_MS, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity);
+    await condition(() => shouldContinueAsNew() || ops.notices.length > 0 || (auditReady() && auditFailures === 0), Math.max(1, wakeAt - now));
+  }
 }

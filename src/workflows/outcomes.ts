@@ -2,7 +2,8 @@
  * Every run ends in the ledger, whatever happened: success, failure, or cancellation. The
  * recording runs in a non-cancellable scope, so a cancelled run still says it was cancelled.
  */
-import { ActivityFailure, ApplicationFailure, CancellationScope, ChildWorkflowFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, CancellationScope, ChildWorkflowFailure, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome, RunStatus } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
@@ -24,8 +25,21 @@ function statusOfError(error: unknown): RunStatus {
   return isCancellation(error) ? 'cancelled' : 'failed';
 }
 
+const SCHEDULED_BY = defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD);
+
+/** Who started this run, for the audit trail: its schedule, the person the CLI named in the memo, or its parent. */
+export function actorOfRun(): string {
+  const info = workflowInfo();
+  const schedule = info.typedSearchAttributes.get(SCHEDULED_BY);
+  if (schedule) return `schedule:${schedule}`;
+  const requestedBy = info.memo?.requestedBy;
+  if (typeof requestedBy === 'string' && requestedBy) return requestedBy;
+  return info.parent ? `workflow:${info.parent.workflowId}` : 'temporal';
+}
+
 /** Signals the outcome to the ledger, also when the run itself is being cancelled. */
 async function recordOutcome(outcome: RunOutcome): Promise<void> {
+  outcome.actor ??= actorOfRun();
   outcome.ok = outcome.status === 'ok';
   outcome.finishedAt = new Date().toISOString();
   await CancellationScope.nonCancellable(() => calls.recordOutcome(outcome));

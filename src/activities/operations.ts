@@ -1,0 +1,91 @@
+/**
+ * Operations activities: an alert notice to one channel, a batch of audit entries to the store,
+ * a ping to the outside heartbeat monitor. None of them can fail a backup: the ledger and the
+ * delivery workflow call the first two, and the backup catches the third.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { deliverToChannel, ChannelRejected, ChannelUnavailable } from '../alerts/channels';
+import { chainEntries } from '../audit/chain';
+import { openAuditStore } from '../audit/store';
+import type { Logger } from '../logging/logger';
+import type { AlertChannel, AlertNotice, AuditEvent, AuditLocation } from '../shared/operations';
+import { asFailure } from './failures';
+
+export interface OperationsDependencies {
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface AppendAuditInput {
+  location: AuditLocation;
+  deployment: string;
+  /** The last entry already written (0 for none) and its hash: the batch continues the chain from there. */
+  afterSeq: number;
+  prevHash: string;
+  events: AuditEvent[];
+}
+
+export type HeartbeatSignal = 'start' | 'success' | 'fail';
+
+/** Healthchecks.io's convention: <url>/start, <url>, <url>/fail. */
+export function heartbeatUrl(base: string, signal: HeartbeatSignal): string {
+  const url = new URL(base);
+  if (signal !== 'success') url.pathname = `${url.pathname.replace(/\/$/, '')}/${signal}`;
+  return url.toString();
+}
+
+export function createOperationsActivities({ logger, env }: OperationsDependencies) {
+  return {
+    async deliverAlert({ channel, notice }: { channel: AlertChannel; notice: AlertNotice }): Promise<{ status?: number }> {
+      try {
+        const result = await deliverToChannel(channel, notice, env);
+        logger.info({ channel: channel.name, type: channel.type, key: notice.key, action: notice.action }, 'alert delivered');
+        return result;
+      } catch (error) {
+        if (error instanceof ChannelRejected) {
+          logger.error({ channel: channel.name, key: notice.key, err: error.message }, 'alert refused by its channel (not retried)');
+          throw ApplicationFailure.create({ type: 'AlertChannelRejected', message: error.message, nonRetryable: true });
+        }
+        if (error instanceof ChannelUnavailable) {
+          logger.warn({ channel: channel.name, key: notice.key, err: error.message, retryAfterMs: error.retryAfterMs }, 'alert channel unavailable; retried');
+          throw ApplicationFailure.create({
+            type: 'AlertChannelUnavailable', message: error.message,
+            ...(error.retryAfterMs !== undefined ? { nextRetryDelay: error.retryAfterMs } : {}),
+          });
+        }
+        throw error;
+      }
+    },
+
+    /** Chains the events after the ledger's head and writes them; returns the new head. A retry writes the same entries again (idempotent). */
+    async appendAudit({ location, deployment, afterSeq, prevHash, events }: AppendAuditInput): Promise<{ seq: number; head: string }> {
+      const entries = chainEntries(deployment, afterSeq + 1, prevHash, events);
+      const store = openAuditStore(location, env);
+      try {
+        await store.append(entries);
+      } catch (error) {
+        throw asFailure(error);
+      } finally {
+        store.close();
+      }
+      const last = entries.at(-1)!;
+      return { seq: last.seq, head: last.hash };
+    },
+
+    /** One ping; the caller ignores a failure (an outside monitor that is down must not fail a backup). */
+    async pingHeartbeat({ urlEnv, signal, message }: { urlEnv: string; signal: HeartbeatSignal; message?: string }): Promise<number> {
+      const base = env[urlEnv];
+      if (!base) throw ApplicationFailure.create({ type: 'ConfigInvalid', message: `environment variable ${urlEnv} (the policy's heartbeatUrlEnv) is not set`, nonRetryable: true });
+      let url: string;
+      try {
+        url = heartbeatUrl(base, signal);
+      } catch {
+        throw ApplicationFailure.create({ type: 'ConfigInvalid', message: `${urlEnv} does not hold a URL`, nonRetryable: true });
+      }
+      const response = await fetch(url, { method: 'POST', body: message ?? '', signal: AbortSignal.timeout(10_000) });
+      // The URL is a secret of sorts (anyone holding it can ping): only its origin is logged.
+      if (!response.ok) throw new Error(`heartbeat ${signal} to ${new URL(url).origin} answered ${response.status}`);
+      return response.status;
+    },
+  };
+}

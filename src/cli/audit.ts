@@ -1,0 +1,123 @@
+/** `backupctl audit`: the audit trail, read back from its store and checked against the ledger's head. */
+import type { Client } from '@temporalio/client';
+import type { Command } from 'commander';
+import { verifyChain } from '../audit/chain';
+import { openAuditStore } from '../audit/store';
+import { auditLocation } from '../config/operations-plan';
+import type { Config } from '../config/schema';
+import { parseDuration } from '../config/units';
+import { ledgerWorkflowId } from '../shared/ledger';
+import type { AuditEntry, AuditLocation, OperationsPlan, OperationsView } from '../shared/operations';
+import { operationsQuery } from '../workflows/definitions';
+import { UsageError } from './errors';
+import { renderTable } from './table';
+
+type WithClient = <T>(fn: (client: Client, config: Config, host: string) => Promise<T>) => Promise<T>;
+
+function describeLocation(location: AuditLocation): string {
+  return location.type === 's3' ? `s3://${location.bucket}/${location.prefix}/ at ${location.endpoint}` : location.path;
+}
+
+function formatSeconds(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+/** What `schedules apply` tells the ledger, said to the person who ran it. */
+export function formatOperationsPlan(plan: OperationsPlan): string {
+  const lines = [''];
+  lines.push(plan.channels.length > 0
+    ? `alerts go to: ${plan.channels.map((c) => `${c.name} (${c.severities.join(' + ')})`).join(', ')}`
+    : 'alerts: no channel configured (add `alerts:` to the config); open alerts show in `backupctl status` only');
+  lines.push('dead man\'s switch (a missed-backup alert when no success arrives in time):');
+  for (const e of Object.values(plan.expectations)) lines.push(`  ${e.source}: every ${formatSeconds(e.intervalSeconds)} + ${formatSeconds(e.graceSeconds)} grace (policy ${e.policy})`);
+  lines.push(plan.audit ? `audit trail: ${describeLocation(plan.audit)}` : 'audit trail: nowhere to write it (no s3 repository and no audit.directory): entries wait in the ledger');
+  return lines.join('\n');
+}
+
+/** "2026-11-01", an ISO time, or a duration back from now ("7d"). */
+export function parseSince(text: string, now = new Date()): Date {
+  const duration = parseDuration(text);
+  if (duration !== undefined && /^\d/.test(text) && !/^\d{4}-/.test(text)) return new Date(now.getTime() - duration);
+  const time = Date.parse(text);
+  if (Number.isNaN(time)) throw new UsageError(`--since ${text}: expected a time (2026-11-01, 2026-11-01T06:00:00Z) or a duration back from now (24h, 7d)`);
+  return new Date(time);
+}
+
+function requireLocation(config: Config): AuditLocation {
+  const location = auditLocation(config);
+  if (!location) throw new UsageError('this config has nowhere to keep an audit trail: add an s3 repository, or audit.directory for a local-only setup');
+  return location;
+}
+
+async function readOperations(client: Client, config: Config): Promise<OperationsView | null> {
+  try {
+    return await client.workflow.getHandle(ledgerWorkflowId(config.deployment)).query(operationsQuery);
+  } catch {
+    return null;
+  }
+}
+
+function detailText(entry: AuditEntry): string {
+  const parts: string[] = [];
+  if (entry.sources && entry.sources.length > 0) parts.push(entry.sources.join(','));
+  if (entry.snapshotIds && entry.snapshotIds.length > 0) parts.push(`snapshots ${entry.snapshotIds.map((id) => id.slice(0, 8)).join(',')}`);
+  for (const [key, value] of Object.entries(entry.details ?? {})) {
+    if (value === null || key === 'startedAt') continue;
+    parts.push(`${key}=${String(value)}`);
+  }
+  const text = parts.join(' ');
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+
+export function registerAuditCommands(program: Command, withClient: WithClient): void {
+  const auditCommand = program.command('audit')
+    .description('the audit trail: every backup, restore, verification, drill, prune, schedule change and approval, hash-chained')
+    .option('--since <when>', 'only entries from then on: a time (2026-11-01) or a duration back from now (24h, 7d)')
+    .option('--json', 'print the entries as JSON, one per line')
+    .action((options: { since?: string; json?: boolean }) => withClient(async (_client, config) => {
+      const since = options.since ? parseSince(options.since) : undefined;
+      const location = requireLocation(config);
+      const store = openAuditStore(location, process.env);
+      try {
+        const entries = await store.list(since ? { since } : {});
+        if (options.json) {
+          process.stdout.write(entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+          return;
+        }
+        const rows = entries.map((e) => [String(e.seq), e.at.replace(/\.\d+Z$/, 'Z'), e.kind, e.actor, e.result, detailText(e)]);
+        process.stdout.write(`${renderTable(['seq', 'at', 'what', 'who', 'result', 'detail'], rows)}\n${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} from ${describeLocation(location)}\n`);
+      } finally {
+        store.close();
+      }
+    }));
+
+  auditCommand.command('verify')
+    .description('check the trail\'s hash chain, entry by entry and against the ledger\'s head: exits 1 when an entry is missing or altered')
+    .action(() => withClient(async (client, config) => {
+      const location = requireLocation(config);
+      const store = openAuditStore(location, process.env);
+      let entries: AuditEntry[];
+      try {
+        entries = await store.list();
+      } finally {
+        store.close();
+      }
+      const operations = await readOperations(client, config);
+      const expected = operations && operations.audit.seq > 0 ? { seq: operations.audit.seq, head: operations.audit.head } : undefined;
+      const findings = verifyChain(entries, expected);
+      if (findings.length === 0) {
+        const head = entries.at(-1);
+        process.stdout.write(`audit trail intact: ${entries.length} entries in ${describeLocation(location)}, chained from seq 1 to ${head?.seq ?? 0}`
+          + `${expected ? `; the head ${expected.head.slice(0, 12)} matches the ledger's` : ' (the ledger did not answer: its head was not compared)'}`
+          + `${operations && operations.audit.pending > 0 ? `; ${operations.audit.pending} event(s) wait in the ledger to be written${operations.audit.lastError ? ` (last error: ${operations.audit.lastError})` : ''}` : ''}\n`);
+        return;
+      }
+      process.stdout.write(`audit trail NOT intact (${describeLocation(location)}): ${findings.length} problem(s)\n`);
+      for (const finding of findings) process.stdout.write(`  - ${finding.message}\n`);
+      process.stdout.write('An entry was removed or changed after it was written: find who has write access to that location, and keep the bucket\'s object versions (or object lock) to see the original.\n');
+      process.exitCode = 1;
+    }));
+}
