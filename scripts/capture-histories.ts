@@ -6,6 +6,10 @@
  *   npx tsx scripts/capture-histories.ts [--out test/histories]
  *   npx tsx scripts/capture-histories.ts --sources [--out test/histories]
  *
+ * --operations captures the runs of operations (added 2026-11-26): the ledger raising an alert
+ * for a failed backup and resolving it after a success, with its audit trail written to a folder;
+ * the alert's delivery workflow (to a local HTTP receiver); a backup pinging its outside heartbeat.
+ *
  * --sources captures only the runs of database, git and bucket sources (added 2026-11-26): a
  * policy of MongoDB (FerretDB), PostgreSQL (the machine's, or TEST_POSTGRES_URL) and git, a bucket
  * replicated between two MinIO servers, a MongoDB restore, doctor over all of them, and a
@@ -15,6 +19,9 @@
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
  */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { applyOperationsPlan } from '../src/schedules/operations';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -265,7 +272,83 @@ policies:
   }
 }
 
-(process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
+/** The ledger with operations (alerts, audit trail), an alert's delivery, a backup that pings its heartbeat. */
+async function captureOperations(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-ops-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const received: string[] = [];
+  const receiver = createServer((request, response) => {
+    received.push(request.url ?? '');
+    request.resume();
+    request.on('end', () => response.end('ok'));
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const tag = randomBytes(3).toString('hex').toUpperCase();
+  const password = `CAPTURE_${tag}_PASSWORD`;
+  process.env[password] = randomBytes(16).toString('hex');
+  process.env[`CAPTURE_${tag}_HOOK`] = `${base}/hook`;
+  process.env[`CAPTURE_${tag}_HC`] = `${base}/hc/capture`;
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'data'), { recursive: true });
+  writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+  const config = parseConfig(`deployment: capture-ops
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  app: { type: files, root: ${app}, paths: [data] }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${password} }
+policies:
+  files: { sources: [app], repositories: [local], schedule: { every: 1h }, retention: { keepLast: 3 }, attempts: 1, heartbeatUrlEnv: CAPTURE_${tag}_HC }
+alerts:
+  - { type: webhook, urlEnv: CAPTURE_${tag}_HOOK }
+audit: { directory: ${join(root, 'audit')} }
+`, 'capture.yaml', { env: process.env });
+  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
+  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
+  await initRepositories(config, resticBin, undefined, process.env);
+  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+  const client = await connectClient(environment);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  const waitUntil = async (what: string, probe: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 300; i += 1) {
+      if (await probe()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  try {
+    await applyOperationsPlan(client, config, 'capture@host');
+    rmSync(join(app, 'data'), { recursive: true });
+    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: id('backup-fails'), args: [buildBackupPlan(config, 'files', hostname(), 'manual')] }));
+    await waitUntil('the trigger', () => received.some((u) => u.startsWith('/hook')));
+    mkdirSync(join(app, 'data'), { recursive: true });
+    writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+    const okId = id('backup-heartbeat');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: okId, args: [buildBackupPlan(config, 'files', hostname(), 'manual')] });
+    await waitUntil('the resolve', () => received.filter((u) => u.startsWith('/hook')).length >= 2);
+    const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
+    await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number; seq: number } }>('operations')).audit.pending === 0);
+    await save(server, 'backup-heartbeat', okId);
+    let deliveryId = '';
+    for await (const execution of client.workflow.list({ query: `WorkflowType = 'alertDeliveryWorkflow'` })) deliveryId = execution.workflowId;
+    await save(server, 'alert-delivery', deliveryId);
+    await save(server, 'ledger-operations', ledgerWorkflowId(config.deployment));
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await temporal.stop();
+    receiver.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exit(1);
 });

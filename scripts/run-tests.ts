@@ -1,7 +1,7 @@
 /**
  * Test runner wrapper: resolves (or builds) the server binaries, starts one Temporal dev server,
- * one MinIO and one FerretDB, makes sure PostgreSQL runs, then runs node's test runner with
- * TEST_* variables pointing at them, and always stops the servers afterwards.
+ * one MinIO, one FerretDB and one Mailpit (SMTP), makes sure PostgreSQL runs, then runs node's
+ * test runner with TEST_* variables pointing at them, and always stops the servers afterwards.
  *
  *   npx tsx scripts/run-tests.ts [node test flags] [files or directories]
  *
@@ -13,7 +13,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { BINARY_NAMES, repoRoot, resolveBinaryInfo, type BinaryName } from '../src/servers/binaries';
-import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
+import { ensurePostgres, startFerretDb, startMailpit, startMinio, startTemporal } from '../src/servers/processes';
 
 const log = (msg: string): void => {
   process.stderr.write(`[run-tests] ${msg}\n`);
@@ -96,11 +96,12 @@ async function main(): Promise<number> {
       return server;
     };
     how.length = 0;
-    const [pg, temporal, minio, ferretdb] = await Promise.all([
+    const [pg, temporal, minio, ferretdb, mailpit] = await Promise.all([
       ensurePostgres().then((info) => (how.push(`postgres ${seconds(t)}`), info)),
       timed('temporal', startTemporal({ ui: false, bin: bins.temporal })),
       timed('minio', startMinio({ bin: bins.minio })),
       timed('ferretdb', startFerretDb({ bin: bins.ferretdb })),
+      timed('mailpit', startMailpit({ bin: bins.mailpit })),
     ]);
     log(`servers started in ${seconds(t)} (${how.join(', ')})`);
     if (signalled > 0) return 130;
@@ -115,10 +116,13 @@ async function main(): Promise<number> {
       TEST_S3_REGION: minio.region,
       TEST_MONGODB_URI: ferretdb.uri,
       TEST_POSTGRES_URL: `postgres://${pg.user}@${pg.host}:${pg.port}/postgres`,
+      TEST_SMTP_URL: mailpit.smtpUrl,
+      TEST_MAILPIT_API: mailpit.apiUrl,
       RESTIC_BIN: bins.restic,
       TEMPORAL_BIN: bins.temporal,
       MINIO_BIN: bins.minio,
       FERRETDB_BIN: bins.ferretdb,
+      MAILPIT_BIN: bins.mailpit,
     };
     // A human reads the spec reporter; a TAP copy in a file gives the closing "N passed, N failed".
     const tapFile = join(tmpdir(), `run-tests-${process.pid}.tap`);

@@ -1,11 +1,11 @@
 /**
  * Local servers for development and tests.
  *
- *   npx tsx scripts/servers.ts build   resolve (or build) temporal, minio, ferretdb and restic
+ *   npx tsx scripts/servers.ts build   resolve (or build) temporal, minio, ferretdb, restic and mailpit
  *   npx tsx scripts/servers.ts start   start them all and print `export VAR=...` lines; Ctrl-C stops
  */
 import { BINARY_NAMES, PINNED_BINARIES, resolveBinaryInfo, type ResolvedBinary } from '../src/servers/binaries';
-import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
+import { ensurePostgres, startFerretDb, startMailpit, startMinio, startTemporal } from '../src/servers/processes';
 
 const log = (msg: string): void => {
   process.stderr.write(`${msg}\n`);
@@ -25,8 +25,8 @@ async function build(): Promise<void> {
 
 async function start(): Promise<void> {
   const t0 = performance.now();
-  const [temporalBin, minioBin, ferretdbBin, resticBin] = await Promise.all(
-    (['temporal', 'minio', 'ferretdb', 'restic'] as const).map(async (name) => (await resolveBinaryInfo(name, { logger: log })).path),
+  const [temporalBin, minioBin, ferretdbBin, resticBin, mailpitBin] = await Promise.all(
+    (['temporal', 'minio', 'ferretdb', 'restic', 'mailpit'] as const).map(async (name) => (await resolveBinaryInfo(name, { logger: log })).path),
   );
   const stops: Array<() => Promise<void>> = [];
   let stopping = false;
@@ -44,10 +44,11 @@ async function start(): Promise<void> {
   process.on('SIGTERM', onSignal);
   try {
     const pg = await ensurePostgres();
-    const [temporal, minio, ferretdb] = await Promise.all([
+    const [temporal, minio, ferretdb, mailpit] = await Promise.all([
       startTemporal({ ui: true, bin: temporalBin }).then((s) => (stops.push(s.stop), s)),
       startMinio({ bin: minioBin }).then((s) => (stops.push(s.stop), s)),
       startFerretDb({ bin: ferretdbBin }).then((s) => (stops.push(s.stop), s)),
+      startMailpit({ bin: mailpitBin }).then((s) => (stops.push(s.stop), s)),
     ]);
     console.log(`export TEMPORAL_ADDRESS=${temporal.address}`);
     console.log(`export TEMPORAL_NAMESPACE=${temporal.namespace}`);
@@ -62,10 +63,13 @@ async function start(): Promise<void> {
     console.log(`export FERRETDB_BIN=${ferretdbBin}`);
     console.log(`export POSTGRES_URL=postgres://${pg.user}@${pg.host}:${pg.port}/postgres`);
     console.log(`export RESTIC_BIN=${resticBin}`);
+    console.log(`# Mailpit (SMTP ${mailpit.smtpUrl}, any user and password): ${mailpit.apiUrl}`);
+    console.log(`export MAILPIT_BIN=${mailpitBin}`);
     // The same servers under the names the tests read, to run single test files by hand.
     console.log(`export TEST_TEMPORAL_ADDRESS=${temporal.address} TEST_TEMPORAL_NAMESPACE=${temporal.namespace}`);
     console.log(`export TEST_S3_ENDPOINT=${minio.endpoint} TEST_S3_ACCESS_KEY_ID=${minio.accessKeyId} TEST_S3_SECRET_ACCESS_KEY=${minio.secretAccessKey}`);
     console.log(`export TEST_MONGODB_URI=${ferretdb.uri} TEST_POSTGRES_URL=postgres://${pg.user}@${pg.host}:${pg.port}/postgres`);
+    console.log(`export TEST_SMTP_URL=${mailpit.smtpUrl} TEST_MAILPIT_API=${mailpit.apiUrl}`);
     log(`servers up in ${((performance.now() - t0) / 1000).toFixed(1)} s; Ctrl-C stops them`);
   } catch (error) {
     await stopAll();

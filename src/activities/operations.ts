@@ -10,6 +10,7 @@ import { openAuditStore } from '../audit/store';
 import type { Logger } from '../logging/logger';
 import type { AlertChannel, AlertNotice, AuditEvent, AuditLocation } from '../shared/operations';
 import { asFailure } from './failures';
+import { registerSecretValue } from '../logging/logger';
 
 export interface OperationsDependencies {
   logger: Logger;
@@ -37,6 +38,10 @@ export function heartbeatUrl(base: string, signal: HeartbeatSignal): string {
 export function createOperationsActivities({ logger, env }: OperationsDependencies) {
   return {
     async deliverAlert({ channel, notice }: { channel: AlertChannel; notice: AlertNotice }): Promise<{ status?: number }> {
+      // The channel's URL, key or SMTP password is scrubbed from every log line from now on.
+      const variable = 'webhookUrlEnv' in channel ? channel.webhookUrlEnv : 'urlEnv' in channel ? channel.urlEnv : 'routingKeyEnv' in channel ? channel.routingKeyEnv : channel.smtpUrlEnv;
+      const secret = env[variable];
+      if (secret) registerSecretValue(secret);
       try {
         const result = await deliverToChannel(channel, notice, env);
         logger.info({ channel: channel.name, type: channel.type, key: notice.key, action: notice.action }, 'alert delivered');
@@ -75,6 +80,7 @@ export function createOperationsActivities({ logger, env }: OperationsDependenci
     /** One ping; the caller ignores a failure (an outside monitor that is down must not fail a backup). */
     async pingHeartbeat({ urlEnv, signal, message }: { urlEnv: string; signal: HeartbeatSignal; message?: string }): Promise<number> {
       const base = env[urlEnv];
+      if (base) registerSecretValue(base);
       if (!base) throw ApplicationFailure.create({ type: 'ConfigInvalid', message: `environment variable ${urlEnv} (the policy's heartbeatUrlEnv) is not set`, nonRetryable: true });
       let url: string;
       try {

@@ -1,6 +1,7 @@
 /**
  * Finds (or builds) the server binaries the tests and the dev tooling need: the Temporal CLI
- * (dev server), MinIO, our FerretDB wrapper (tools/ferretdb) and restic.
+ * (dev server), MinIO, our FerretDB wrapper (tools/ferretdb), restic and Mailpit (an SMTP server
+ * with an HTTP API, for the e-mail alert tests).
  *
  * Order: explicit env var, then PATH, then the project cache
  * `<repo>/.cache/servers/<name>-<version>/<name>`, then a Go build into that cache.
@@ -16,9 +17,9 @@ import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 
 export { RESTIC_MIN_VERSION, compareVersions, parseResticVersion };
 
-export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic';
+export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic' | 'mailpit';
 
-export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb'];
+export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb', 'mailpit'];
 
 export interface PinnedBinary {
   /** Version used in the cache path and reported by `scripts/servers.ts build`. */
@@ -70,6 +71,15 @@ export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
     goModuleDir: 'tools/ferretdb',
     buildFlags: ['-trimpath'],
     installHint: 'the FerretDB wrapper (`cd tools/ferretdb && CGO_ENABLED=0 go build -o /somewhere/ferretdb .`)',
+  },
+  mailpit: {
+    version: '1.33.1',
+    envVar: 'MAILPIT_BIN',
+    goInstall: 'github.com/axllent/mailpit@v1.33.1',
+    // Without it Mailpit reports version "dev". The web UI's assets are not in the module; the
+    // tests only use SMTP and the HTTP API.
+    ldflags: '-X github.com/axllent/mailpit/config.Version=v1.33.1',
+    installHint: 'Mailpit (https://mailpit.axllent.org/docs/install/)',
   },
 };
 
@@ -179,6 +189,11 @@ export async function binaryVersion(name: BinaryName, path: string): Promise<str
       const r = await run(path, ['--version'], 10_000);
       return r.code === 0 ? /^ferretdb-wrapper FerretDB v?(\S+)/m.exec(r.stdout)?.[1] : undefined;
     }
+    case 'mailpit': {
+      // "mailpit v1.33.1 compiled with go1.26.8 on linux/amd64"; without the flag it asks GitHub.
+      const r = await run(path, ['version', '--no-release-check'], 10_000);
+      return r.code === 0 ? /\sv?(\S+) compiled with/.exec(r.stdout)?.[1] : undefined;
+    }
   }
 }
 
@@ -195,6 +210,7 @@ async function acceptFromPath(name: BinaryName, path: string): Promise<{ ok: boo
       return { ok: true, version };
     case 'temporal':
     case 'minio':
+    case 'mailpit':
       return { ok: true, version };
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Starts real servers for tests and local development: Temporal dev server, MinIO, FerretDB,
- * and makes sure the machine's PostgreSQL runs. Each server gets a free loopback port and its
+ * Mailpit (SMTP), and makes sure the machine's PostgreSQL runs. Each server gets a free loopback port and its
  * own temporary data directory, and is waited for until it answers (no fixed sleeps).
  *
  * Every child is tracked and killed when this process exits, so a crashed test run does not
@@ -504,6 +504,63 @@ export async function startFerretDb(opts: FerretDbOptions = {}): Promise<FerretD
         throw error;
       }
       return { uri: `mongodb://127.0.0.1:${port}/`, stop: stopOnce(server, dir) };
+    });
+  } catch (error) {
+    await removeTempDir(dir);
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailpit (an SMTP server that keeps what it receives and shows it through an HTTP API)
+
+export interface MailpitOptions {
+  smtpPort?: number;
+  httpPort?: number;
+  bin?: string;
+  timeoutMs?: number;
+}
+
+export interface MailpitServer {
+  /** smtp://127.0.0.1:port; any user name and password are accepted, over plain text too. */
+  smtpUrl: string;
+  smtpPort: number;
+  /** http://127.0.0.1:port: the API (GET /api/v1/messages, /api/v1/message/{ID}). */
+  apiUrl: string;
+  httpPort: number;
+  stop(): Promise<void>;
+}
+
+export async function startMailpit(opts: MailpitOptions = {}): Promise<MailpitServer> {
+  const bin = opts.bin ?? (await resolveBinary('mailpit'));
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  await assertPortFree(opts.smtpPort);
+  await assertPortFree(opts.httpPort);
+  const dir = await makeTempDir('mailpit');
+  try {
+    return await retryOnPortClash(opts.smtpPort !== undefined || opts.httpPort !== undefined, async () => {
+      const smtpPort = opts.smtpPort ?? (await freePort());
+      const httpPort = opts.httpPort ?? (await freePort());
+      const args = [
+        '--database', join(dir, 'mailpit.db'),
+        '--smtp', `127.0.0.1:${smtpPort}`,
+        '--listen', `127.0.0.1:${httpPort}`,
+        // Alert channels carry credentials in their SMTP URL; the test server takes any.
+        '--smtp-auth-accept-any', '--smtp-auth-allow-insecure',
+        // No network calls a test machine may not be able to make.
+        '--disable-version-check', '--smtp-disable-rdns',
+        '--quiet',
+      ];
+      const server = launch('mailpit', bin, args, { ...process.env });
+      const apiUrl = `http://127.0.0.1:${httpPort}`;
+      try {
+        await waitUntilReady(server, `Mailpit on ${apiUrl} (SMTP 127.0.0.1:${smtpPort})`, timeoutMs, async () =>
+          (await httpOk(`${apiUrl}/readyz`)) && (await tcpAnswers('127.0.0.1', smtpPort)));
+      } catch (error) {
+        await killHard(server);
+        throw error;
+      }
+      return { smtpUrl: `smtp://127.0.0.1:${smtpPort}`, smtpPort, apiUrl, httpPort, stop: stopOnce(server, dir) };
     });
   } catch (error) {
     await removeTempDir(dir);

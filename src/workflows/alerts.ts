@@ -23,7 +23,7 @@ export interface AlertDelivery {
 const delivery = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   scheduleToCloseTimeout: '24 hours',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', maximumAttempts: 0, nonRetryableErrorTypes: ['AlertChannelRejected'] },
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes', nonRetryableErrorTypes: ['AlertChannelRejected'] },
 });
 
 export async function alertDeliveryWorkflow(input: AlertDeliveryInput): Promise<AlertDelivery[]> {

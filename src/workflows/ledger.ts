@@ -232,7 +232,8 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
         ops.noticeSeq += 1;
         try {
           await startChild(alertDeliveryWorkflow, {
-            workflowId: `${workflowInfo().workflowId}-alert-${ops.noticeSeq}`,
+            // Readable in the Web UI, unique across ledger runs (a rebuilt ledger counts from 1 again).
+            workflowId: `${notice.deployment}-alert-${ops.noticeSeq}-${notice.action}-${notice.at}`,
             args: [{ deployment: notice.deployment, notice, channels }],
             parentClosePolicy: ParentClosePolicy.ABANDON,
           });

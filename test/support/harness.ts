@@ -26,6 +26,10 @@ export interface TestServers {
   postgresUrl: string;
   resticBin: string;
   temporalBin: string;
+  /** Mailpit's SMTP (smtp://127.0.0.1:port, any credentials); unset outside scripts/run-tests.ts. */
+  smtpUrl?: string;
+  /** Mailpit's HTTP API (http://127.0.0.1:port). */
+  mailpitApi?: string;
 }
 
 export function testServers(): TestServers {
@@ -44,6 +48,8 @@ export function testServers(): TestServers {
     postgresUrl: need('TEST_POSTGRES_URL'),
     resticBin: need('RESTIC_BIN'),
     temporalBin: need('TEMPORAL_BIN'),
+    smtpUrl: process.env.TEST_SMTP_URL,
+    mailpitApi: process.env.TEST_MAILPIT_API,
   };
 }
 
