@@ -12,7 +12,7 @@ import type { Client } from '@temporalio/client';
 import { readEnvironment, type WorkerEnvironment } from '../../src/config/environment';
 import { parseConfig } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
-import { createLogger } from '../../src/logging/logger';
+import { createLogger, type Logger } from '../../src/logging/logger';
 import { connectClient } from '../../src/temporal/client';
 import { startWorker, type RunningWorker } from '../../src/worker';
 
@@ -126,14 +126,14 @@ export interface TestDeployment {
 }
 
 /** Parses a YAML config against the given env (all checks on), then starts a worker and a client for it. */
-export async function startDeployment(yaml: string, env: Record<string, string>, options: { worker?: boolean; cleanup?: string[] } = {}): Promise<TestDeployment> {
+export async function startDeployment(yaml: string, env: Record<string, string>, options: { worker?: boolean; cleanup?: string[]; logger?: Logger } = {}): Promise<TestDeployment> {
   const servers = testServers();
   Object.assign(process.env, env);
   const config = parseConfig(yaml, 'test-config.yaml', { env: process.env });
   // No workflow cache: every workflow task replays its history, so a non-deterministic change fails here.
   const environment: WorkerEnvironment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin, workflowCacheSize: 0 };
   environment.temporal = { ...environment.temporal, address: servers.temporalAddress, namespace: servers.namespace };
-  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn', format: 'json' });
+  const logger = options.logger ?? createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn', format: 'json' });
   const worker = options.worker === false ? undefined : await startWorker({ config, environment, logger, shutdownGraceTime: '2 seconds' });
   const client = await connectClient(environment);
   return {
