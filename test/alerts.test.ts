@@ -258,7 +258,6 @@ alerts:
 });
 
 describe('the dead man\'s switch', () => {
-  const servers = testServers();
   const root = tempDir('deadman');
   const receiver = new Receiver();
   const { names, values } = testSecrets('DEADMAN');
