@@ -13,6 +13,8 @@ import { loadConfig } from './config/load';
 import type { Config } from './config/schema';
 import { createLogger, type Logger } from './logging/logger';
 import { installTemporalRuntimeLogger } from './logging/temporal-runtime';
+import { createProbes } from './monitoring/probes';
+import { startMonitoringServer, type MonitoringServer } from './monitoring/server';
 import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
@@ -26,6 +28,8 @@ export interface RunningWorker {
   /** Stop polling; running activities get the grace time to finish, then are cancelled and retried elsewhere. */
   shutdown(): Promise<void>;
   taskQueues: { shared: string; host: string };
+  /** http://host:port of /health and /metrics, when config.monitoring.port is set. */
+  monitoringUrl?: string;
 }
 
 export interface StartWorkerOptions {
@@ -42,11 +46,16 @@ export async function startWorker({ config, environment, logger, env = process.e
   const connection = await NativeConnection.connect(temporalConnectionOptions(environment));
   let resticPath: Promise<string> | undefined;
   let client: Promise<Client> | undefined;
+  // Connected on first use; a failed attempt is forgotten, so the next caller tries again.
+  const temporalClient = (): Promise<Client> => (client ??= connectClient(environment).catch((error: unknown) => {
+    client = undefined;
+    throw error;
+  }));
   const activities = createActivities({
     logger,
     env,
     resticBin: () => (resticPath ??= resolveBinary('restic', { build: false })),
-    temporalClient: () => (client ??= connectClient(environment)),
+    temporalClient,
   });
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
@@ -56,16 +65,35 @@ export async function startWorker({ config, environment, logger, env = process.e
   const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
-  const done = Promise.all([shared.run(), host.run()]).then(async () => {
+  let monitoring: MonitoringServer | undefined;
+  // The monitoring server goes with the workers, also when one of them fails.
+  const done = Promise.all([shared.run(), host.run()]).finally(() => monitoring?.close()).then(async () => {
     await connection.close();
-    if (client) await (await client).connection.close();
+    if (client) await (await client.catch(() => undefined))?.connection.close();
     logger.info('worker stopped');
   });
+  const stopWorkers = () => {
+    for (const worker of [shared, host]) if (worker.getState() === 'RUNNING') worker.shutdown();
+  };
+  if (config.monitoring.port !== undefined) {
+    try {
+      const probes = createProbes({ config, host: environment.host, env, client: temporalClient, logger });
+      monitoring = await startMonitoringServer({ config, host: config.monitoring.host, port: config.monitoring.port, read: () => probes.read(), logger });
+    } catch (error) {
+      // A taken port is a config error: say it and stop, rather than run unwatched.
+      stopWorkers();
+      await done.catch(() => undefined);
+      throw error;
+    }
+    logger.info({ endpoint: monitoring.url }, `health at ${monitoring.url}/health, metrics at ${monitoring.url}/metrics`);
+  }
   return {
     done,
     taskQueues,
+    ...(monitoring ? { monitoringUrl: monitoring.url } : {}),
     async shutdown() {
-      for (const worker of [shared, host]) if (worker.getState() === 'RUNNING') worker.shutdown();
+      stopWorkers();
+      await monitoring?.close();
       await done;
     },
   };
