@@ -121,7 +121,9 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
     const env = {
       MONGODB_URI: servers.mongodbUri, AWS_ACCESS_KEY_ID: servers.s3AccessKeyId, AWS_SECRET_ACCESS_KEY: servers.s3SecretAccessKey,
       RESTIC_PASSWORD: `pw-${uniqueName('a')}`, RESTIC_SECRETS_PASSWORD: `pw-${uniqueName('b')}`, SLACK_WEBHOOK_URL: 'http://127.0.0.1:9/unused',
+      SMTP_URL: 'smtp://127.0.0.1:9', HEALTHCHECKS_DATABASE_URL: 'http://127.0.0.1:9/ping/unused',
     };
+    config.monitoring.port = 0;
     // The example's MongoDB database, shaped like the pipeline's state, under a name of this test.
     assert.equal(await seedSampleDatabase(servers.mongodbUri, database), 1205);
     deployment = await startDeployment(stringify(config), env, { cleanup: [work] });

@@ -18,6 +18,9 @@ import { startWorker } from '../worker';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
 import { reconcileSchedules } from '../schedules/reconcile';
+import { applyOperationsPlan } from '../schedules/operations';
+import { currentActor } from '../temporal/actor';
+import { formatOperationsPlan } from './audit';
 import { connectClient } from '../temporal/client';
 import { deploymentStatus, formatStatus, triggerSchedule } from './operations';
 import { waitWithProgress } from './progress';
@@ -110,6 +113,8 @@ export function devConfigText(dataDirectory: string): string {
       secrets: { sources: ['secrets'], repositories: ['local'], schedule: { cron: '0 3 * * 0', timezone: 'UTC' }, retention: { keepWeekly: 4 }, rpo: '8d', tier: 'critical' },
       database: { sources: ['mongodb'], repositories: ['local'], schedule: { every: '6h' }, retention: { keepDaily: 7, keepWeekly: 4 }, rpo: '7h', tier: 'critical' },
     },
+    // /health and /metrics on a free port (printed at start); the audit trail beside the repository.
+    monitoring: { port: 0 },
   };
   return `# Written by \`backupctl dev\`: the embedded default. Use it with other commands:\n#   backupctl --config ${join(dataDirectory, 'dev.yaml')} doctor\n${stringify(config)}`;
 }
@@ -159,7 +164,8 @@ export async function runDev(options: DevOptions): Promise<number> {
       const client = await connectClient(environment);
       try {
         const changes = await reconcileSchedules(client, config, environment.host);
-        process.stdout.write(`${renderTable(['schedule', 'change'], changes.map((c) => [c.scheduleId, c.action]))}\n\n`);
+        process.stdout.write(`${renderTable(['schedule', 'change'], changes.map((c) => [c.scheduleId, c.action]))}\n`);
+        process.stdout.write(`${formatOperationsPlan(await applyOperationsPlan(client, config, currentActor()))}\n\n`);
         for (const policy of Object.keys(config.policies)) {
           const run = await triggerSchedule(client, config, policy);
           const outcome = await waitWithProgress(client, run);
@@ -172,6 +178,8 @@ export async function runDev(options: DevOptions): Promise<number> {
       }
     }
     process.stdout.write(`Temporal Web UI: ${temporal.uiUrl ?? '(headless)'}\nTemporal address: ${temporal.address}\nMongoDB (FerretDB): ${mongodb.uri}jobs\nConfig: ${configPath}\n`);
+    if (worker.monitoringUrl) process.stdout.write(`Health: ${worker.monitoringUrl}/health   Metrics: ${worker.monitoringUrl}/metrics\n`);
+    process.stdout.write(`Audit trail: backupctl --config ${configPath} audit\n`);
     process.stdout.write(`Ledger query: temporal workflow query --address ${temporal.address} --workflow-id ${config.deployment}-ledger --name lastSuccessfulBackup\n`);
     if (options.once) return healthy && backedUp ? 0 : 1;
     process.stdout.write('Running. Press Ctrl-C to stop.\n');

@@ -11,7 +11,9 @@ import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan,
 import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow, verifyWorkflow } from '../workflows';
-import { lastSuccessfulBackupQuery, lastVerifiedQuery, recoveryPointAgeQuery } from '../workflows/definitions';
+import { lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, recoveryPointAgeQuery } from '../workflows/definitions';
+import { buildHealth, type Health } from '../monitoring/health';
+import type { OperationsView } from '../shared/operations';
 import { formatBytes } from '../config/units';
 import { renderTable } from './table';
 
@@ -48,6 +50,10 @@ export interface DeploymentStatus {
   schedules: ScheduleStatus[];
   /** Verification: each source's last test restore, each repository's read coverage (null before any). */
   verified?: LastVerified | null;
+  /** Open alerts, the dead man's switch's deadlines, the audit trail's head (null before a ledger has operations). */
+  operations?: OperationsView | null;
+  /** Each source against its RPO, and the deployment's overall status (the worker's /health, without its probes). */
+  health?: Health;
 }
 
 export async function deploymentStatus(client: Client, config: Config, defaultHost: string): Promise<DeploymentStatus> {
@@ -55,14 +61,18 @@ export async function deploymentStatus(client: Client, config: Config, defaultHo
   let last: LastSuccessfulBackup | null = null;
   let age: RecoveryPointAge | null = null;
   let verified: LastVerified | null = null;
+  let operations: OperationsView | null = null;
   try {
     last = await ledger.query(lastSuccessfulBackupQuery);
     age = await ledger.query(recoveryPointAgeQuery);
     verified = await ledger.query(lastVerifiedQuery).catch(() => null);
+    operations = await ledger.query(operationsQuery).catch(() => null);
   } catch (error) {
     if ((error as Error).name !== 'WorkflowNotFoundError') throw error;
   }
-  return { ledger: last, age, verified, schedules: await describeSchedules(client, config, defaultHost) };
+  // The CLI reached Temporal; repositories and databases are the worker's probes (its /health).
+  const health = buildHealth({ config, last, operations, now: new Date(), services: { temporal: 'ok', repositories: {}, databases: {} } });
+  return { ledger: last, age, verified, operations, health, schedules: await describeSchedules(client, config, defaultHost) };
 }
 
 export function formatAge(seconds: number): string {
@@ -86,10 +96,20 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
     const run = describeRun(status.ledger?.lastRuns?.[source]);
     const verified = status.verified?.sources[source];
     const check = !verified ? 'never' : verified.ok ? `ok ${formatAge(Math.round((now.getTime() - Date.parse(verified.at)) / 1000))} ago` : `FAILED: ${verified.problems[0] ?? '?'}`.slice(0, 60);
-    if (!last) return [source, 'never', '-', '-', '-', '-', run, check];
+    const backupHealth = status.health?.backups[source];
+    const health = backupHealth ? `${backupHealth.status === 'ok' ? 'ok' : backupHealth.status.toUpperCase()} (RPO ${formatAge(backupHealth.rpoSeconds)})` : '-';
+    if (!last) return [source, health, 'never', '-', '-', '-', '-', run, check];
     const seconds = Math.round((now.getTime() - Date.parse(last.time)) / 1000);
-    return [source, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files), run, check];
+    return [source, health, last.time.replace(/\.\d+Z$/, 'Z'), formatAge(seconds), last.snapshotId.slice(0, 8), formatBytes(last.bytes), String(last.files), run, check];
   });
+  const alerts = status.operations?.openAlerts ?? [];
+  const alertLines = alerts.length === 0
+    ? [status.operations ? 'no open alerts' : 'no alerting yet: run `backupctl schedules apply` (or start a worker) to give the ledger its alert channels and expectations']
+    : [renderTable(['open alert', 'severity', 'since', 'what'], alerts.map((a) => [`${a.source}/${a.cause}`, a.severity.toUpperCase(), a.openedAt.replace(/\.\d+Z$/, 'Z'), a.summary.length > 110 ? `${a.summary.slice(0, 107)}...` : a.summary]))];
+  if (status.operations && status.operations.audit.pending > 0) {
+    alertLines.push(`audit trail: ${status.operations.audit.pending} event(s) not yet written${status.operations.audit.lastError ? `: ${status.operations.audit.lastError}` : ''}`);
+  }
+  const overall = status.health ? `deployment ${config.deployment}: ${status.health.status === 'ok' ? 'ok' : status.health.status.toUpperCase()}\n\n` : '';
   const schedules = status.schedules.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns[0]?.replace(/\.\d+Z$/, 'Z') ?? '-', s.lastRun?.replace(/\.\d+Z$/, 'Z') ?? '-']);
   const coverage = Object.keys(config.repositories).map((name) => {
     const entry = status.verified?.repositories[name];
@@ -97,7 +117,7 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
     if (!entry.allReadSince) return `${name}: ${Object.keys(entry.readAt).length} of ${entry.groups} groups of packs read back so far`;
     return `${name}: all data read within the last ${formatAge(Math.round((now.getTime() - Date.parse(entry.allReadSince)) / 1000))}`;
   });
-  return `${renderTable(['source', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${coverage.join('\n')}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
+  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
 }
 
 export async function listSnapshots(client: Client, config: Config, source?: string): Promise<Record<string, Snapshot[]>> {
