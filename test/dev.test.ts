@@ -20,7 +20,10 @@ test('the main command brings up the embedded default: doctor green, one backup 
   assert.match(stdout, /artifacts: snapshot [0-9a-f]{8}/);
   assert.match(stdout, /secrets: snapshot [0-9a-f]{8}/);
   // The status table comes from the ledger query: each source has a snapshot and an age.
-  assert.match(stdout, /^artifacts +\d{4}-\d\d-\d\dT[\d:]+Z +\d+ s +[0-9a-f]{8}/m);
+  assert.match(stdout, /^artifacts +ok \(RPO 26\.0 h\) +\d{4}-\d\d-\d\dT[\d:]+Z +\d+ s +[0-9a-f]{8}/m);
+  assert.match(stdout, /^deployment dev: ok$/m);
+  assert.match(stdout, /^no open alerts$/m);
+  assert.match(stdout, /Health: http:\/\/127\.0\.0\.1:\d+\/health/);
   assert.match(stdout, new RegExp(`Temporal Web UI: http://127\\.0\\.0\\.1:${uiPort}`));
   // The generated password lives only in its 0600 file, never in the config.
   assert.equal(statSync(join(data, 'dev.env')).mode & 0o777, 0o600);

@@ -139,8 +139,8 @@ describe('runbook: the Markdown, from the example configs', () => {
         const markdown = renderRunbook(config, { generatedAt: GENERATED_AT });
         assert.ok(!markdown.includes('SECRET-VALUE'), 'a secret value leaked into the runbook');
         for (const [name, value] of Object.entries(values)) assert.ok(!markdown.includes(value), `the value of ${name} leaked into the runbook`);
-        // Every variable a restore needs is named (the alerts' are not: no restore needs them).
-        const needed = environmentReferences(config).filter((r) => r.path[0] !== 'alerts').map((r) => r.variable);
+        // Every variable a restore needs is named (the alerts' and the heartbeat's are not: no restore needs them).
+        const needed = environmentReferences(config).filter((r) => r.path[0] !== 'alerts' && r.path.at(-1) !== 'heartbeatUrlEnv').map((r) => r.variable);
         for (const name of needed) assert.ok(markdown.includes(`\`${name}\``), `${name} is named`);
       } finally {
         for (const [name, value] of Object.entries(saved)) {
