@@ -71,6 +71,7 @@ function notify(ops: LedgerOperations, alert: OpenAlert, action: AlertNotice['ac
   audit(ops, { kind: 'alert', actor: 'ledger', at, result: action, sources: alert.source === '*' ? [] : [alert.source], details: { cause: alert.cause, severity: alert.severity, summary: notice.summary } });
 }
 
+/** Summaries do not repeat the deployment and source: every channel's headline starts with them. */
 /** Opens an alert unless one is open for the same source and cause (no storm: a repeat only updates it). */
 export function raise(ops: LedgerOperations, deployment: string, alert: Omit<OpenAlert, 'key' | 'severity' | 'openedAt'>, at: string): boolean {
   const key = alertKey(alert.source, alert.cause);
@@ -134,7 +135,7 @@ function onBackup(ops: LedgerOperations, outcome: RunOutcome, isNew: boolean): v
       const what = status === 'partial' ? 'backup is partial (files could not be read)' : credentials ? 'credentials were rejected' : 'backup failed';
       raise(ops, outcome.deployment, {
         cause, source,
-        summary: `${outcome.deployment}/${source}: ${what}: ${outcome.error?.message ?? 'no detail'}`.slice(0, 900),
+        summary: `${what}: ${outcome.error?.message ?? 'no detail'}`.slice(0, 900),
         fix: credentials
           ? 'Update the secret named in the message (its environment variable), restart the worker, then run `backupctl backup --policy ' + (outcome.policy ?? '<policy>') + ' --wait`.'
           : 'Read the error, fix its cause, then run `backupctl backup --policy ' + (outcome.policy ?? '<policy>') + ' --wait`; `backupctl status` shows the last run of each source.',
@@ -153,7 +154,7 @@ function onVerify(ops: LedgerOperations, outcome: RunOutcome): void {
     else {
       raise(ops, outcome.deployment, {
         cause: 'verification-failed', source: source.source,
-        summary: `${outcome.deployment}/${source.source}: verification failed in ${source.repository}: ${source.problems.slice(0, 2).join('; ') || 'no detail'}`.slice(0, 900),
+        summary: `verification failed in ${source.repository}: ${source.problems.slice(0, 2).join('; ') || 'no detail'}`.slice(0, 900),
         fix: 'Restore an older snapshot into a scratch target to find the last good one (`backupctl snapshots`), fix the cause, back up again and run `backupctl verify --wait`.',
         details: { repository: source.repository, snapshotId: source.snapshotId ?? null, workflowId: outcome.workflowId },
       }, at);
@@ -165,7 +166,7 @@ function onVerify(ops: LedgerOperations, outcome: RunOutcome): void {
     else {
       raise(ops, outcome.deployment, {
         cause: 'verification-failed', source,
-        summary: `${outcome.deployment}: repository ${check.repository} is damaged (restic check, group ${check.group}/${check.groups}): ${check.problems.slice(0, 2).join('; ') || 'no detail'}`.slice(0, 900),
+        summary: `repository ${check.repository} is damaged (restic check, group ${check.group}/${check.groups}): ${check.problems.slice(0, 2).join('; ') || 'no detail'}`.slice(0, 900),
         fix: `Run \`restic check --read-data\` on ${check.repository}, then \`restic repair index\`/\`repair snapshots\` as restic advises; back up every source again afterwards.`,
         details: { repository: check.repository, group: check.group, groups: check.groups, workflowId: outcome.workflowId },
       }, at);
@@ -195,7 +196,7 @@ function onDrill(ops: LedgerOperations, outcome: RunOutcome): void {
       : `tier(s) ${tiersMissed.map((t) => t.tier).join(', ')} missed their RTO`;
   raise(ops, outcome.deployment, {
     cause: 'drill-over-rto', source: '*',
-    summary: `${outcome.deployment}: ${why}`.slice(0, 900),
+    summary: why.slice(0, 900),
     fix: 'Read the drill report (`backupctl drill report` / the runbook): restore the critical tier first, split large sources, or raise the target with the owners.',
     details: { workflowId: outcome.workflowId, rtoSeconds: rto ?? null, rtoTargetSeconds: target ?? null },
   }, at);
@@ -270,7 +271,7 @@ export function checkDeadlines(state: LedgerState, now: Date): number | undefine
     const last = state.lastBySource[source]?.time;
     raise(ops, state.operations.plan!.deployment, {
       cause: 'missed-backup', source,
-      summary: `${ops.plan!.deployment}/${source}: no successful backup ${last ? `since ${last}` : 'yet'}; expected every ${formatSeconds(expectation.intervalSeconds)} (+${formatSeconds(expectation.graceSeconds)} grace, policy ${expectation.policy})`,
+      summary: `no successful backup ${last ? `since ${last}` : 'yet'}; expected every ${formatSeconds(expectation.intervalSeconds)} (+${formatSeconds(expectation.graceSeconds)} grace, policy ${expectation.policy})`,
       fix: `Check that the schedule runs (\`backupctl schedules list\`: paused?), that a worker polls (\`backupctl status\`), and the last run's error; then \`backupctl backup --policy ${expectation.policy} --wait\`.`,
       details: { policy: expectation.policy, lastSuccess: last ?? null, intervalSeconds: expectation.intervalSeconds, graceSeconds: expectation.graceSeconds, deadline: new Date(deadline).toISOString() },
     }, now.toISOString());
