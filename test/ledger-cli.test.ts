@@ -173,7 +173,8 @@ describe('the ledger\'s state across versions, kinds and partial runs', () => {
   test('a state from before versioning (no version, no lastRunBySource) is migrated and keeps its last successes', () => {
     const v1 = { lastBySource: { db: snapshot('db', '2026-01-01T00:00:00.000Z', 's1') }, lastBySourceAndRepository: {}, history: [], recorded: 1 };
     const state = migrateLedgerState(v1);
-    assert.equal(state.version, 2);
+    assert.equal(state.version, 3);
+    assert.deepEqual(state.operations.alerts, {}, "operations start empty");
     assert.deepEqual(state.lastRunBySource, {});
     assert.equal(state.lastBySource.db?.snapshotId, 's1');
   });
