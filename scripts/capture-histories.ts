@@ -8,7 +8,8 @@
  *
  * --operations captures the runs of operations (added 2026-11-26): the ledger raising an alert
  * for a failed backup and resolving it after a success, with its audit trail written to a folder;
- * the alert's delivery workflow (to a local HTTP receiver); a backup pinging its outside heartbeat.
+ * the alert's delivery workflow (to a local HTTP receiver); a backup pinging its outside heartbeat
+ * and recording its success before retention (its repository writer signals the snapshots first).
  *
  * --sources captures only the runs of database, git and bucket sources (added 2026-11-26): a
  * policy of MongoDB (FerretDB), PostgreSQL (the machine's, or TEST_POSTGRES_URL) and git, a bucket
@@ -335,6 +336,8 @@ audit: { directory: ${join(root, 'audit')} }
     const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
     await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number; seq: number } }>('operations')).audit.pending === 0);
     await save(server, 'backup-heartbeat', okId);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-reports-snapshots', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
     let deliveryId = '';
     for await (const execution of client.workflow.list({ query: `WorkflowType = 'alertDeliveryWorkflow'` })) deliveryId = execution.workflowId;
     await save(server, 'alert-delivery', deliveryId);

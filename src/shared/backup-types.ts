@@ -105,6 +105,8 @@ export interface RunOutcome {
   recovery?: RecoveryReport;
   /** Who started the run: "schedule:<id>", "alice@vps-1" (the CLI's memo), or the parent workflow. */
   actor?: string;
+  /** Backup: retention that failed after the success was recorded (the snapshots are safe; the repository keeps more than its rules say). */
+  upkeepError?: { type: string; message: string };
 }
 
 export type BackupOutcome = RunOutcome;
@@ -192,6 +194,14 @@ export interface RepositoryJob {
   prune: boolean;
   /** Attempts of each backup before the job fails (default: LONG_TRANSFERS' 20). */
   attempts?: number;
+  /** The backup workflow to signal (`snapshotsReady`) as soon as the snapshots exist, before retention. */
+  reportSnapshotsTo?: string;
+}
+
+/** What a repository's writer tells its backup workflow before retention: the success can be recorded. */
+export interface SnapshotsReady {
+  repository: string;
+  snapshots: SnapshotRecord[];
 }
 
 export interface RepositoryJobResult {

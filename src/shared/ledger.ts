@@ -10,6 +10,7 @@ export const LEDGER = {
   rebuildSignal: 'rebuildFromSnapshots',
   lastSuccessfulBackupQuery: 'lastSuccessfulBackup',
   recoveryPointAgeQuery: 'recoveryPointAge',
+  recoveryPointAgeNowUpdate: 'recoveryPointAgeNow',
   historyQuery: 'history',
   lastVerifiedQuery: 'lastVerified',
   /** The operations plan (alert channels, expectations, audit location), from `schedules apply` and each worker's start. */

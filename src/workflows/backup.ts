@@ -4,15 +4,15 @@
  * so silence is never success).
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { ApplicationFailure, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { BackupOutcome, BackupProgress, RepositoryJob, RepositorySource, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
 import type { BucketSource } from '../config/schema';
 import { FailureType } from '../shared/failures';
 import type { BackupPlan, PlannedSource } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
-import { backupProgressQuery } from './definitions';
-import { recordedRun, requirePlan } from './outcomes';
+import { backupProgressQuery, snapshotsReadySignal } from './definitions';
+import { recordedRun, requirePlan, rootCause } from './outcomes';
 import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
@@ -70,6 +70,12 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
     }
   };
   const started = ping('start');
+  // Since 2026-11-26: the success is recorded when the snapshots exist; retention follows, still
+  // inside each repository's writer, and no longer delays it.
+  const recordBeforeUpkeep = patched('record-before-upkeep');
+  const reported = new Map<string, SnapshotRecord[]>();
+  if (recordBeforeUpkeep) setHandler(snapshotsReadySignal, ({ repository, snapshots }) => void reported.set(repository, snapshots));
+  let upkeep: Promise<unknown>[] = [];
 
   try {
     await recordedRun(outcome, async () => {
@@ -89,15 +95,28 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
           return record;
         }))
         : Promise.resolve([]);
-      const [results, replicated] = await Promise.all([Promise.all(repositoryJobs(plan, when).map(async (job) => {
+      const jobs = repositoryJobs(plan, when).map((job) => (recordBeforeUpkeep ? { ...job, reportSnapshotsTo: info.workflowId } : job));
+      const writers = jobs.map(async (job) => {
         progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
         const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
           progress.stage = waiting ? 'waiting-for-repository' : 'backup';
         });
-        progress.sourcesDone += job.backups.length;
+        if (!recordBeforeUpkeep) progress.sourcesDone += job.backups.length;
         return result;
-      })), replications]);
-      outcome.snapshots = [...results.flatMap((r) => r.snapshots), ...replicated];
+      });
+      // Each repository's snapshots: as soon as its writer reports them (before retention), or its result.
+      const snapshotsOf = jobs.map((job, i) => (recordBeforeUpkeep
+        ? Promise.race([
+          writers[i]!.then((r) => r.snapshots),
+          condition(() => reported.has(job.repositoryName)).then(() => reported.get(job.repositoryName)!),
+        ]).then((snapshots) => {
+          progress.sourcesDone += job.backups.length;
+          return snapshots;
+        })
+        : writers[i]!.then((r) => r.snapshots)));
+      upkeep = writers;
+      const [results, replicated] = await Promise.all([Promise.all(snapshotsOf), replications]);
+      outcome.snapshots = [...results.flat(), ...replicated];
       const partial = outcome.snapshots.filter((s) => s.partial);
       if (partial.length > 0) {
         outcome.status = 'partial';
@@ -115,6 +134,13 @@ export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
     await started;
     if (outcome.status === 'ok') await ping('success');
     else if (outcome.status !== 'cancelled') await ping('fail', `${outcome.status}: ${outcome.error?.message ?? ''}`.slice(0, 10_000));
+    // Retention, after the success is recorded: its failure leaves the snapshots safe (the repository keeps more than its rules say).
+    const settled = await Promise.allSettled(upkeep);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed && outcome.status === 'ok') {
+      outcome.upkeepError = rootCause(failed.reason);
+      log.warn('retention failed after the backup was recorded', { error: outcome.upkeepError });
+    }
   }
   // Recorded as partial; the run itself fails, so that the Web UI and the CLI show it as not a success.
   if (outcome.status === 'partial') throw ApplicationFailure.create({ type: FailureType.PartialSnapshot, message: outcome.error!.message, nonRetryable: true, details: [outcome] });

@@ -1,6 +1,6 @@
 /** Signals and queries shared by workflows and their clients (the CLI uses these typed references). */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { BackupProgress, RunOutcome } from '../shared/backup-types';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { BackupProgress, RunOutcome, SnapshotsReady } from '../shared/backup-types';
 import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
 import type { AuditEvent, OperationsPlan, OperationsView } from '../shared/operations';
 
@@ -8,6 +8,8 @@ export const recordBackupSignal = defineSignal<[RunOutcome]>(LEDGER.recordBackup
 export const rebuildLedgerSignal = defineSignal<[LedgerRebuild]>(LEDGER.rebuildSignal);
 export const lastSuccessfulBackupQuery = defineQuery<LastSuccessfulBackup>(LEDGER.lastSuccessfulBackupQuery);
 export const recoveryPointAgeQuery = defineQuery<RecoveryPointAge>(LEDGER.recoveryPointAgeQuery);
+/** The same answer on the clock of now: an update wakes the ledger (a query only reads it as of its last wake). */
+export const recoveryPointAgeNowUpdate = defineUpdate<RecoveryPointAge>(LEDGER.recoveryPointAgeNowUpdate);
 export const historyQuery = defineQuery<RunOutcome[], [number?]>(LEDGER.historyQuery);
 export const lastVerifiedQuery = defineQuery<LastVerified>(LEDGER.lastVerifiedQuery);
 export const configureOperationsSignal = defineSignal<[OperationsPlan]>(LEDGER.configureOperationsSignal);
@@ -15,4 +17,5 @@ export const recordAuditSignal = defineSignal<[AuditEvent]>(LEDGER.recordAuditSi
 export const operationsQuery = defineQuery<OperationsView>(LEDGER.operationsQuery);
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
+export const snapshotsReadySignal = defineSignal<[SnapshotsReady]>('snapshotsReady');
 export const repositoryJobQuery = defineQuery<{ stage: string; source?: string; done: number; total: number }>('job');

@@ -14,16 +14,18 @@ import {
 } from '../shared/ledger';
 import { alertDeliveryWorkflow } from './alerts';
 import {
-  configureOperationsSignal, historyQuery, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
+  configureOperationsSignal, historyQuery, recoveryPointAgeNowUpdate, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
 } from './definitions';
 import { applyOperationsPlan, audit, auditBatch, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView } from './ledger-operations';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
 /**
- * A query answers with the workflow's clock, which only moves when the workflow wakes up: a tick
- * each minute keeps recoveryPointAge true to the minute. Each tick is a timer and a workflow task
- * (about 5 history events), about 7,200 events a day: continue-as-new comes every ~16 hours.
+ * A query answers with the workflow's clock, which only moves when the workflow wakes up (a query
+ * does not wake it). Runs before 2026-11-26 tick each minute to keep recoveryPointAge true to the
+ * minute: 1,440 timers a day, about 7,200 history events. Since then the ledger sleeps until the
+ * next deadline of its dead man's switch or a signal, and `recoveryPointAgeNow` (an update, so it
+ * wakes the ledger) answers on the clock of now; the query says how old its clock is (`asOf`).
  */
 const CLOCK_TICK = '1 minute';
 const CLOCK_TICK_MS = 60_000;
@@ -192,6 +194,7 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   setHandler(recordAuditSignal, (event) => audit(state.operations, event));
   setHandler(lastSuccessfulBackupQuery, () => lastSuccessful(input.deployment, state));
   setHandler(recoveryPointAgeQuery, () => recoveryPointAge(input.deployment, state, new Date()));
+  setHandler(recoveryPointAgeNowUpdate, () => recoveryPointAge(input.deployment, state, new Date()));
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));
   setHandler(lastVerifiedQuery, () => lastVerified(state));
   setHandler(operationsQuery, () => operationsView(state, input.deployment, new Date()));
@@ -220,6 +223,8 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
  */
 async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean): Promise<void> {
   const ops = state.operations;
+  // Since 2026-11-26 (later still): no clock tick; runs that began with one keep it on replay.
+  const tick = !patched('ledger-without-tick');
   let auditRetryAt = 0;
   let auditFailures = 0;
   const auditReady = () => ops.plan?.audit !== undefined && ops.audit.pending.length > 0;
@@ -259,7 +264,9 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
       continue;
     }
     if (shouldContinueAsNew()) return;
-    const wakeAt = Math.min(now + CLOCK_TICK_MS, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity);
-    await condition(() => shouldContinueAsNew() || ops.notices.length > 0 || (auditReady() && auditFailures === 0), Math.max(1, wakeAt - now));
+    const wakeAt = Math.min(tick ? now + CLOCK_TICK_MS : Infinity, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity);
+    const work = () => shouldContinueAsNew() || ops.notices.length > 0 || (auditReady() && auditFailures === 0);
+    if (wakeAt === Infinity) await condition(work);
+    else await condition(work, Math.max(1, wakeAt - now));
   }
 }

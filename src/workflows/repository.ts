@@ -4,12 +4,12 @@
  * first runs (callers wait and retry). A crashed worker cannot leak this lock.
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { ApplicationFailure, proxyActivities, setHandler, sleep, startChild } from '@temporalio/workflow';
+import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities, setHandler, sleep, startChild } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RepositoryJob, RepositoryJobResult } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import { hostTaskQueue } from '../shared/task-queues';
-import { repositoryJobQuery } from './definitions';
+import { repositoryJobQuery, snapshotsReadySignal } from './definitions';
 import { LONG_TRANSFERS } from './retry-policies';
 
 const transfers = proxyActivities<Activities>(LONG_TRANSFERS);
@@ -31,6 +31,14 @@ export async function repositoryWorkflow(job: RepositoryJob): Promise<Repository
     });
     result.snapshots.push(await onHost.backupSource(backup));
     progress.done += 1;
+  }
+  if (job.reportSnapshotsTo) {
+    // The backup records its success now; retention below no longer delays it.
+    try {
+      await getExternalWorkflowHandle(job.reportSnapshotsTo).signal(snapshotsReadySignal, { repository: job.repositoryName, snapshots: result.snapshots });
+    } catch {
+      // The backup workflow is gone (cancelled or terminated): it no longer waits for them.
+    }
   }
   progress.stage = 'retention';
   for (const retention of job.retention) result.retention.push(await transfers.applyRetention(retention));
