@@ -188,6 +188,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           tags: snapshotTags(input),
           exclude: source.exclude,
           time: snapshotTime,
+          tuning: { compression: source.compression, readConcurrency: source.readConcurrency, packSizeMiB: input.repository.packSizeMiB },
           onStart: (pid) => {
             beat.pid = pid;
             activity.heartbeat(beat);

@@ -99,6 +99,7 @@ async function backupFolder(context: SourceBackupContext, directory: string, par
   const { restic, beat, activity } = context;
   return backup(restic, {
     paths: [directory], cwd: directory, host: context.input.host, tags: tagsOf(context, part), time: context.snapshotTime,
+    tuning: { packSizeMiB: context.input.repository.packSizeMiB },
     onStart: (pid) => {
       beat.pid = pid;
       activity.heartbeat(beat);

@@ -34,6 +34,8 @@ const filesFields = {
   root: z.string().min(1).describe('Folder the paths are relative to (e.g. the deployment folder).'),
   paths: z.array(z.string().min(1)).min(1).describe('Files and folders under root to back up.'),
   exclude: z.array(z.string().min(1)).default([]).describe('restic exclude patterns.'),
+  compression: z.enum(['auto', 'off', 'max']).optional().describe('restic compression: "off" for files that are already compressed (PDFs, images, archives) saves CPU; default auto.'),
+  readConcurrency: z.number().int().min(1).max(64).optional().describe('Files restic reads at once (restic default 2): more helps on SSDs and network disks.'),
 };
 
 const bucketFields = {
@@ -80,6 +82,7 @@ export const sourceSchema = z.discriminatedUnion('type', [
 
 const repositoryCommon = {
   passwordEnv: envName.describe('Variable holding the restic repository password.'),
+  packSizeMiB: z.number().int().min(4).max(128).optional().describe('restic --pack-size in MiB (default 16): larger packs mean fewer objects in the bucket.'),
   monthlyCostPerGiB: z.number().nonnegative().optional().describe('Storage price per GiB and month (e.g. 0.023 for S3 Standard): the metrics estimate the monthly cost from it.'),
 };
 

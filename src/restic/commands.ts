@@ -69,6 +69,26 @@ export interface BackupArguments {
    * one file, `/<stdinFilename>`, and a command that exits non-zero makes restic save nothing.
    */
   stdinCommand?: { command: string[]; filename: string; env?: NodeJS.ProcessEnv };
+  /** restic's knobs, from the config (measured in bench/tuning.ts): unset means restic's default. */
+  tuning?: BackupTuning;
+}
+
+export interface BackupTuning {
+  /** `auto` (restic's default), `off` for data that is already compressed, `max`. */
+  compression?: 'auto' | 'off' | 'max';
+  /** `--pack-size` in MiB (restic's default 16). */
+  packSizeMiB?: number;
+  /** `--read-concurrency` (restic's default 2). */
+  readConcurrency?: number;
+}
+
+export function tuningArguments(tuning: BackupTuning | undefined): string[] {
+  if (!tuning) return [];
+  return [
+    ...(tuning.compression && tuning.compression !== 'auto' ? ['--compression', tuning.compression] : []),
+    ...(tuning.packSizeMiB ? ['--pack-size', String(tuning.packSizeMiB)] : []),
+    ...(tuning.readConcurrency ? ['--read-concurrency', String(tuning.readConcurrency)] : []),
+  ];
 }
 
 export interface UnreadableItem {
@@ -93,6 +113,7 @@ export function unreadableItem(message: Record<string, unknown>): UnreadableItem
 export async function backup(context: ResticContext, args: BackupArguments): Promise<BackupResult> {
   const argv = ['backup', '--json', '--host', args.host, ...args.tags.flatMap((t) => ['--tag', t]), ...(args.exclude ?? []).flatMap((e) => ['--exclude', e])];
   if (args.time) argv.push('--time', args.time);
+  argv.push(...tuningArguments(args.tuning));
   if (args.stdinCommand) argv.push('--stdin-filename', args.stdinCommand.filename, '--stdin-from-command', '--', ...args.stdinCommand.command);
   else argv.push('--', ...args.paths);
   let summary: BackupSummary | undefined;
