@@ -15,7 +15,10 @@
  * file count, byte total and seed. tree.json, written last, marks a complete tree; mutated.json
  * marks a tree that `mutate` changed and nobody restored yet (fixed on the next load).
  *
- * CLI: tsx bench/generate.ts [--files 20000] [--bytes 1GiB] [--seed 1]
+ * Two more profiles (TreeProfile) write equal-sized files of random bytes or of prose, for
+ * restic's compression on each kind of data alone.
+ *
+ * CLI: tsx bench/generate.ts [--files 20000] [--bytes 1GiB] [--seed 1] [--profile applications|random|text] [--pdf-min BYTES]
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,7 +37,14 @@ const PDF_MIN = 50 * 1024;
 const PDF_MAX = 300 * 1024;
 const FILES_PER_ROLE = 6;
 
-export type FileKind = 'cv' | 'cover' | 'dossier' | 'contacts' | 'pdf';
+export type FileKind = 'cv' | 'cover' | 'dossier' | 'contacts' | 'pdf' | 'random' | 'prose';
+
+/**
+ * applications: the seed's shape (above). random / text: `files` files of equal size under
+ * `applications/part-NNN/`, of random bytes (already compressed data) or of word-salad prose
+ * (compressible): restic's compression measured on each kind alone.
+ */
+export type TreeProfile = 'applications' | 'random' | 'text';
 
 export interface FileSpec {
   /** Relative to the tree's root, e.g. "applications/Acme Corp/SRE/CV.md". */
@@ -50,10 +60,13 @@ export interface Tree {
   /** Folder that holds `applications/` (the backup source's root). */
   root: string;
   key: string;
+  /** Absent in trees cached before profiles existed: 'applications'. */
+  profile?: TreeProfile;
   seed: number;
   files: number;
   bytes: number;
   textBytes: number;
+  /** Incompressible bytes: the PDFs' (applications) or the files' (random). */
   pdfBytes: number;
   specs: FileSpec[];
 }
@@ -62,6 +75,9 @@ export interface TreeOptions {
   files?: number;
   bytes?: number;
   seed?: number;
+  profile?: TreeProfile;
+  /** applications: the PDFs' smallest size (default 50 KiB); smaller lets 200,000 files fit in 1 GiB. */
+  pdfMinBytes?: number;
   /** Parent folder of the cached trees. Default: <repo>/.cache/bench. */
   cacheDir?: string;
   log?: (message: string) => void;
@@ -211,7 +227,19 @@ function contactsText(rng: Prng, spec: FileSpec): string {
   return `${JSON.stringify(contacts, null, 2)}\n`;
 }
 
-const TEXT: Record<Exclude<FileKind, 'pdf'>, (rng: Prng, spec: FileSpec) => string> = { cv: cvText, cover: coverText, dossier: dossierText, contacts: contactsText };
+/** Paragraphs of word salad and achievements, exactly `spec.size` bytes (ASCII only). */
+function proseText(rng: Prng, spec: FileSpec): string {
+  const parts: string[] = [];
+  let length = 0;
+  while (length < spec.size) {
+    const paragraph = `${words(rng, rng.int(20, 60))} ${achievement(rng)} ${words(rng, rng.int(10, 40))}\n\n`;
+    parts.push(paragraph);
+    length += paragraph.length;
+  }
+  return parts.join('').slice(0, spec.size);
+}
+
+const TEXT: Record<Exclude<FileKind, 'pdf' | 'random'>, (rng: Prng, spec: FileSpec) => string> = { cv: cvText, cover: coverText, dossier: dossierText, contacts: contactsText, prose: proseText };
 
 /** A PDF skeleton around one incompressible "FlateDecode" stream, exactly `size` bytes. */
 function pdfBytes(seed: number, spec: FileSpec, variant: number): Buffer {
@@ -227,6 +255,7 @@ function pdfBytes(seed: number, spec: FileSpec, variant: number): Buffer {
 /** The content of one file: variant 0 is the original, others the edits `mutate` writes. */
 export function fileContent(seed: number, spec: FileSpec, variant = 0): Buffer {
   if (spec.kind === 'pdf') return pdfBytes(seed, spec, variant);
+  if (spec.kind === 'random') return randomBytesFor(`${seed}\0${spec.path}\0${variant}`, spec.size);
   return Buffer.from(TEXT[spec.kind](new Prng(`${seed}\0${spec.path}\0${variant}`), spec), 'utf8');
 }
 
@@ -255,8 +284,8 @@ function plan(seed: number, files: number): { company: string; role: string }[] 
   return out;
 }
 
-export function treeKey(files: number, bytes: number, seed: number): string {
-  return `applications-v${GENERATOR_VERSION}-f${files}-b${bytes}-s${seed}`;
+export function treeKey(files: number, bytes: number, seed: number, profile: TreeProfile = 'applications', pdfMinBytes = PDF_MIN): string {
+  return `${profile}-v${GENERATOR_VERSION}-f${files}-b${bytes}-s${seed}${profile === 'applications' && pdfMinBytes !== PDF_MIN ? `-pdfmin${pdfMinBytes}` : ''}`;
 }
 
 function writeFile(root: string, path: string, content: Buffer): void {
@@ -265,7 +294,23 @@ function writeFile(root: string, path: string, content: Buffer): void {
   writeFileSync(full, content);
 }
 
-function generate(root: string, files: number, bytes: number, seed: number): Omit<Tree, 'root' | 'key'> {
+/** `files` files of equal size (random bytes or prose), 100 to a folder. */
+function generateUniform(root: string, profile: Exclude<TreeProfile, 'applications'>, files: number, bytes: number, seed: number): Omit<Tree, 'root' | 'key'> {
+  const size = Math.max(1, Math.floor(bytes / files));
+  const specs: FileSpec[] = [];
+  let total = 0;
+  for (let i = 0; i < files; i++) {
+    const folder = `part-${String(Math.floor(i / 100)).padStart(4, '0')}`;
+    const spec: FileSpec = { path: `applications/${folder}/${profile === 'random' ? 'blob' : 'notes'}-${String(i).padStart(6, '0')}.${profile === 'random' ? 'bin' : 'txt'}`, kind: profile === 'random' ? 'random' : 'prose', size, company: folder, role: '' };
+    const content = fileContent(seed, spec);
+    total += content.length;
+    writeFile(root, spec.path, content);
+    specs.push(spec);
+  }
+  return { profile, seed, files, bytes: total, textBytes: profile === 'text' ? total : 0, pdfBytes: profile === 'random' ? total : 0, specs };
+}
+
+function generate(root: string, files: number, bytes: number, seed: number, pdfMin = PDF_MIN): Omit<Tree, 'root' | 'key'> {
   const roles = plan(seed, files);
   const specs: FileSpec[] = [];
   let textBytes = 0;
@@ -283,8 +328,8 @@ function generate(root: string, files: number, bytes: number, seed: number): Omi
   }
   // PDFs: uniform in [lo, hi] around the mean that reaches the total, within 50-300 KB.
   const pdfCount = roles.length * 2;
-  const mean = Math.min(PDF_MAX, Math.max(PDF_MIN, (bytes - textBytes) / pdfCount));
-  const half = Math.min(mean - PDF_MIN, PDF_MAX - mean);
+  const mean = Math.min(PDF_MAX, Math.max(pdfMin, (bytes - textBytes) / pdfCount));
+  const half = Math.min(mean - pdfMin, PDF_MAX - mean);
   const rng = new Prng(`${seed}\0pdf-sizes`);
   let pdfBytesTotal = 0;
   for (const { company, role } of roles) {
@@ -311,16 +356,17 @@ export function loadTree(options: TreeOptions = {}): Tree {
   const seed = options.seed ?? DEFAULT_SEED;
   const log = options.log ?? (() => undefined);
   const cacheDir = options.cacheDir ?? join(repoRoot(), '.cache', 'bench');
-  const key = treeKey(files, bytes, seed);
+  const profile = options.profile ?? 'applications';
+  const key = treeKey(files, bytes, seed, profile, options.pdfMinBytes);
   const root = join(cacheDir, key);
   if (!existsSync(join(root, TREE_FILE))) {
     const tmp = join(cacheDir, `.tmp-${key}-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     rmSync(root, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
-    log(`generating ${files} files / ${bytes} bytes into ${root} (once; cached)`);
+    log(`generating ${files} ${profile} files / ${bytes} bytes into ${root} (once; cached)`);
     const started = performance.now();
-    const tree = generate(tmp, files, bytes, seed);
+    const tree = profile === 'applications' ? generate(tmp, files, bytes, seed, options.pdfMinBytes) : generateUniform(tmp, profile, files, bytes, seed);
     writeFileSync(join(tmp, TREE_FILE), JSON.stringify({ generatorVersion: GENERATOR_VERSION, ...tree }));
     renameSync(tmp, root);
     log(`generated ${tree.files} files, ${tree.bytes} bytes in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -390,7 +436,12 @@ if (require.main === module) {
   const files = option('files');
   const bytes = option('bytes');
   const seed = option('seed');
+  const profile = option('profile');
+  const pdfMin = option('pdf-min');
+  if (profile !== undefined && !['applications', 'random', 'text'].includes(profile)) throw new Error('--profile is applications, random or text');
   const tree = loadTree({
+    profile: profile as TreeProfile | undefined,
+    pdfMinBytes: pdfMin === undefined ? undefined : parseByteOption(pdfMin),
     files: files === undefined ? undefined : Number(files),
     bytes: bytes === undefined ? undefined : parseByteOption(bytes),
     seed: seed === undefined ? undefined : Number(seed),

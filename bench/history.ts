@@ -1,0 +1,194 @@
+/**
+ * What a backup's workflow histories say: activity spans, workflow tasks, the repository child,
+ * and from them where a measured backup's time went ("Temporal overhead" = wall time − union of
+ * the activities' execution spans: every activity of this workflow is on the critical path).
+ */
+import type { Client } from '@temporalio/client';
+import type { BackupOutcome } from '../src/shared/backup-types';
+import { seconds } from './common';
+import type { ResticCall } from './worker-process';
+
+// ---------------------------------------------------------------------------------------------
+// Workflow histories
+
+export type History = Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>;
+export type HistoryEvent = NonNullable<History['events']>[number];
+
+export function toNumber(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (value !== null && typeof value === 'object' && 'toNumber' in value && typeof (value as { toNumber: unknown }).toNumber === 'function') return (value as { toNumber(): number }).toNumber();
+  return Number(value);
+}
+
+export function eventMs(event: HistoryEvent): number {
+  const t = event.eventTime;
+  return t ? toNumber(t.seconds) * 1000 + (t.nanos ?? 0) / 1e6 : Number.NaN;
+}
+
+export interface ActivitySpan {
+  name: string;
+  workflow: 'backup' | 'repository';
+  scheduled: number; // epoch ms
+  started: number;
+  closed: number;
+  attempt: number;
+}
+
+export interface HistoryFacts {
+  startedAt: number;
+  closedAt: number;
+  activities: ActivitySpan[];
+  /** Workflow tasks: scheduled → started (waiting for the worker) and started → completed (running workflow code). */
+  workflowTaskQueued: number;
+  workflowTaskRunning: number;
+  workflowTasks: number;
+  /** Events in this workflow's history. */
+  events: number;
+  child?: { workflowId: string; runId: string; initiatedAt: number; startedAt: number; closedAt: number };
+}
+
+export function readHistory(history: History, workflow: ActivitySpan['workflow']): HistoryFacts {
+  const events = history.events ?? [];
+  const scheduled = new Map<string, { name: string; time: number }>();
+  const started = new Map<string, { time: number; attempt: number }>();
+  const workflowTaskScheduled = new Map<string, number>();
+  const workflowTaskStarted = new Map<string, number>();
+  const facts: HistoryFacts = { startedAt: eventMs(events[0]!), closedAt: eventMs(events[events.length - 1]!), activities: [], workflowTaskQueued: 0, workflowTaskRunning: 0, workflowTasks: 0, events: events.length };
+  let childInitiated = Number.NaN;
+  for (const event of events) {
+    const id = String(toNumber(event.eventId));
+    const time = eventMs(event);
+    if (event.activityTaskScheduledEventAttributes) scheduled.set(id, { name: event.activityTaskScheduledEventAttributes.activityType?.name ?? '?', time });
+    if (event.activityTaskStartedEventAttributes) started.set(String(toNumber(event.activityTaskStartedEventAttributes.scheduledEventId)), { time, attempt: event.activityTaskStartedEventAttributes.attempt ?? 1 });
+    const closed = event.activityTaskCompletedEventAttributes ?? event.activityTaskFailedEventAttributes ?? event.activityTaskTimedOutEventAttributes ?? event.activityTaskCanceledEventAttributes;
+    if (closed) {
+      const key = String(toNumber(closed.scheduledEventId));
+      const s = scheduled.get(key);
+      const st = started.get(key);
+      if (s && st) facts.activities.push({ name: s.name, workflow, scheduled: s.time, started: st.time, closed: time, attempt: st.attempt });
+    }
+    if (event.workflowTaskScheduledEventAttributes) workflowTaskScheduled.set(id, time);
+    if (event.workflowTaskStartedEventAttributes) {
+      const key = String(toNumber(event.workflowTaskStartedEventAttributes.scheduledEventId));
+      workflowTaskStarted.set(id, time);
+      facts.workflowTaskQueued += time - (workflowTaskScheduled.get(key) ?? time);
+    }
+    if (event.workflowTaskCompletedEventAttributes) {
+      const startedAt = workflowTaskStarted.get(String(toNumber(event.workflowTaskCompletedEventAttributes.startedEventId)));
+      if (startedAt !== undefined) facts.workflowTaskRunning += time - startedAt;
+      facts.workflowTasks += 1;
+    }
+    if (event.startChildWorkflowExecutionInitiatedEventAttributes) childInitiated = time;
+    const childStarted = event.childWorkflowExecutionStartedEventAttributes;
+    if (childStarted?.workflowExecution?.workflowId && childStarted.workflowExecution.runId) {
+      facts.child = { workflowId: childStarted.workflowExecution.workflowId, runId: childStarted.workflowExecution.runId, initiatedAt: childInitiated, startedAt: time, closedAt: Number.NaN };
+    }
+    if (event.childWorkflowExecutionCompletedEventAttributes && facts.child) facts.child.closedAt = time;
+  }
+  return facts;
+}
+
+/** Total length of the union of intervals. */
+export function unionLength(intervals: [number, number][]): number {
+  const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let current: [number, number] | undefined;
+  for (const [s, e] of sorted) {
+    if (!current || s > current[1]) {
+      if (current) total += current[1] - current[0];
+      current = [s, e];
+    } else current[1] = Math.max(current[1], e);
+  }
+  if (current) total += current[1] - current[0];
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One measured backup
+
+export interface ActivityMeasure {
+  name: string;
+  span: number; // s, started → closed
+  queued: number; // s, scheduled → started
+  resticSeconds: number;
+  resticCalls: string[];
+}
+
+export interface BackupMeasure {
+  workflowId: string;
+  wall: number; // s, client: start call → result
+  historyWall: number; // s, first → last event of the backup workflow
+  activityUnion: number; // s
+  overhead: number; // s, wall − activity union
+  overheadHistory: number; // s, historyWall − activity union
+  activityQueued: number; // s, sum of scheduled → started
+  workflowTaskQueued: number;
+  workflowTaskRunning: number;
+  workflowTasks: number;
+  childStartLatency: number; // s, start-child initiated → child started
+  resticTotal: number; // s, sum of all restic processes during the run
+  resticBackupProcess: number; // s, the `restic backup` process
+  resticBackupOutcome: number; // s, snapshots[].durationSeconds
+  otherRestic: { command: string; seconds: number; maxRssKb: number }[];
+  resticPeakRssKb: number;
+  nonResticInActivities: number; // s, activity spans − restic inside them
+  nonBackupActivities: number; // s, every activity but backupSource
+  activities: ActivityMeasure[];
+  /** Events in the backup workflow's history and in its repository child's. */
+  historyEvents: { backup: number; repository: number };
+  snapshotIds: string[];
+  files: number;
+  bytes: number;
+  dataAdded: number;
+}
+
+
+export async function analyse(client: Client, workflowId: string, wall: number, outcome: BackupOutcome, calls: ResticCall[]): Promise<BackupMeasure> {
+  if (!outcome.ok) throw new Error(`backup ${workflowId} failed: ${JSON.stringify(outcome.error)}`);
+  const parent = readHistory(await client.workflow.getHandle(workflowId).fetchHistory(), 'backup');
+  const child = parent.child ? readHistory(await client.workflow.getHandle(parent.child.workflowId, parent.child.runId).fetchHistory(), 'repository') : undefined;
+  const spans = [...parent.activities, ...(child?.activities ?? [])].sort((a, b) => a.started - b.started);
+  const activityUnion = seconds(unionLength(spans.map((s) => [s.started, s.closed])));
+  // restic calls are attributed to the activity whose span holds their start.
+  const inside = (span: ActivitySpan): ResticCall[] => calls.filter((c) => c.start * 1000 >= span.started - 50 && c.start * 1000 <= span.closed + 50);
+  const activities: ActivityMeasure[] = spans.map((span) => {
+    const mine = inside(span);
+    return {
+      name: span.name,
+      span: seconds(span.closed - span.started),
+      queued: seconds(span.started - span.scheduled),
+      resticSeconds: mine.reduce((sum, c) => sum + (c.end - c.start), 0),
+      resticCalls: mine.map((c) => c.command),
+    };
+  });
+  const backupCall = calls.find((c) => c.command === 'backup');
+  const historyWall = seconds(parent.closedAt - parent.startedAt);
+  const resticTotal = calls.reduce((sum, c) => sum + (c.end - c.start), 0);
+  const snapshot = outcome.snapshots[0];
+  return {
+    workflowId,
+    wall,
+    historyWall,
+    activityUnion,
+    overhead: wall - activityUnion,
+    overheadHistory: historyWall - activityUnion,
+    activityQueued: activities.reduce((sum, a) => sum + a.queued, 0),
+    workflowTaskQueued: seconds(parent.workflowTaskQueued + (child?.workflowTaskQueued ?? 0)),
+    workflowTaskRunning: seconds(parent.workflowTaskRunning + (child?.workflowTaskRunning ?? 0)),
+    workflowTasks: parent.workflowTasks + (child?.workflowTasks ?? 0),
+    childStartLatency: parent.child ? seconds(parent.child.startedAt - parent.child.initiatedAt) : 0,
+    resticTotal,
+    resticBackupProcess: backupCall ? backupCall.end - backupCall.start : Number.NaN,
+    resticBackupOutcome: outcome.snapshots.reduce((sum, s) => sum + s.durationSeconds, 0),
+    otherRestic: calls.filter((c) => c !== backupCall).map((c) => ({ command: c.command, seconds: c.end - c.start, maxRssKb: c.maxRssKb })),
+    resticPeakRssKb: Math.max(0, ...calls.map((c) => c.maxRssKb)),
+    nonResticInActivities: activities.reduce((sum, a) => sum + a.span - a.resticSeconds, 0),
+    nonBackupActivities: activities.filter((a) => a.name !== 'backupSource').reduce((sum, a) => sum + a.span, 0),
+    activities,
+    historyEvents: { backup: parent.events, repository: child?.events ?? 0 },
+    snapshotIds: outcome.snapshots.map((s) => s.snapshotId),
+    files: snapshot?.files ?? 0,
+    bytes: snapshot?.bytes ?? 0,
+    dataAdded: snapshot?.dataAdded ?? 0,
+  };
+}
