@@ -331,7 +331,6 @@ async function waitForNamespace(server: Launched, bin: string, address: string, 
       connection ??= await Connection.connect({ address, connectTimeout: 2_000 });
       try {
         await connection.workflowService.describeNamespace({ namespace });
-        return true;
       } catch (error) {
         // start-dev registers --namespace itself; this covers an older dbFile without it.
         if (!registered && isGrpcNotFound(error)) {
@@ -340,6 +339,15 @@ async function waitForNamespace(server: Launched, bin: string, address: string, 
           if (!created.ok && !/already/i.test(created.output)) throw new Error(`registering namespace ${namespace} failed: ${created.output}`);
         }
         return false;
+      }
+      // The frontend knowing it is not enough: the history service's namespace cache may lag (a
+      // loaded machine showed NamespaceNotFound on the first start after a restart). A workflow
+      // that does not exist must be reported as that, not as an unknown namespace.
+      try {
+        await connection.workflowService.describeWorkflowExecution({ namespace, execution: { workflowId: 'backupctl-readiness-probe' } });
+        return true;
+      } catch (error) {
+        return !/namespace/i.test(error instanceof Error ? error.message : String(error));
       }
     });
   } finally {
