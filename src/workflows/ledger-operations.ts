@@ -205,20 +205,22 @@ function onDrill(ops: LedgerOperations, outcome: RunOutcome): void {
 /** Folds one outcome into the operations: counters (a redelivered outcome counts once), alerts, audit. */
 export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isNew: boolean): void {
   const ops = state.operations;
+  // The run first, then the alerts it opens or closes: the trail reads in cause-and-effect order.
+  if (isNew) {
+    const snapshotIds = [...outcome.snapshots.map((s) => s.snapshotId), ...(outcome.restored ? [outcome.restored.snapshotId] : [])];
+    audit(ops, {
+      kind: outcome.kind, actor: outcome.actor ?? 'unknown', at: outcome.finishedAt, result: outcome.status, workflowId: outcome.workflowId,
+      ...(snapshotIds.length > 0 ? { snapshotIds } : {}),
+      sources: outcome.sources ?? [...new Set([...outcome.snapshots.map((s) => s.source), ...(outcome.restored ? [outcome.restored.source] : [])])],
+      details: {
+        startedAt: outcome.startedAt, ...(outcome.policy ? { policy: outcome.policy } : {}), ...(outcome.repository ? { repository: outcome.repository } : {}),
+        ...(outcome.restored ? { target: outcome.restored.target } : {}), ...(outcome.error ? { error: outcome.error.type, message: outcome.error.message.slice(0, 500) } : {}),
+      },
+    });
+  }
   if (outcome.kind === 'backup') onBackup(ops, outcome, isNew);
   else if (outcome.kind === 'verify') onVerify(ops, outcome);
   else if (outcome.kind === 'drill') onDrill(ops, outcome);
-  if (!isNew) return;
-  const snapshotIds = [...outcome.snapshots.map((s) => s.snapshotId), ...(outcome.restored ? [outcome.restored.snapshotId] : [])];
-  audit(ops, {
-    kind: outcome.kind, actor: outcome.actor ?? 'unknown', at: outcome.finishedAt, result: outcome.status, workflowId: outcome.workflowId,
-    ...(snapshotIds.length > 0 ? { snapshotIds } : {}),
-    sources: outcome.sources ?? [...new Set([...outcome.snapshots.map((s) => s.source), ...(outcome.restored ? [outcome.restored.source] : [])])],
-    details: {
-      startedAt: outcome.startedAt, ...(outcome.policy ? { policy: outcome.policy } : {}), ...(outcome.repository ? { repository: outcome.repository } : {}),
-      ...(outcome.restored ? { target: outcome.restored.target } : {}), ...(outcome.error ? { error: outcome.error.type, message: outcome.error.message.slice(0, 500) } : {}),
-    },
-  });
 }
 
 /** A new plan: expectations that changed count from now; an unchanged plan (a worker restarting) changes nothing. */
