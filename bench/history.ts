@@ -136,6 +136,8 @@ export interface BackupMeasure {
   activities: ActivityMeasure[];
   /** Events in the backup workflow's history and in its repository child's. */
   historyEvents: { backup: number; repository: number };
+  /** s, client start call → the success recorded in the ledger (the backup's recordOutcome done); retention may still run. */
+  recorded: number;
   snapshotIds: string[];
   files: number;
   bytes: number;
@@ -186,6 +188,11 @@ export async function analyse(client: Client, workflowId: string, wall: number, 
     nonBackupActivities: activities.filter((a) => a.name !== 'backupSource').reduce((sum, a) => sum + a.span, 0),
     activities,
     historyEvents: { backup: parent.events, repository: child?.events ?? 0 },
+    // The client's start call precedes the history's first event: add the wall time outside the history.
+    recorded: (() => {
+      const record = parent.activities.find((a) => a.name === 'recordOutcome' || a.name === 'recordBackupOutcome');
+      return record ? seconds(record.closed - parent.startedAt) + Math.max(0, wall - historyWall) : Number.NaN;
+    })(),
     snapshotIds: outcome.snapshots.map((s) => s.snapshotId),
     files: snapshot?.files ?? 0,
     bytes: snapshot?.bytes ?? 0,
