@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import type { Dirent } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,6 +45,10 @@ export function envKeys(text: string): string[] {
 
 interface Tally { files: number; folders: number; symlinks: number; bytes: number }
 
+/** Folders read at once, and files whose size is read at once per folder: lstat and readdir go through libuv's thread pool; one at a time was the walk's cost. */
+const FOLDER_CONCURRENCY = 8;
+const STAT_BATCH = 64;
+
 /** Async, so the activity's heartbeat timer keeps firing while a large tree is walked. */
 async function walk(path: string, tally: Tally, envFiles: string[]): Promise<void> {
   let stat;
@@ -56,17 +61,65 @@ async function walk(path: string, tally: Tally, envFiles: string[]): Promise<voi
     tally.symlinks += 1;
   } else if (stat.isDirectory()) {
     tally.folders += 1;
-    let entries: string[] = [];
-    try {
-      entries = await readdir(path);
-    } catch {
-      return;
-    }
-    for (const entry of entries) await walk(join(path, entry), tally, envFiles);
+    await walkFolders(path, tally, envFiles);
   } else {
-    tally.files += 1;
-    tally.bytes += stat.size;
-    if (/^\.env(\..+)?$/.test(basename(path))) envFiles.push(path);
+    countFile(path, stat.size, tally, envFiles);
+  }
+}
+
+function countFile(path: string, size: number, tally: Tally, envFiles: string[]): void {
+  tally.files += 1;
+  tally.bytes += size;
+  if (/^\.env(\..+)?$/.test(basename(path))) envFiles.push(path);
+}
+
+/** Every folder under `root`, FOLDER_CONCURRENCY at a time, from one queue (a deep tree does not multiply the concurrency). */
+async function walkFolders(root: string, tally: Tally, envFiles: string[]): Promise<void> {
+  const queue = [root];
+  let active = 0;
+  await new Promise<void>((resolveAll) => {
+    const pump = (): void => {
+      if (queue.length === 0 && active === 0) {
+        resolveAll();
+        return;
+      }
+      while (active < FOLDER_CONCURRENCY && queue.length > 0) {
+        active += 1;
+        void readFolder(queue.pop()!, tally, envFiles, queue).finally(() => {
+          active -= 1;
+          pump();
+        });
+      }
+    };
+    pump();
+  });
+}
+
+/** One folder: its entries by their types (no lstat for folders and links), its files' sizes in parallel batches; subfolders go to the queue. */
+async function readFolder(path: string, tally: Tally, envFiles: string[], queue: string[]): Promise<void> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  const files: string[] = [];
+  for (const entry of entries) {
+    const full = join(path, entry.name);
+    if (entry.isSymbolicLink()) tally.symlinks += 1;
+    else if (entry.isDirectory()) {
+      tally.folders += 1;
+      queue.push(full);
+    } else files.push(full);
+  }
+  for (let i = 0; i < files.length; i += STAT_BATCH) {
+    await Promise.all(files.slice(i, i + STAT_BATCH).map(async (file) => {
+      try {
+        countFile(file, (await lstat(file)).size, tally, envFiles);
+      } catch {
+        // Vanished meanwhile: not counted, as above.
+      }
+    }));
   }
 }
 
@@ -99,7 +152,7 @@ export async function buildManifest(input: { deployment: string; policy: string;
     for (const key of Object.keys(totals) as (keyof Tally)[]) totals[key] += tally[key];
   }
   const keys: Record<string, string[]> = {};
-  for (const file of envFiles) {
+  for (const file of envFiles.sort()) {
     const text = await readFile(file, 'utf8').catch(() => undefined);
     if (text !== undefined) keys[file.slice(input.source.root.length + 1) || basename(file)] = envKeys(text);
   }
