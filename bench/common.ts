@@ -233,3 +233,57 @@ export async function emptyBucket(s3: S3Client, bucket: string): Promise<void> {
     await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Contention: other people's work on this machine
+
+export interface OtherCpu {
+  /** CPU seconds used by processes outside this benchmark's process tree. */
+  cpuSeconds: number;
+  /** The same as a share of all CPUs over the wall time, in %. */
+  share: number;
+}
+
+/**
+ * From now on, samples every second the CPU time of every process that is not this one or one
+ * of its descendants (MinIO, Temporal, the worker and its restic are ours): what others' test
+ * suites took from this benchmark. Processes born and gone within a second are missed.
+ */
+export function otherCpuMeter(): () => OtherCpu {
+  const ticksPerSecond = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  let last = new Map<number, number>();
+  let otherTicks = 0;
+  const sample = (): void => {
+    const mine = new Set([process.pid, ...descendants(process.pid)]);
+    const now = new Map<number, number>();
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      let fields: string[];
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      } catch {
+        continue;
+      }
+      const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+      now.set(pid, ticks);
+      const before = last.get(pid);
+      if (before !== undefined && !mine.has(pid)) otherTicks += Math.max(0, ticks - before);
+    }
+    last = now;
+  };
+  sample();
+  const startedAt = performance.now();
+  const timer = setInterval(sample, 1000);
+  timer.unref();
+  return () => {
+    sample();
+    const cpuSeconds = otherTicks / ticksPerSecond;
+    return { cpuSeconds, share: (cpuSeconds / ((performance.now() - startedAt) / 1000) / cpus().length) * 100 };
+  };
+}
+
+export function describeOtherCpu(other: OtherCpu): string {
+  return `other processes on this machine (not this benchmark's) used ${other.share.toFixed(0)}% of its CPU time during this part (${other.cpuSeconds.toFixed(0)} CPU-seconds)${other.share > 10 ? ': times are inflated and noisy by about that much' : ''}`;
+}

@@ -112,6 +112,10 @@ export interface ActivityMeasure {
   queued: number; // s, scheduled → started
   resticSeconds: number;
   resticCalls: string[];
+  /** s, the activity's start → its first restic call (backupSource: the manifest walk); NaN without restic. */
+  beforeRestic: number;
+  /** s, its last restic call's end → the activity's end. */
+  afterRestic: number;
 }
 
 export interface BackupMeasure {
@@ -151,8 +155,17 @@ export async function analyse(client: Client, workflowId: string, wall: number, 
   const child = parent.child ? readHistory(await client.workflow.getHandle(parent.child.workflowId, parent.child.runId).fetchHistory(), 'repository') : undefined;
   const spans = [...parent.activities, ...(child?.activities ?? [])].sort((a, b) => a.started - b.started);
   const activityUnion = seconds(unionLength(spans.map((s) => [s.started, s.closed])));
-  // restic calls are attributed to the activity whose span holds their start.
-  const inside = (span: ActivitySpan): ResticCall[] => calls.filter((c) => c.start * 1000 >= span.started - 50 && c.start * 1000 <= span.closed + 50);
+  // Each restic call goes to one activity: the one whose span holds its start, else the nearest
+  // within 50 ms (the worker's and the server's clocks are read apart). Activities a few ms
+  // apart would otherwise both claim it.
+  const distance = (span: ActivitySpan, ms: number): number => (ms < span.started ? span.started - ms : ms > span.closed ? ms - span.closed : 0);
+  const owner = new Map<ResticCall, ActivitySpan>();
+  for (const call of calls) {
+    const ms = call.start * 1000;
+    const nearest = spans.reduce<ActivitySpan | undefined>((best, span) => (best === undefined || distance(span, ms) < distance(best, ms) ? span : best), undefined);
+    if (nearest && distance(nearest, ms) <= 50) owner.set(call, nearest);
+  }
+  const inside = (span: ActivitySpan): ResticCall[] => calls.filter((c) => owner.get(c) === span);
   const activities: ActivityMeasure[] = spans.map((span) => {
     const mine = inside(span);
     return {
@@ -161,6 +174,8 @@ export async function analyse(client: Client, workflowId: string, wall: number, 
       queued: seconds(span.started - span.scheduled),
       resticSeconds: mine.reduce((sum, c) => sum + (c.end - c.start), 0),
       resticCalls: mine.map((c) => c.command),
+      beforeRestic: mine.length ? Math.max(0, mine[0]!.start - span.started / 1000) : Number.NaN,
+      afterRestic: mine.length ? Math.max(0, span.closed / 1000 - mine[mine.length - 1]!.end) : Number.NaN,
     };
   });
   const backupCall = calls.find((c) => c.command === 'backup');

@@ -25,7 +25,7 @@ import { runRestic } from '../src/restic/restic';
 import { repoRoot } from '../src/servers/binaries';
 import type { restoreWorkflow } from '../src/workflows';
 import { archiveAndUpload, downloadAndExtract, type ArchiveMeasure } from './archives';
-import { acquireLock, countFiles, describeSource, ensureZstd, f2, gib, loadAverage, log, machine, median, optionReader, positiveInteger, ratio, seconds, sourceState, stats, syncDisks, thousands } from './common';
+import { acquireLock, countFiles, describeOtherCpu, describeSource, ensureZstd, f2, gib, loadAverage, log, machine, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, stats, syncDisks, thousands, type OtherCpu } from './common';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, type Tree } from './generate';
 import { HOST, SOURCE, startHarness, warmPageCache, type Harness, type Repo } from './harness';
 import { readHistory, unionLength } from './history';
@@ -130,6 +130,7 @@ async function main(): Promise<void> {
   const commandLine = `npx tsx bench/restore.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
   const releaseLock = acquireLock();
   const loadAtStart = loadAverage();
+  const otherCpu = otherCpuMeter();
   log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
   const zstdVersion = ensureZstd();
   const tree = loadTree(quick ? { files: 2_000, bytes: 100 * 2 ** 20, log } : { files: DEFAULT_FILES, bytes: DEFAULT_BYTES, log });
@@ -172,11 +173,12 @@ async function main(): Promise<void> {
 
     const totalSeconds = seconds(performance.now() - benchStarted);
     const source = sourceState();
-    const report = render({ quick, rounds, commandLine, tree, measures, archives, totalSeconds, loadAtStart, versions: { ...h.versions, zstd: zstdVersion }, source });
+    const other = otherCpu();
+    const report = render({ quick, rounds, commandLine, tree, measures, archives, totalSeconds, loadAtStart, other, versions: { ...h.versions, zstd: zstdVersion }, source });
     const out = join(repoRoot(), 'bench', quick ? 'restore-quick' : 'restore');
     process.stdout.write(`${report}\n`);
     writeFileSync(`${out}.md`, `${report}\n`);
-    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, totalSeconds, tree: { key: tree.key, files: tree.files, bytes: tree.bytes }, snapshotId, backup, archives, measures }, null, 2)}\n`);
+    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, loadAtStart, otherCpu: other, totalSeconds, tree: { key: tree.key, files: tree.files, bytes: tree.bytes }, snapshotId, backup, archives, measures }, null, 2)}\n`);
     log(`wrote ${out}.md; total ${f2(totalSeconds)} s`);
   } finally {
     await harness?.close();
@@ -193,6 +195,7 @@ interface RenderInput {
   archives: Record<'gzip' | 'zstd', ArchiveMeasure>;
   totalSeconds: number;
   loadAtStart: string;
+  other: OtherCpu;
   versions: { restic: string; minio: string; temporal: string; zstd: string };
   source: { commit: string; dirty: string[] };
 }
@@ -225,7 +228,7 @@ function render(r: RenderInput): string {
   lines.push('');
   lines.push('- Every restore\'s result checked (file count and bytes equal to the tree) and removed before the next; `sync` before each. Times run from the start call (the workflow\'s start, restic\'s spawn, the GetObject) to the end of the last process; what is in the page cache then is not yet on the disk.');
   lines.push('- First usable file: restic (the service and alone) from its progress, at 20 statuses a second (`RESTIC_PROGRESS_FPS=20` set by the restic wrapper for `restore` only; the service asks for 2); the archives from polling the target every 10 ms. The script\'s first file cannot come before its download ends.');
-  lines.push(`- restic ${r.versions.restic}, MinIO ${r.versions.minio}, Temporal CLI ${r.versions.temporal}, zstd ${r.versions.zstd}, Node ${process.version}. Machine: ${machine()}; load average at start ${r.loadAtStart}. Code measured: ${describeSource(r.source)}. Date: ${new Date().toISOString()}.`);
+  lines.push(`- restic ${r.versions.restic}, MinIO ${r.versions.minio}, Temporal CLI ${r.versions.temporal}, zstd ${r.versions.zstd}, Node ${process.version}. Machine: ${machine()}; load average at start ${r.loadAtStart}; ${describeOtherCpu(r.other)}. Code measured: ${describeSource(r.source)}. Date: ${new Date().toISOString()}.`);
   return lines.join('\n');
 }
 

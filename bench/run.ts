@@ -23,7 +23,7 @@ import type { Config } from '../src/config/schema';
 import { runRestic } from '../src/restic/restic';
 import { PINNED_BINARIES, repoRoot } from '../src/servers/binaries';
 import { ARCHIVE_COMMAND, archiveAndUpload, type ArchiveMeasure } from './archives';
-import { acquireLock, describeSource, ensureZstd, f2, f3, gib, loadAverage, log, machine, mb, median, run, seconds, sourceState, stats } from './common';
+import { acquireLock, describeOtherCpu, describeSource, ensureZstd, f2, f3, gib, loadAverage, log, machine, mb, median, otherCpuMeter, run, seconds, sourceState, stats, type OtherCpu } from './common';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, mutate, parseByteOption, restoreTree, type Tree } from './generate';
 import { startHarness, warmPageCache, type Harness, type WorkerMemory } from './harness';
 import type { BackupMeasure } from './history';
@@ -93,6 +93,7 @@ async function main(): Promise<void> {
   const commandLine = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const releaseLock = acquireLock();
   const loadAtStart = loadAverage();
+  const otherCpu = otherCpuMeter();
   log(`${commandLine}: ${options.runs} run(s), ${options.files} files / ${options.bytes} bytes, ${options.fraction * 100}% changed; load average ${loadAtStart}`);
   if (Number(loadAtStart.split(' ')[0]) > 1.5) log('warning: the machine is busy (load average above 1.5): timings will be noisy');
   const zstdVersion = ensureZstd();
@@ -142,10 +143,10 @@ async function main(): Promise<void> {
     const memory = service.memory();
     const totalSeconds = seconds(performance.now() - benchStarted);
     const source = sourceState();
-    const report = renderReport({ options, commandLine, tree, runs, memory, fixed, loadAtStart, totalSeconds, warmup: service.warmup, source, versions: { ...h.versions, zstd: zstdVersion } });
+    const report = renderReport({ options, commandLine, tree, runs, memory, fixed, loadAtStart, otherCpu: otherCpu(), totalSeconds, warmup: service.warmup, source, versions: { ...h.versions, zstd: zstdVersion } });
     process.stdout.write(`${report}\n`);
     writeFileSync(options.out, `${report}\n`);
-    writeFileSync(options.out.replace(/\.md$/, '.json'), `${JSON.stringify({ options, source, tree: { key: tree.key, files: tree.files, bytes: tree.bytes }, runs, warmup: service.warmup, memory, fixed, totalSeconds }, null, 2)}\n`);
+    writeFileSync(options.out.replace(/\.md$/, '.json'), `${JSON.stringify({ options, source, loadAtStart, tree: { key: tree.key, files: tree.files, bytes: tree.bytes }, runs, warmup: service.warmup, memory, fixed, totalSeconds }, null, 2)}\n`);
     log(`wrote ${options.out}; total ${f2(totalSeconds)} s`);
   } finally {
     restoreTree(tree);
@@ -211,6 +212,7 @@ interface ReportInput {
   memory: WorkerMemory;
   fixed: FixedCost;
   loadAtStart: string;
+  otherCpu: OtherCpu;
   totalSeconds: number;
   warmup: BackupMeasure;
   source: { commit: string; dirty: string[] };
@@ -339,7 +341,7 @@ function renderReport(r: ReportInput): string {
   lines.push('## Set-up');
   lines.push('');
   lines.push(`- Tree: ${r.tree.files} files, ${gib(r.tree.bytes)} (${(r.tree.textBytes / 1e6).toFixed(0)} MB text, ${(r.tree.pdfBytes / 1e6).toFixed(0)} MB PDFs of random bytes), generator key \`${r.tree.key}\`; ${runs[0]!.mutated.files} files (${(runs[0]!.mutated.bytes / 1e6).toFixed(1)} MB) rewritten for the incremental, a different 1% each run.`);
-  lines.push(`- Machine: ${machine()}; load average at start ${r.loadAtStart}.`);
+  lines.push(`- Machine: ${machine()}; load average at start ${r.loadAtStart}; ${describeOtherCpu(r.otherCpu)}.`);
   lines.push(`- Versions: restic ${r.versions.restic}, MinIO ${r.versions.minio} (module ${PINNED_BINARIES.minio.version}), Temporal CLI ${r.versions.temporal} (dev server, SQLite), Node ${process.version}.`);
   lines.push(`- Date: ${new Date().toISOString()}. Code measured: ${describeSource(r.source)}.`);
   lines.push('- Method: MinIO and the Temporal dev server on loopback, started by the benchmark; the worker in its own process (`node --import tsx --import ./bench/memprobe.mjs src/worker.ts`, LOG_LEVEL=info; the probe only logs process.memoryUsage()); a warm-up backup of a tiny tree before the runs; the tree read once so it is in the page cache for every step; `sync` before each timed step. Each run: the script and the practical limit into bucket `bench-script`; the first backup into a new bucket initialised (untimed) with `initRepositories`; the incremental into the same repository. Timing runs from `client.workflow.execute` to its result. restic runs through a wrapper script that logs start/end/peak RSS (a few ms each). The upload is one PutObject of a file stream with ContentLength and no extra checksum pass (`@aws-sdk/lib-storage` is not installed).');

@@ -14,7 +14,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../src/servers/binaries';
-import { acquireLock, describeSource, f2, gib, loadAverage, log, machine, mb, median, optionReader, positiveInteger, ratio, seconds, sourceState, thousands } from './common';
+import { acquireLock, describeOtherCpu, describeSource, f2, gib, loadAverage, log, machine, mb, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, thousands } from './common';
 import { loadTree, mutate, restoreTree, type Tree } from './generate';
 import { startHarness, warmPageCache, type Harness } from './harness';
 import type { BackupMeasure } from './history';
@@ -87,6 +87,7 @@ async function main(): Promise<void> {
   const commandLine = `npx tsx bench/scale.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
   const releaseLock = acquireLock();
   const loadAtStart = loadAverage();
+  const otherCpu = otherCpuMeter();
   log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
   // 10× the files, 10× the bytes: about 5 KiB a file either way.
   const sizes = quick ? [{ files: 2_000, bytes: 2 ** 30 / 100 }, { files: 20_000, bytes: 2 ** 30 / 10 }] : [{ files: 20_000, bytes: 2 ** 30 / 10 }, { files: 200_000, bytes: 2 ** 30 }];
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
     const memory = h.service!.memory();
     const totalSeconds = seconds(performance.now() - started);
     const source = sourceState();
+    const other = otherCpu();
 
     const lines: string[] = [];
     lines.push(`# Scale: many files through the service${quick ? ' (quick)' : ''}`);
@@ -121,6 +123,11 @@ async function main(): Promise<void> {
     row('files/s, first backup', (r) => thousands(r.tree.files / r.first.wall));
     row('Temporal overhead first / 1% / nothing changed (s)', (r) => `${f2(r.first.overhead)} / ${f2(med(r.incremental, (b) => b.overhead))} / ${f2(med(r.unchanged, (b) => b.overhead))}`);
     row('wall time outside restic (wall − all restic processes) first / 1% / nothing changed (s)', (r) => `${f2(r.first.wall - r.first.resticTotal)} / ${f2(med(r.incremental, (b) => b.wall - b.resticTotal))} / ${f2(med(r.unchanged, (b) => b.wall - b.resticTotal))}`);
+    const backupSource = (pick: (a: BackupMeasure['activities'][number]) => number) => (b: BackupMeasure): number => b.activities.filter((a) => a.name === 'backupSource').reduce((sum, a) => sum + pick(a), 0);
+    const before = backupSource((a) => a.beforeRestic);
+    const after = backupSource((a) => a.afterRestic);
+    row('… of which `backupSource` before restic starts (the manifest walk: lstat of every file) first / 1% / nothing changed (s)', (r) => `${f2(before(r.first))} / ${f2(med(r.incremental, before))} / ${f2(med(r.unchanged, before))}`);
+    row('… of which `backupSource` after restic ends first / 1% / nothing changed (s)', (r) => `${f2(after(r.first))} / ${f2(med(r.incremental, after))} / ${f2(med(r.unchanged, after))}`);
     row('`restic backup` process first / 1% / nothing changed (s)', (r) => `${f2(r.first.resticBackupProcess)} / ${f2(med(r.incremental, (b) => b.resticBackupProcess))} / ${f2(med(r.unchanged, (b) => b.resticBackupProcess))}`);
     row('**history events: backup workflow** (first / 1% / nothing changed)', (r) => `${r.first.historyEvents.backup} / ${med(r.incremental, (b) => b.historyEvents.backup)} / ${med(r.unchanged, (b) => b.historyEvents.backup)}`);
     row('**history events: repository child** (first / 1% / nothing changed)', (r) => `${r.first.historyEvents.repository} / ${med(r.incremental, (b) => b.historyEvents.repository)} / ${med(r.unchanged, (b) => b.historyEvents.repository)}`);
@@ -134,12 +141,12 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(`- Trees: the applications shape (bench/generate.ts) with PDFs of ${PDF_MIN / 1024} KiB and up: ${results.map((r) => `\`${r.tree.key}\``).join(', ')}. The 1% rounds are not undone between rounds, so each backup sees only that round's files changed; the tree is put back at the end.`);
     lines.push('- Service path as in bench/run.ts: MinIO and the Temporal dev server on loopback, the worker in its own process (memory probe preloaded), `backupWorkflow` through the client, a fresh repository per size, retention after each backup. restic alone: the service\'s flags, another fresh repository, first / nothing changed / 1% changed.');
-    lines.push(`- restic ${h.versions.restic}, MinIO ${h.versions.minio}, Temporal CLI ${h.versions.temporal}, Node ${process.version}. Machine: ${machine()}; load average at start ${loadAtStart}. Code measured: ${describeSource(source)}. Date: ${new Date().toISOString()}.`);
+    lines.push(`- restic ${h.versions.restic}, MinIO ${h.versions.minio}, Temporal CLI ${h.versions.temporal}, Node ${process.version}. Machine: ${machine()}; load average at start ${loadAtStart}; ${describeOtherCpu(other)}. Code measured: ${describeSource(source)}. Date: ${new Date().toISOString()}.`);
     const report = lines.join('\n');
     const out = join(repoRoot(), 'bench', quick ? 'scale-quick' : 'scale');
     process.stdout.write(`${report}\n`);
     writeFileSync(`${out}.md`, `${report}\n`);
-    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, totalSeconds, versions: h.versions, memory, results }, null, 2)}\n`);
+    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, loadAtStart, otherCpu: other, totalSeconds, versions: h.versions, memory, results }, null, 2)}\n`);
     log(`wrote ${out}.md; total ${f2(totalSeconds)} s`);
   } finally {
     for (const tree of trees) restoreTree(tree);

@@ -17,7 +17,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../src/servers/binaries';
-import { acquireLock, bucketUsage, describeSource, f1, f2, gib, loadAverage, log, machine, mb, median, optionReader, positiveInteger, ratio, seconds, sourceState, stats } from './common';
+import { acquireLock, bucketUsage, describeOtherCpu, describeSource, f1, f2, gib, loadAverage, log, machine, mb, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, stats } from './common';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, mutate, restoreTree, type Tree } from './generate';
 import { startHarness, warmPageCache, type Harness } from './harness';
 import { directBackup } from './restic-direct';
@@ -137,6 +137,7 @@ async function main(): Promise<void> {
   const commandLine = `npx tsx bench/tuning.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
   const releaseLock = acquireLock();
   const loadAtStart = loadAverage();
+  const otherCpu = otherCpuMeter();
   log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
   const applications = loadTree(quick ? { files: 2_000, bytes: 100 * 2 ** 20, log } : { files: DEFAULT_FILES, bytes: DEFAULT_BYTES, log });
   const compressedBytes = quick ? 32 * 2 ** 20 : 256 * 2 ** 20;
@@ -152,6 +153,7 @@ async function main(): Promise<void> {
     ];
     const totalSeconds = seconds(performance.now() - started);
     const source = sourceState();
+    const other = otherCpu();
     const [apps, rnd, txt] = results as [TreeResult, TreeResult, TreeResult];
     const lines: string[] = [];
     lines.push(`# restic tuning on this machine${quick ? ' (quick)' : ''}`);
@@ -176,12 +178,12 @@ async function main(): Promise<void> {
     lines.push('');
     lines.push(`- restic ${harness.versions.restic}, MinIO ${harness.versions.minio} on loopback; restic defaults: \`--pack-size\` 16 MiB, \`--read-concurrency\` 2, \`--compression auto\` (repository format 2).`);
     lines.push('- Each run: `restic init` (untimed), `restic backup` of the tree (first), 1% of the files rewritten, `restic backup` again (incremental); the variant\'s options on both. "stored after first" is the bucket\'s size after the first backup (packs, index, keys). Peak RSS of restic from GNU time (max over runs). Every tree read once before its runs (page cache), `sync` before each timed backup.');
-    lines.push(`- Machine: ${machine()}; load average at start ${loadAtStart}. Code measured: ${describeSource(source)}. Date: ${new Date().toISOString()}.`);
+    lines.push(`- Machine: ${machine()}; load average at start ${loadAtStart}; ${describeOtherCpu(other)}. Code measured: ${describeSource(source)}. Date: ${new Date().toISOString()}.`);
     const report = lines.join('\n');
     const out = join(repoRoot(), 'bench', quick ? 'tuning-quick' : 'tuning');
     process.stdout.write(`${report}\n`);
     writeFileSync(`${out}.md`, `${report}\n`);
-    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, totalSeconds, versions: harness.versions, results }, null, 2)}\n`);
+    writeFileSync(`${out}.json`, `${JSON.stringify({ rounds, quick, source, loadAtStart, otherCpu: other, totalSeconds, versions: harness.versions, results }, null, 2)}\n`);
     log(`wrote ${out}.md; total ${f2(totalSeconds)} s`);
   } finally {
     for (const tree of [applications, random, text]) restoreTree(tree);
