@@ -165,7 +165,7 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
             await rm(scratch, { recursive: true, force: true });
             await mkdir(scratch, { recursive: true, mode: 0o700 });
             // --verify reads every restored file back against the snapshot's hashes.
-            await restore(restic, { snapshotId: chosen.id, target: scratch, verify: true });
+            await whileLocked(() => restore(restic, { snapshotId: chosen.id, target: scratch, verify: true }), progress);
             const manifestPath = chosen.paths.find((p) => p.endsWith(`/${MANIFEST_FILE}`));
             const manifest = manifestPath ? JSON.parse(await readSnapshotFile(restic, chosen.id, manifestPath)) as BackupManifest : undefined;
             if (!manifest) return fail(`snapshot ${chosen.short_id} has no ${MANIFEST_FILE}`);
@@ -187,10 +187,10 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
             for (const database of databases) {
               const target = database === undefined ? scratch : `${database}_verify_${input.runId}`.slice(0, 63);
               try {
-                const restored = await restores.restoreSource({
+                const restored = await whileLocked(() => restores.restoreSource({
                   deployment: input.deployment, sourceName: input.sourceName, source, repositoryName: input.repositoryName, repository: input.repository,
                   snapshot: chosen.id, target, ...(database !== undefined ? { database } : {}), stagingDirectory: input.stagingDirectory,
-                });
+                }), progress);
                 checked.push(restored.comparison?.what ?? target);
               } catch (error) {
                 result.problems.push(`test restore of snapshot ${chosen.short_id}${database ? ` (${database})` : ''}: ${(error as Error).message}`);
@@ -228,6 +228,26 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
       });
     },
   };
+}
+
+/**
+ * Runs a restic step again while the repository is locked exclusively: this run's own data check
+ * (`restic check` locks the repository) or a backup's retention may hold it for a while. Up to
+ * about 10 minutes, then the lock is the finding.
+ */
+async function whileLocked<T>(step: () => Promise<T>, progress: Record<string, unknown>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await step();
+    } catch (error) {
+      const locked = (error instanceof ResticError && error.failureType === FailureType.RepositoryLocked)
+        || (error as { failureType?: string } | undefined)?.failureType === FailureType.RepositoryLocked
+        || /is already locked exclusively/.test(error instanceof Error ? error.message : '');
+      if (!locked || attempt >= 40) throw error;
+      progress.stage = 'waiting for the repository lock (a data check or retention holds it)';
+      await new Promise((r) => setTimeout(r, Math.min(15_000, 500 * attempt)));
+    }
+  }
 }
 
 /** The databases of a source's server whose name ends with `suffix` (a drill's scratch databases). */
