@@ -37,7 +37,7 @@ const LABEL: Record<Way, string> = {
   service: 'the service: `restoreWorkflow` (worker, snapshot choice, `ls` check, `restic restore`)',
   restic: '`restic restore` CLI alone (same command)',
   script: 'script: download the .tgz, then `tar -xzf`',
-  limit: 'practical limit: download streamed into `zstd -d | tar -x`',
+  limit: 'practical limit: download streamed into `zstd -d \\| tar -x`',
 };
 
 interface RestoreMeasure {

@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     const backupSource = (pick: (a: BackupMeasure['activities'][number]) => number) => (b: BackupMeasure): number => b.activities.filter((a) => a.name === 'backupSource').reduce((sum, a) => sum + pick(a), 0);
     const before = backupSource((a) => a.beforeRestic);
     const after = backupSource((a) => a.afterRestic);
-    row('… of which `backupSource` before restic starts (the manifest walk: lstat of every file) first / 1% / nothing changed (s)', (r) => `${f2(before(r.first))} / ${f2(med(r.incremental, before))} / ${f2(med(r.unchanged, before))}`);
+    row('… of which `backupSource` before restic starts (the manifest walk over every file and folder) first / 1% / nothing changed (s)', (r) => `${f2(before(r.first))} / ${f2(med(r.incremental, before))} / ${f2(med(r.unchanged, before))}`);
     row('… of which `backupSource` after restic ends first / 1% / nothing changed (s)', (r) => `${f2(after(r.first))} / ${f2(med(r.incremental, after))} / ${f2(med(r.unchanged, after))}`);
     row('`restic backup` process first / 1% / nothing changed (s)', (r) => `${f2(r.first.resticBackupProcess)} / ${f2(med(r.incremental, (b) => b.resticBackupProcess))} / ${f2(med(r.unchanged, (b) => b.resticBackupProcess))}`);
     row('**history events: backup workflow** (first / 1% / nothing changed)', (r) => `${r.first.historyEvents.backup} / ${med(r.incremental, (b) => b.historyEvents.backup)} / ${med(r.unchanged, (b) => b.historyEvents.backup)}`);
