@@ -99,16 +99,12 @@ export async function startWorker({ config, environment, logger, env = process.e
   };
 }
 
-async function main(): Promise<void> {
-  const environment = readEnvironment();
-  const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
-  if (!environment.configPath) {
-    logger.fatal('BACKUP_CONFIG is not set: point it at the config file (see examples/)');
-    process.exit(2);
-  }
-  // A missing source folder does not stop the worker: on a rebuilt host it is what must be
-  // restored. It is said once here; doctor reports it and that source's backups fail SourceMissing.
-  const config = loadConfig(environment.configPath);
+/**
+ * A missing source folder does not stop the worker: on a rebuilt host it is what must be
+ * restored. It is said once at start (by `npm run worker` and `backupctl worker` alike); doctor
+ * reports it and that source's backups fail SourceMissing.
+ */
+export function warnMissingSourceFolders(config: Config, environment: WorkerEnvironment, logger: Logger): void {
   for (const [name, source] of Object.entries(config.sources)) {
     if ((source.type !== 'files' && source.type !== 'secrets') || (source.host ?? environment.host) !== environment.host) continue;
     const missing = [source.root, ...source.paths.map((p) => resolve(source.root, p))].filter((p) => !existsSync(p));
@@ -116,6 +112,17 @@ async function main(): Promise<void> {
       logger.warn({ source: name, missing: missing.slice(0, 5) }, `source ${name}: ${missing[0]} does not exist on this host; its backups fail until it is back (backupctl restore --source ${name} --in-place --yes, or fix sources.${name})`);
     }
   }
+}
+
+async function main(): Promise<void> {
+  const environment = readEnvironment();
+  const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
+  if (!environment.configPath) {
+    logger.fatal('BACKUP_CONFIG is not set: point it at the config file (see examples/)');
+    process.exit(2);
+  }
+  const config = loadConfig(environment.configPath);
+  warnMissingSourceFolders(config, environment, logger);
   // Worker.run() already stops on SIGINT/SIGTERM (the Runtime's shutdown signals): polling
   // ends, running activities get the grace time, then the process exits.
   const worker = await startWorker({ config, environment, logger });

@@ -82,7 +82,8 @@ test('the source folder deleted: a new worker starts, doctor names the folder, a
   // The disaster: the deployment folder is gone, and the host is rebuilt (a new worker process).
   rmSync(app, { recursive: true, force: true });
   await workers.pop()!.kill('SIGTERM');
-  const rebuilt = await startWorkerProcess(configFile, values);
+  // The rebuilt host's worker is started the way its runbook says: `backupctl worker`.
+  const rebuilt = await startWorkerProcess(configFile, values, undefined, 'backupctl worker');
   workers.push(rebuilt);
   assert.match(rebuilt.output(), new RegExp(`source artifacts: ${app.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} does not exist`), 'the worker should say at start which source folder is missing');
 

@@ -4,7 +4,7 @@ import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
-import { startWorker } from '../worker';
+import { startWorker, warnMissingSourceFolders } from '../worker';
 import { runDev } from './dev';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
@@ -270,6 +270,7 @@ program.command('worker')
     const environment = readEnvironment();
     const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
     const config = loadConfig(configFile());
+    warnMissingSourceFolders(config, environment, logger);
     const worker = await startWorker({ config, environment, logger });
     await worker.done;
   });

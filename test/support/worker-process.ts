@@ -9,11 +9,15 @@ export interface WorkerProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** `as`: run the worker as another (unprivileged) user, as a production worker would. */
-export async function startWorkerProcess(configFile: string, env: Record<string, string>, as?: { uid: number; gid: number }): Promise<WorkerProcess> {
+/**
+ * `as`: run the worker as another (unprivileged) user, as a production worker would.
+ * `entry`: `src/worker.ts` (npm run worker) or the CLI's `backupctl worker`; both must behave alike.
+ */
+export async function startWorkerProcess(configFile: string, env: Record<string, string>, as?: { uid: number; gid: number }, entry: 'npm run worker' | 'backupctl worker' = 'npm run worker'): Promise<WorkerProcess> {
   const servers = testServers();
   let output = '';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+  const args = entry === 'npm run worker' ? ['--import', 'tsx', 'src/worker.ts'] : ['bin/backupctl.js', 'worker'];
+  const child = spawn(process.execPath, args, {
     env: {
       ...process.env,
       BACKUP_CONFIG: configFile, BACKUP_HOST: hostname(), TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace,
