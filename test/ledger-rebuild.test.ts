@@ -116,6 +116,10 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     await assert.rejects(client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery), /not found/i);
 
     const env = { ...process.env, BACKUP_CONFIG: configFile, TEMPORAL_ADDRESS: temporal!.address, TEMPORAL_NAMESPACE: 'default', BACKUP_HOST: hostname() };
+    // What the operator sees first on the new server: status says the ledger is missing and how to get it back.
+    const lost = await run(process.execPath, ['bin/backupctl.js', 'status'], { env });
+    assert.match(lost.stdout, new RegExp(`no ledger for deployment ${deploymentName} in this Temporal server.*\`backupctl ledger rebuild\``));
+    assert.match(lost.stdout, /no schedules of deployment .*`backupctl schedules apply` creates them/);
     const rebuilt = await run(process.execPath, ['bin/backupctl.js', 'ledger', 'rebuild'], { env });
     assert.match(rebuilt.stdout, /read 4 snapshot\(s\)/);
     assert.match(rebuilt.stdout, /^artifacts +\d{4}-/m);

@@ -54,6 +54,8 @@ export interface DeploymentStatus {
   operations?: OperationsView | null;
   /** Each source against its RPO, and the deployment's overall status (the worker's /health, without its probes). */
   health?: Health;
+  /** No ledger workflow in Temporal: a deployment before its first backup, or a Temporal server whose data was lost. */
+  ledgerMissing?: boolean;
 }
 
 export async function deploymentStatus(client: Client, config: Config, defaultHost: string): Promise<DeploymentStatus> {
@@ -62,6 +64,7 @@ export async function deploymentStatus(client: Client, config: Config, defaultHo
   let age: RecoveryPointAge | null = null;
   let verified: LastVerified | null = null;
   let operations: OperationsView | null = null;
+  let ledgerMissing = false;
   try {
     last = await ledger.query(lastSuccessfulBackupQuery);
     age = await ledger.query(recoveryPointAgeQuery);
@@ -69,10 +72,11 @@ export async function deploymentStatus(client: Client, config: Config, defaultHo
     operations = await ledger.query(operationsQuery).catch(() => null);
   } catch (error) {
     if ((error as Error).name !== 'WorkflowNotFoundError') throw error;
+    ledgerMissing = true;
   }
   // The CLI reached Temporal; repositories and databases are the worker's probes (its /health).
   const health = buildHealth({ config, last, operations, now: new Date(), services: { temporal: 'ok', repositories: {}, databases: {} } });
-  return { ledger: last, age, verified, operations, health, schedules: await describeSchedules(client, config, defaultHost) };
+  return { ledger: last, age, verified, operations, health, ledgerMissing, schedules: await describeSchedules(client, config, defaultHost) };
 }
 
 export function formatAge(seconds: number): string {
@@ -104,12 +108,15 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
   });
   const alerts = status.operations?.openAlerts ?? [];
   const alertLines = alerts.length === 0
-    ? [status.operations ? 'no open alerts' : 'no alerting yet: run `backupctl schedules apply` (or start a worker) to give the ledger its alert channels and expectations']
+    ? [status.operations ? 'no open alerts' : 'no alerting yet: run `backupctl schedules apply` (npm start does it too) to give the ledger its alert channels and expectations']
     : [renderTable(['open alert', 'severity', 'since', 'what'], alerts.map((a) => [`${a.source}/${a.cause}`, a.severity.toUpperCase(), a.openedAt.replace(/\.\d+Z$/, 'Z'), a.summary.length > 110 ? `${a.summary.slice(0, 107)}...` : a.summary]))];
   if (status.operations && status.operations.audit.pending > 0) {
     alertLines.push(`audit trail: ${status.operations.audit.pending} event(s) not yet written${status.operations.audit.lastError ? `: ${status.operations.audit.lastError}` : ''}`);
   }
-  const overall = status.health ? `deployment ${config.deployment}: ${status.health.status === 'ok' ? 'ok' : status.health.status.toUpperCase()}\n\n` : '';
+  const missing = status.ledgerMissing
+    ? `no ledger for deployment ${config.deployment} in this Temporal server: a deployment has none before its first backup; if the server's data was lost, \`backupctl ledger rebuild\` reads the backups back from the repositories' snapshots, then \`backupctl schedules apply\` recreates the schedules\n\n`
+    : '';
+  const overall = `${status.health ? `deployment ${config.deployment}: ${status.health.status === 'ok' ? 'ok' : status.health.status.toUpperCase()}\n\n` : ''}${missing}`;
   const schedules = status.schedules.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns[0]?.replace(/\.\d+Z$/, 'Z') ?? '-', s.lastRun?.replace(/\.\d+Z$/, 'Z') ?? '-']);
   const coverage = Object.keys(config.repositories).map((name) => {
     const entry = status.verified?.repositories[name];
@@ -117,7 +124,10 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
     if (!entry.allReadSince) return `${name}: ${Object.keys(entry.readAt).length} of ${entry.groups} groups of packs read back so far`;
     return `${name}: all data read within the last ${formatAge(Math.round((now.getTime() - Date.parse(entry.allReadSince)) / 1000))}`;
   });
-  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${renderTable(['schedule', 'state', 'next run', 'last run'], schedules)}`;
+  const scheduleTable = schedules.length > 0
+    ? renderTable(['schedule', 'state', 'next run', 'last run'], schedules)
+    : `no schedules of deployment ${config.deployment} in this Temporal server: \`backupctl schedules apply\` creates them from the config`;
+  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${scheduleTable}`;
 }
 
 export async function listSnapshots(client: Client, config: Config, source?: string): Promise<Record<string, Snapshot[]>> {
