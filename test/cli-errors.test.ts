@@ -238,6 +238,22 @@ policies:
     assert.match(cli.stderr(), new RegExp(`a worker is polling ${deploymentName}\\.shared again`));
   });
 
+  test('no worker at all: snapshots and ledger rebuild (which list through a worker) name <deployment>.shared, then answer once one starts', async () => {
+    const { deploymentName, file, env } = await setup('nolist', undefined, false);
+    const clis = [spawnCli(['snapshots'], env), spawnCli(['ledger', 'rebuild'], env)];
+    children.push(...clis.map((cli) => cli.child));
+    for (const cli of clis) {
+      await waitFor('the no-poller message', () => cli.stderr().includes(`no worker polls task queue ${deploymentName}.shared`), 20_000, 100);
+      assert.equal(cli.child.exitCode, null, 'the CLI keeps waiting');
+    }
+    workers.push(await startWorkerProcess(file, values));
+    for (const cli of clis) {
+      const code = await Promise.race([cli.exit, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 90_000))]);
+      assert.equal(code, 0, `${cli.stdout()}\n${cli.stderr()}`);
+    }
+    assert.match(clis[1]!.stdout(), /read 0 snapshot\(s\) of /);
+  });
+
   test('a worker, but the file source is on a host nobody polls: names <deployment>.host.nowhere-host', async () => {
     const { deploymentName, env, deployment } = await setup('nohost', 'nowhere-host', true);
     const cli = spawnCli(['backup', '--policy', 'artifacts', '--wait'], env);

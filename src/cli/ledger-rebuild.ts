@@ -14,6 +14,7 @@ import { ledgerWorkflow } from '../workflows';
 import { currentActor } from '../temporal/actor';
 import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
 import { listSnapshots } from './operations';
+import type { WatchOptions } from './waiting';
 
 /** Pure: a snapshot of this deployment as the record its backup gave the ledger (undefined if not ours). */
 export function recordFromSnapshot(deployment: string, repository: string, snapshot: Snapshot): SnapshotRecord | undefined {
@@ -53,8 +54,8 @@ export interface RebuildReport {
   ledger: LastSuccessfulBackup;
 }
 
-export async function rebuildLedger(client: Client, config: Config): Promise<RebuildReport> {
-  const lists = await listSnapshots(client, config);
+export async function rebuildLedger(client: Client, config: Config, watch: WatchOptions = {}): Promise<RebuildReport> {
+  const lists = await listSnapshots(client, config, undefined, watch);
   const rebuild = { ...rebuildFromSnapshots(config.deployment, lists, new Date().toISOString()), requestedBy: currentActor() };
   const input: LedgerInput = { deployment: config.deployment };
   const handle = await client.workflow.signalWithStart(ledgerWorkflow, {

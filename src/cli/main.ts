@@ -177,7 +177,7 @@ program.command('verify')
     process.stdout.write(`${formatVerification(report)}\n`);
   }));
 
-registerRecoveryCommands(program, withClient);
+registerRecoveryCommands(program, withClient, configPath);
 registerAuditCommands(program, withClient);
 
 program.command('status')
@@ -193,7 +193,7 @@ const ledger = program.command('ledger').description('the deployment\'s ledger (
 ledger.command('rebuild')
   .description('rebuild the ledger from the repositories\' snapshot tags (after the Temporal server was lost); then run `schedules apply`')
   .action(() => withClient(async (client, config) => {
-    const report = await rebuildLedger(client, config);
+    const report = await rebuildLedger(client, config, { configFile: configPath() });
     process.stdout.write(`read ${report.snapshotsFound} snapshot(s) of ${config.deployment} from ${Object.keys(config.repositories).length} repositories; the ledger now knows:\n`);
     const rows = Object.keys(config.sources).map((source) => {
       const last = report.ledger.sources[source];
@@ -208,7 +208,7 @@ program.command('snapshots')
   .option('-s, --source <name>', 'only this source')
   .option('--json', 'print as JSON')
   .action((options: { source?: string; json?: boolean }) => withClient(async (client, config) => {
-    const list = await listSnapshots(client, config, options.source);
+    const list = await listSnapshots(client, config, options.source, { configFile: configPath() });
     process.stdout.write(options.json ? `${JSON.stringify(list, null, 2)}\n` : `${formatSnapshots(list)}\n`);
   }));
 

@@ -5,7 +5,6 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
-import type { RestoreResult } from '../shared/restore-types';
 import type { VerificationReport } from '../shared/backup-types';
 import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan, type RestoreRequest } from '../config/plans';
 import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
@@ -16,6 +15,7 @@ import { buildHealth, type Health } from '../monitoring/health';
 import type { OperationsView } from '../shared/operations';
 import { formatBytes } from '../config/units';
 import { renderTable } from './table';
+import { waitWatched, type WatchOptions } from './waiting';
 
 export async function startManualBackup(client: Client, config: Config, policy: string, defaultHost: string): Promise<WorkflowHandle<typeof backupWorkflow>> {
   const input = buildBackupPlan(config, policy, defaultHost, 'manual');
@@ -130,13 +130,15 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
   return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${scheduleTable}`;
 }
 
-export async function listSnapshots(client: Client, config: Config, source?: string): Promise<Record<string, Snapshot[]>> {
-  return client.workflow.execute(listSnapshotsWorkflow, {
+/** The snapshots, listed by a worker (it holds the repositories' secrets); says so when no worker polls. */
+export async function listSnapshots(client: Client, config: Config, source?: string, watch: WatchOptions = {}): Promise<Record<string, Snapshot[]>> {
+  const handle = await client.workflow.start(listSnapshotsWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-snapshots-${randomUUID()}`,
     args: [buildSnapshotsPlan(config, source)],
     workflowExecutionTimeout: '5 minutes',
   });
+  return waitWatched<Record<string, Snapshot[]>>(client, handle, [{ taskQueue: sharedTaskQueue(config.deployment), kind: 'workflow' }], watch);
 }
 
 export function formatSnapshots(snapshots: Record<string, Snapshot[]>): string {
@@ -157,10 +159,6 @@ export async function startRestore(client: Client, request: RestoreRequest): Pro
     args: [buildRestorePlan(request)],
     memo: { requestedBy: currentActor() },
   });
-}
-
-export async function runRestore(client: Client, request: RestoreRequest): Promise<RestoreResult> {
-  return (await startRestore(client, request)).result();
 }
 
 /** Starts a verification now (the same plan its schedule runs). */

@@ -13,6 +13,7 @@ import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '.
 import { UsageError } from './errors';
 import { formatAge } from './operations';
 import { renderTable } from './table';
+import { neededQueues, waitWatched } from './waiting';
 
 export function parseRestorePoint(text: string | undefined): RestorePoint {
   if (!text || text === 'latest') return { type: 'latest' };
@@ -69,9 +70,15 @@ export function formatReport(report: RecoveryReport): string {
   return lines.join('\n');
 }
 
+/** The run's report, saying meanwhile which task queue has no worker (the shared one, each restored folder's host). */
+function waitForReport(client: Client, config: Config, host: string, handle: WorkflowHandle, sources: string[] | undefined, configFile: string): Promise<RecoveryReport> {
+  return waitWatched<RecoveryReport>(client, handle, neededQueues(config, sources ?? Object.keys(config.sources), host), { configFile });
+}
+
 type WithClient = (action: (client: Client, config: Config, host: string) => Promise<void>) => Promise<void>;
 
-export function registerRecoveryCommands(program: Command, withClient: WithClient): void {
+/** `configPath`: the config file to name in the hints (the CLI's --config or BACKUP_CONFIG). */
+export function registerRecoveryCommands(program: Command, withClient: WithClient, configPath: () => string): void {
   const drill = program.command('drill').description('the disaster-recovery runbook into scratch targets: proves the recovery and measures RTO and RPO');
   drill.command('start')
     .description('start a drill of every source (or --source S…): restore into scratch targets, run the manual steps, validate, report, clean up')
@@ -81,7 +88,7 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     .action((options: { point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
       const handle = await startRecovery(client, config, { mode: 'drill', host, point: options.point, sources: options.source });
       process.stdout.write(`started ${handle.workflowId}\n`);
-      if (options.wait) process.stdout.write(`${formatReport(await handle.result())}\n`);
+      if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
     }));
   drill.command('status <workflowId>').description('the current step, elapsed time and what is left')
     .action((workflowId: string) => withClient(async (client) => {
@@ -113,6 +120,6 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
       if (!options.yes) throw new UsageError('recover writes into the configured (production) targets: add --yes to confirm (a drill restores into scratch targets: backupctl drill start)');
       const handle = await startRecovery(client, config, { mode: 'recover', host, point: options.point, sources: options.source, confirmed: true, force: options.force });
       process.stdout.write(`started ${handle.workflowId}\n`);
-      if (options.wait) process.stdout.write(`${formatReport(await handle.result())}\n`);
+      if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
     }));
 }
