@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync }
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, GetBucketLifecycleConfigurationCommand, GetObjectCommand, PutBucketLifecycleConfigurationCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { canonicalJson, chainEntries, hashEntry, verifyChain } from '../src/audit/chain';
+import { canonicalJson, chainEntries, continueChain, hashEntry, verifyChain } from '../src/audit/chain';
 import { ensureAuditLifecycle } from '../src/audit/lifecycle';
 import { auditEntryKey, auditEntryName, openAuditStore, type AuditStore } from '../src/audit/store';
 import type { AuditEntry, AuditEvent, AuditLocation } from '../src/shared/operations';
@@ -197,6 +197,40 @@ for (const [backend, open] of Object.entries(backends)) {
     });
   });
 }
+
+describe('a ledger that has never written continues the stored trail', () => {
+  const stored = [...twoBatches('dep')[0], ...twoBatches('dep')[1]];
+  const fresh = [6, 7].map((i) => backupEvent(i, `2026-03-05T0${i}:00:00.000Z`));
+
+  test('an empty store: numbered from 1', () => {
+    const next = continueChain('dep', [], fresh);
+    assert.deepEqual(next.entries.map((e) => [e.seq, e.prevHash]), [[1, ''], [2, next.entries[0]!.hash]]);
+    assert.equal(next.head, next.entries[1]!.hash);
+  });
+
+  test('a rebuilt ledger (numbering from 1 again): its events go after the stored head, one intact chain', () => {
+    const next = continueChain('dep', stored.slice(-2), fresh);
+    assert.deepEqual(next.entries.map((e) => e.seq), [6, 7]);
+    assert.equal(next.entries[0]!.prevHash, stored[4]!.hash);
+    assert.deepEqual(verifyChain([...stored, ...next.entries], { seq: next.seq, head: next.head }), []);
+  });
+
+  test('a first write retried after it stored part of its batch: the stored events are not written twice', () => {
+    const first = continueChain('dep', [], fresh.concat(backupEvent(8, '2026-03-05T08:00:00.000Z')));
+    const partly = first.entries.slice(0, 2);
+    // JSON round trip, as read back from the store.
+    const retried = continueChain('dep', JSON.parse(JSON.stringify(partly)) as AuditEntry[], fresh.concat(backupEvent(8, '2026-03-05T08:00:00.000Z')));
+    assert.deepEqual(retried.entries, first.entries.slice(2));
+    assert.equal(retried.head, first.head);
+    const all = continueChain('dep', first.entries, fresh.concat(backupEvent(8, '2026-03-05T08:00:00.000Z')));
+    assert.deepEqual([all.entries.length, all.seq, all.head], [0, 3, first.head]);
+  });
+
+  test('a trail of another deployment is refused, not continued', () => {
+    assert.throws(() => continueChain('other', stored.slice(-2), fresh), (e: Error & { failureType?: string }) =>
+      e.failureType === 'ConfigInvalid' && /belongs to deployment "dep", not "other"/.test(e.message));
+  });
+});
 
 describe('the audit store\'s errors', () => {
   test('a missing bucket says which bucket, where, and to run backupctl init', async () => {

@@ -26,8 +26,8 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker, type RunningWorker } from '../src/worker';
 import { backupWorkflow } from '../src/workflows';
-import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
-import { tempDir, testSecrets, testServers, uniqueName } from './support/harness';
+import { lastSuccessfulBackupQuery, operationsQuery } from '../src/workflows/definitions';
+import { tempDir, testSecrets, testServers, uniqueName, waitFor } from './support/harness';
 
 const run = promisify(execFile);
 
@@ -99,13 +99,27 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     });
   }
 
-  test('wipe the server\'s database, start a fresh one, `backupctl ledger rebuild`: lastSuccessfulBackup answers as before, and `schedules apply` brings the schedules back', async () => {
+  /** The ledger's audit trail once every event it holds is written. */
+  async function auditWritten(): Promise<{ seq: number; head: string }> {
+    return waitFor('the audit events written', async () => {
+      const view = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(operationsQuery);
+      if (view.audit.lastError) throw new Error(`the audit trail is not written: ${view.audit.lastError}`);
+      return view.audit.pending === 0 && view.audit.seq > 0 ? view.audit : undefined;
+    }, 60_000, 250);
+  }
+
+  test('wipe the server\'s database, start a fresh one, `backupctl ledger rebuild`: lastSuccessfulBackup answers as before, `schedules apply` brings the schedules back, and the audit trail goes on from its stored head', async () => {
+    const env = { ...process.env, BACKUP_CONFIG: configFile, TEMPORAL_ADDRESS: temporal!.address, TEMPORAL_NAMESPACE: 'default', BACKUP_HOST: hostname() };
+    // The schedules and the operations plan (alerts, audit trail in a folder beside the repository) as in production.
+    await run(process.execPath, ['bin/backupctl.js', 'schedules', 'apply'], { env });
     await backup('artifacts');
     writeFileSync(join(root, 'app', 'applications', 'Acme', 'CV.md'), '# CV, second edition\n');
     await backup('artifacts');
     await backup('secrets');
     const before = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery);
     assert.deepEqual(Object.keys(before.repositories).sort(), ['artifacts/local', 'secrets/local', 'secrets/vault']);
+    const auditBefore = await auditWritten();
+    assert.ok(auditBefore.seq >= 4, `the plan, the schedule changes and three backups are audited: seq ${auditBefore.seq}`);
 
     // The host that ran Temporal is lost: its database goes with it.
     await down();
@@ -115,7 +129,6 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     await up();
     await assert.rejects(client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery), /not found/i);
 
-    const env = { ...process.env, BACKUP_CONFIG: configFile, TEMPORAL_ADDRESS: temporal!.address, TEMPORAL_NAMESPACE: 'default', BACKUP_HOST: hostname() };
     // What the operator sees first on the new server: status says the ledger is missing and how to get it back.
     const lost = await run(process.execPath, ['bin/backupctl.js', 'status'], { env });
     assert.match(lost.stdout, new RegExp(`no ledger for deployment ${deploymentName} in this Temporal server.*\`backupctl ledger rebuild\``));
@@ -139,6 +152,16 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     const next = await client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery);
     assert.ok(next.sources.artifacts!.time >= before.sources.artifacts!.time);
     assert.notEqual(next.sources.artifacts!.snapshotId, before.sources.artifacts!.snapshotId);
+
+    // The rebuilt ledger numbered its events from 1 again; they are stored after the old ones,
+    // chained onto the stored head, so the trail stays one intact chain.
+    const auditAfter = await auditWritten();
+    assert.ok(auditAfter.seq >= auditBefore.seq + 3, `the rebuild, the plan and the backup continue the trail: seq ${auditBefore.seq} → ${auditAfter.seq}`);
+    const verified = await run(process.execPath, ['bin/backupctl.js', 'audit', 'verify'], { env });
+    assert.match(verified.stdout, new RegExp(`audit trail intact: ${auditAfter.seq} entries`));
+    assert.match(verified.stdout, /matches the ledger's/);
+    const listed = await run(process.execPath, ['bin/backupctl.js', 'audit', '--json'], { env });
+    assert.match(listed.stdout, /"kind": ?"ledger-rebuild"/, 'the rebuild itself is in the trail');
   });
 });
 

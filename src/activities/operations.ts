@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { deliverToChannel, ChannelRejected, ChannelUnavailable } from '../alerts/channels';
-import { chainEntries } from '../audit/chain';
+import { chainEntries, continueChain } from '../audit/chain';
 import { openAuditStore } from '../audit/store';
 import type { Logger } from '../logging/logger';
 import type { AlertChannel, AlertNotice, AuditEvent, AuditLocation } from '../shared/operations';
@@ -64,17 +64,27 @@ export function createOperationsActivities({ logger, env }: OperationsDependenci
 
     /** Chains the events after the ledger's head and writes them; returns the new head. A retry writes the same entries again (idempotent). */
     async appendAudit({ location, deployment, afterSeq, prevHash, events }: AppendAuditInput): Promise<{ seq: number; head: string }> {
-      const entries = chainEntries(deployment, afterSeq + 1, prevHash, events);
       const store = openAuditStore(location, env);
       try {
+        // A ledger that has never written (new, or rebuilt after Temporal's data was lost)
+        // continues the stored trail; otherwise it chains onto its own head.
+        if (afterSeq === 0) {
+          const head = await store.readHead();
+          const tail = head ? await store.list({ fromSeq: Math.max(1, head.seq - events.length + 1) }) : [];
+          const next = continueChain(deployment, tail, events);
+          if (next.entries.length > 0) await store.append(next.entries);
+          if (head && next.entries.length > 0 && next.entries[0]!.seq > 1) logger.info({ fromSeq: next.entries[0]!.seq }, 'audit trail continued from its stored head (the ledger had not written before)');
+          return { seq: next.seq, head: next.head };
+        }
+        const entries = chainEntries(deployment, afterSeq + 1, prevHash, events);
         await store.append(entries);
+        const last = entries.at(-1)!;
+        return { seq: last.seq, head: last.hash };
       } catch (error) {
         throw asFailure(error);
       } finally {
         store.close();
       }
-      const last = entries.at(-1)!;
-      return { seq: last.seq, head: last.hash };
     },
 
     /** One ping; the caller ignores a failure (an outside monitor that is down must not fail a backup). */

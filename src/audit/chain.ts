@@ -4,6 +4,7 @@
  * Pure: no I/O, the same answer on every worker.
  */
 import { createHash } from 'node:crypto';
+import { FailureType } from '../shared/failures';
 import type { AuditEntry, AuditEvent } from '../shared/operations';
 
 /** What `verifyChain` found wrong, at the first seq it concerns. */
@@ -61,6 +62,44 @@ export function chainEntries(deployment: string, startSeq: number, prevHash: str
     previous = entry.hash;
   });
   return entries;
+}
+
+/** The event an entry records, without its place in the chain. */
+function eventOf(entry: AuditEntry): string {
+  const { deployment: _d, seq: _s, prevHash: _p, hash: _h, ...event } = entry;
+  return canonicalJson(event);
+}
+
+/**
+ * The first write of a ledger that has never written (a new deployment, or a ledger rebuilt after
+ * the Temporal server was lost): it continues the stored trail instead of numbering from 1 again,
+ * which would collide with the entries already stored. `tail` is the stored trail's last entries
+ * (at least as many as `events`, when there are that many). Events an earlier attempt of the same
+ * write already stored (a write that failed half-way and is retried) are the tail's last entries:
+ * they are not written twice. Refuses a trail of another deployment.
+ */
+export function continueChain(deployment: string, tail: AuditEntry[], events: AuditEvent[]): { entries: AuditEntry[]; seq: number; head: string } {
+  const sorted = [...tail].sort((a, b) => a.seq - b.seq);
+  const last = sorted.at(-1);
+  if (!last) {
+    const entries = chainEntries(deployment, 1, '', events);
+    return { entries, seq: entries.at(-1)?.seq ?? 0, head: entries.at(-1)?.hash ?? '' };
+  }
+  if (last.deployment !== deployment) {
+    const message = `the audit trail at this location belongs to deployment "${last.deployment}", not "${deployment}": give each deployment its own audit prefix or folder`;
+    throw Object.assign(new Error(message), { failureType: FailureType.ConfigInvalid });
+  }
+  const wanted = events.map((event) => canonicalJson(withoutUndefined(event)));
+  let stored = 0;
+  for (let k = Math.min(events.length, sorted.length); k > 0; k -= 1) {
+    const suffix = sorted.slice(-k).map(eventOf);
+    if (suffix.every((text, i) => text === wanted[i])) {
+      stored = k;
+      break;
+    }
+  }
+  const entries = chainEntries(deployment, last.seq + 1, last.hash, events.slice(stored));
+  return { entries, seq: entries.at(-1)?.seq ?? last.seq, head: entries.at(-1)?.hash ?? last.hash };
 }
 
 function withoutUndefined<T extends object>(value: T): T {

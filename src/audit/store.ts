@@ -128,7 +128,7 @@ function conflict(entry: AuditEntry, where: string, existing: string | undefined
   }
   return new AuditStoreError(
     `audit entry ${entry.seq} already exists at ${where} with different content (stored hash ${storedHash}, new ${entry.hash.slice(0, 12)}); it is never overwritten: ` +
-    'another deployment may write to the same audit location (give each its own prefix or folder), or the ledger restarted its numbering (continue from the store\'s head)',
+    'another deployment, or a second ledger, writes to the same audit location (give each deployment its own prefix or folder)',
     FailureType.ConfigInvalid,
   );
 }
