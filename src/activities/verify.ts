@@ -13,7 +13,7 @@ import { MongoClient } from 'mongodb';
 import type { Repository, Source } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { readSnapshotFile, restore, snapshots, tag, type ResticContext, type Snapshot } from '../restic/commands';
-import { ResticError, runRestic } from '../restic/restic';
+import { runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import { VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified } from '../shared/ledger';
@@ -212,16 +212,7 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
           // restic tag rewrites the snapshot under a new id (its `original` keeps the old one).
           // Tagging takes restic's exclusive lock, which the other sources' test restores and the
           // data check hold shared meanwhile: wait for them rather than fail the verification.
-          for (let attempt = 1; ; attempt += 1) {
-            try {
-              await tag(restic, [chosen.id], { add: [VERIFIED_TAG] });
-              break;
-            } catch (error) {
-              if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked || attempt >= 30) throw error;
-              progress.stage = 'waiting for the repository lock to tag the snapshot';
-              await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * attempt)));
-            }
-          }
+          await whileLocked(() => tag(restic, [chosen.id], { add: [VERIFIED_TAG] }), progress);
         }
         logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: chosen.short_id, ok: result.ok, problems: result.problems }, 'source verified');
         return result;
@@ -231,20 +222,20 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
 }
 
 /**
- * Runs a restic step again while the repository is locked exclusively: this run's own data check
- * (`restic check` locks the repository) or a backup's retention may hold it for a while. Up to
- * about 10 minutes, then the lock is the finding.
+ * Runs a restic step again while another restic holds a lock it conflicts with: this run's own
+ * data check, the other sources' test restores (against a tag's exclusive lock) or a backup's
+ * retention. Up to about 10 minutes, then the lock is the finding.
  */
 async function whileLocked<T>(step: () => Promise<T>, progress: Record<string, unknown>): Promise<T> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await step();
     } catch (error) {
-      const locked = (error instanceof ResticError && error.failureType === FailureType.RepositoryLocked)
-        || (error as { failureType?: string } | undefined)?.failureType === FailureType.RepositoryLocked
+      // A restic error carries its type; a database restore reports restic's message inside its own.
+      const locked = (error as { failureType?: string } | undefined)?.failureType === FailureType.RepositoryLocked
         || /is already locked exclusively/.test(error instanceof Error ? error.message : '');
       if (!locked || attempt >= 40) throw error;
-      progress.stage = 'waiting for the repository lock (a data check or retention holds it)';
+      progress.stage = 'waiting for the repository lock (a data check, a test restore or retention holds it)';
       await new Promise((r) => setTimeout(r, Math.min(15_000, 500 * attempt)));
     }
   }
