@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { deliverToChannel, ChannelRejected, ChannelUnavailable } from '../alerts/channels';
-import { chainEntries, continueChain } from '../audit/chain';
+import { chainAfter, continueChain } from '../audit/chain';
 import { openAuditStore } from '../audit/store';
 import type { Logger } from '../logging/logger';
 import type { AlertChannel, AlertNotice, AuditEvent, AuditLocation } from '../shared/operations';
@@ -68,18 +68,13 @@ export function createOperationsActivities({ logger, env }: OperationsDependenci
       try {
         // A ledger that has never written (new, or rebuilt after Temporal's data was lost)
         // continues the stored trail; otherwise it chains onto its own head.
-        if (afterSeq === 0) {
-          const head = await store.readHead();
-          const tail = head ? await store.list({ fromSeq: Math.max(1, head.seq - events.length + 1) }) : [];
-          const next = continueChain(deployment, tail, events);
-          if (next.entries.length > 0) await store.append(next.entries);
-          if (head && next.entries.length > 0 && next.entries[0]!.seq > 1) logger.info({ fromSeq: next.entries[0]!.seq }, 'audit trail continued from its stored head (the ledger had not written before)');
-          return { seq: next.seq, head: next.head };
-        }
-        const entries = chainEntries(deployment, afterSeq + 1, prevHash, events);
-        await store.append(entries);
-        const last = entries.at(-1)!;
-        return { seq: last.seq, head: last.hash };
+        const stored = afterSeq === 0 ? await store.readHead() : null;
+        const next = afterSeq === 0
+          ? continueChain(deployment, stored ? await store.list({ fromSeq: Math.max(1, stored.seq - events.length + 1) }) : [], events)
+          : chainAfter(deployment, { seq: afterSeq, head: prevHash }, events);
+        if (stored) logger.info({ storedHead: stored.seq }, 'audit trail continued from its stored head (the ledger had not written before)');
+        if (next.entries.length > 0) await store.append(next.entries);
+        return { seq: next.seq, head: next.head };
       } catch (error) {
         throw asFailure(error);
       } finally {

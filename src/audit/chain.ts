@@ -70,6 +70,20 @@ function eventOf(entry: AuditEntry): string {
   return canonicalJson(event);
 }
 
+/** A batch chained onto a head, and the head after it (the same head for no events). */
+export interface ChainedBatch {
+  entries: AuditEntry[];
+  seq: number;
+  head: string;
+}
+
+/** Chains `events` after `after` ({ seq: 0, head: "" } before the first entry). */
+export function chainAfter(deployment: string, after: AuditHead, events: AuditEvent[]): ChainedBatch {
+  const entries = events.length > 0 ? chainEntries(deployment, after.seq + 1, after.head, events) : [];
+  const last = entries.at(-1);
+  return { entries, seq: last?.seq ?? after.seq, head: last?.hash ?? after.head };
+}
+
 /**
  * The first write of a ledger that has never written (a new deployment, or a ledger rebuilt after
  * the Temporal server was lost): it continues the stored trail instead of numbering from 1 again,
@@ -78,13 +92,10 @@ function eventOf(entry: AuditEntry): string {
  * write already stored (a write that failed half-way and is retried) are the tail's last entries:
  * they are not written twice. Refuses a trail of another deployment.
  */
-export function continueChain(deployment: string, tail: AuditEntry[], events: AuditEvent[]): { entries: AuditEntry[]; seq: number; head: string } {
+export function continueChain(deployment: string, tail: AuditEntry[], events: AuditEvent[]): ChainedBatch {
   const sorted = [...tail].sort((a, b) => a.seq - b.seq);
   const last = sorted.at(-1);
-  if (!last) {
-    const entries = chainEntries(deployment, 1, '', events);
-    return { entries, seq: entries.at(-1)?.seq ?? 0, head: entries.at(-1)?.hash ?? '' };
-  }
+  if (!last) return chainAfter(deployment, { seq: 0, head: '' }, events);
   if (last.deployment !== deployment) {
     const message = `the audit trail at this location belongs to deployment "${last.deployment}", not "${deployment}": give each deployment its own audit prefix or folder`;
     throw Object.assign(new Error(message), { failureType: FailureType.ConfigInvalid });
@@ -92,14 +103,12 @@ export function continueChain(deployment: string, tail: AuditEntry[], events: Au
   const wanted = events.map((event) => canonicalJson(withoutUndefined(event)));
   let stored = 0;
   for (let k = Math.min(events.length, sorted.length); k > 0; k -= 1) {
-    const suffix = sorted.slice(-k).map(eventOf);
-    if (suffix.every((text, i) => text === wanted[i])) {
+    if (sorted.slice(-k).map(eventOf).every((text, i) => text === wanted[i])) {
       stored = k;
       break;
     }
   }
-  const entries = chainEntries(deployment, last.seq + 1, last.hash, events.slice(stored));
-  return { entries, seq: entries.at(-1)?.seq ?? last.seq, head: entries.at(-1)?.hash ?? last.hash };
+  return chainAfter(deployment, { seq: last.seq, head: last.hash }, events.slice(stored));
 }
 
 function withoutUndefined<T extends object>(value: T): T {
