@@ -22,7 +22,7 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, pruneWorkflow, restoreWorkflow } from '../src/workflows';
 import { historyQuery } from '../src/workflows/definitions';
 import { repositoryWorkflowId } from '../src/workflows/repository';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, isProcessAlive } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, isProcessAlive, oneFolderConfig } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
 const run = promisify(execFile);
@@ -44,15 +44,7 @@ describe('cancelled runs', () => {
     process.env.RESTIC_BIN = wrapper;
     mkdirSync(data, { recursive: true });
     for (let i = 0; i < 12; i += 1) writeRandomFile(join(data, `dossier-${i}.pdf`), 8 * 1024 * 1024);
-    deployment = await startDeployment(`deployment: ${uniqueName('cancel')}
-staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications] }
-repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`, values, { cleanup: [root] });
+    deployment = await startDeployment(oneFolderConfig({ deployment: uniqueName('cancel'), root: root, passwordEnv: names.password }), values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
     // A complete snapshot, for the restore below.
     await deployment.client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('backup-first'), args: [buildBackupPlan(deployment.config, 'artifacts', hostname(), 'manual')] });

@@ -17,7 +17,7 @@ import { describeError, FIXES, handleError, renderError, UsageError, WorkflowRun
 import { initRepositories } from '../src/cli/init';
 import { portOption, secondsOption } from '../src/cli/options';
 import { FailureType } from '../src/shared/failures';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, oneFolderConfig } from './support/harness';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
 
 const run = promisify(execFile);
@@ -136,15 +136,7 @@ describe('the CLI tells the user what failed and what to do', () => {
   before(async () => {
     mkdirSync(join(root, 'app', 'data'), { recursive: true });
     writeFileSync(join(root, 'app', 'data', 'a.txt'), 'a\n');
-    const yaml = `deployment: ${uniqueName('clierr')}
-staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(root, 'app')}, paths: [data] }
-repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`;
+    const yaml = oneFolderConfig({ deployment: uniqueName('clierr'), root, passwordEnv: names.password, path: 'data' });
     writeFileSync(file, yaml);
     deployment = await startDeployment(yaml, values, { cleanup: [root] });
     // The repository was initialised with another password than the one the worker has.
@@ -197,15 +189,7 @@ describe('nobody waits in silence: the CLI names the task queue nobody polls', (
     mkdirSync(join(dir, 'app', 'data'), { recursive: true });
     writeFileSync(join(dir, 'app', 'data', 'a.txt'), 'a\n');
     const deploymentName = uniqueName(name);
-    const yaml = `deployment: ${deploymentName}
-staging: { directory: ${join(dir, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(dir, 'app')}, paths: [data]${sourceHost ? `, host: ${sourceHost}` : ''} }
-repositories:
-  local: { type: local, path: ${join(dir, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`;
+    const yaml = oneFolderConfig({ deployment: deploymentName, root: dir, passwordEnv: names.password, path: 'data', host: sourceHost });
     const file = join(dir, 'backup.yaml');
     writeFileSync(file, yaml);
     const deployment = await startDeployment(yaml, values, { worker });

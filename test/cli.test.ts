@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, oneFolderConfig } from './support/harness';
 
 const run = promisify(execFile);
 
@@ -21,15 +21,7 @@ describe('the backupctl commands an operator runs', () => {
   before(async () => {
     mkdirSync(join(root, 'app', 'applications', 'Acme', 'SRE'), { recursive: true });
     writeFileSync(join(root, 'app', 'applications', 'Acme', 'SRE', 'CV.md'), '# CV for the SRE role\n');
-    const yaml = `deployment: ${uniqueName('cli')}
-staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications] }
-repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`;
+    const yaml = oneFolderConfig({ deployment: uniqueName('cli'), root: root, passwordEnv: names.password });
     writeFileSync(file, yaml);
     deployment = await startDeployment(yaml, values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);

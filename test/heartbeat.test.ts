@@ -16,7 +16,7 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { LONG_TRANSFERS } from '../src/workflows/retry-policies';
 import { repositoryWorkflowId } from '../src/workflows/repository';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment, oneFolderConfig } from './support/harness';
 
 const SILENCE_SECONDS = 25;
 
@@ -55,15 +55,7 @@ describe('long activities heartbeat through their silent steps', () => {
     process.env.RESTIC_BIN = wrapper;
     mkdirSync(join(root, 'app', 'applications'), { recursive: true });
     writeFileSync(join(root, 'app', 'applications', 'CV.md'), '# CV\n');
-    deployment = await startDeployment(`deployment: ${uniqueName('beat')}
-staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications] }
-repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`, values, { cleanup: [root] });
+    deployment = await startDeployment(oneFolderConfig({ deployment: uniqueName('beat'), root: root, passwordEnv: names.password }), values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
   });
 

@@ -15,7 +15,7 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow } from '../src/workflows';
 import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
-import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, oneFolderConfig } from './support/harness';
 
 const FORGET_SECONDS = 12;
 
@@ -40,15 +40,7 @@ exec "${servers.resticBin}" "$@"
     process.env.RESTIC_BIN = wrapper;
     mkdirSync(join(root, 'app', 'applications'), { recursive: true });
     writeFileSync(join(root, 'app', 'applications', 'CV.md'), '# CV\n');
-    deployment = await startDeployment(`deployment: ${uniqueName('upkeep')}
-staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
-sources:
-  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications] }
-repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
-policies:
-  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-`, values, { cleanup: [root] });
+    deployment = await startDeployment(oneFolderConfig({ deployment: uniqueName('upkeep'), root: root, passwordEnv: names.password }), values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
   });
 

@@ -115,6 +115,24 @@ export function testSecrets(prefix: string) {
   return { names, values };
 }
 
+/**
+ * The smallest deployment: the files under `<root>/app/<path>` (default `applications`) as source
+ * `artifacts`, backed up daily by policy `artifacts` into the local repository `<root>/repository`,
+ * staging in `<root>/staging`. `host` puts the source on another host's task queue.
+ */
+export function oneFolderConfig(options: { deployment: string; root: string; passwordEnv: string; path?: string; host?: string }): string {
+  const { deployment, root, passwordEnv, path = 'applications', host } = options;
+  return `deployment: ${deployment}
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  artifacts: { type: files, root: ${join(root, 'app')}, paths: [${path}]${host ? `, host: ${host}` : ''} }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${passwordEnv} }
+policies:
+  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
+`;
+}
+
 export interface TestDeployment {
   config: Config;
   environment: WorkerEnvironment;
