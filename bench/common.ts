@@ -164,6 +164,33 @@ export function positiveInteger(text: string | undefined, fallback: number, name
   return n;
 }
 
+/** What every part of the benchmark starts with, from its command line. */
+export interface BenchPart {
+  started: number;
+  quick: boolean;
+  rounds: number;
+  /** How to run this part again, for its report. */
+  commandLine: string;
+  releaseLock: () => void;
+  loadAtStart: string;
+  otherCpu: () => OtherCpu;
+}
+
+/** Reads `--quick` and `--runs` (3 rounds, 1 with --quick), takes the machine's benchmark lock, notes the load and starts metering other processes' CPU. */
+export function startBenchPart(script: string): BenchPart {
+  const started = performance.now();
+  const argv = process.argv.slice(2);
+  const options = optionReader(argv, []);
+  const quick = options.has('quick');
+  const rounds = positiveInteger(options.value('runs'), quick ? 1 : 3, 'runs');
+  const commandLine = `npx tsx ${script}${argv.length ? ` ${argv.join(' ')}` : ''}`;
+  const releaseLock = acquireLock();
+  const loadAtStart = loadAverage();
+  const otherCpu = otherCpuMeter();
+  log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
+  return { started, quick, rounds, commandLine, releaseLock, loadAtStart, otherCpu };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Preflight: zstd for the practical-limit rows
 

@@ -25,7 +25,7 @@ import { runRestic } from '../src/restic/restic';
 import { repoRoot } from '../src/servers/binaries';
 import type { restoreWorkflow } from '../src/workflows';
 import { archiveAndUpload, downloadAndExtract, type ArchiveMeasure } from './archives';
-import { acquireLock, countFiles, describeOtherCpu, describeSource, ensureZstd, f2, gib, loadAverage, log, machine, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, stats, syncDisks, thousands, type OtherCpu } from './common';
+import { countFiles, describeOtherCpu, describeSource, ensureZstd, f2, gib, log, machine, median, ratio, seconds, sourceState, stats, syncDisks, thousands, type OtherCpu, startBenchPart } from './common';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, type Tree } from './generate';
 import { HOST, SOURCE, startHarness, warmPageCache, type Harness, type Repo } from './harness';
 import { readHistory, unionLength } from './history';
@@ -122,16 +122,7 @@ async function restoreArchive(h: Harness, way: 'script' | 'limit', target: strin
 }
 
 async function main(): Promise<void> {
-  const benchStarted = performance.now();
-  const argv = process.argv.slice(2);
-  const options = optionReader(argv, []);
-  const quick = options.has('quick');
-  const rounds = positiveInteger(options.value('runs'), quick ? 1 : 3, 'runs');
-  const commandLine = `npx tsx bench/restore.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
-  const releaseLock = acquireLock();
-  const loadAtStart = loadAverage();
-  const otherCpu = otherCpuMeter();
-  log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
+  const { started: benchStarted, quick, rounds, commandLine, releaseLock, loadAtStart, otherCpu } = startBenchPart('bench/restore.ts');
   const zstdVersion = ensureZstd();
   const tree = loadTree(quick ? { files: 2_000, bytes: 100 * 2 ** 20, log } : { files: DEFAULT_FILES, bytes: DEFAULT_BYTES, log });
   let harness: Harness | undefined;

@@ -14,7 +14,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../src/servers/binaries';
-import { acquireLock, describeOtherCpu, describeSource, f2, gib, loadAverage, log, machine, mb, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, thousands } from './common';
+import { describeOtherCpu, describeSource, f2, gib, log, machine, mb, median, ratio, seconds, sourceState, thousands, startBenchPart } from './common';
 import { loadTree, mutate, restoreTree, type Tree } from './generate';
 import { startHarness, warmPageCache, type Harness } from './harness';
 import type { BackupMeasure } from './history';
@@ -79,16 +79,7 @@ async function measureSize(h: Harness, tree: Tree, rounds: number): Promise<Size
 }
 
 async function main(): Promise<void> {
-  const started = performance.now();
-  const argv = process.argv.slice(2);
-  const options = optionReader(argv, []);
-  const quick = options.has('quick');
-  const rounds = positiveInteger(options.value('runs'), quick ? 1 : 3, 'runs');
-  const commandLine = `npx tsx bench/scale.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
-  const releaseLock = acquireLock();
-  const loadAtStart = loadAverage();
-  const otherCpu = otherCpuMeter();
-  log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
+  const { started, quick, rounds, commandLine, releaseLock, loadAtStart, otherCpu } = startBenchPart('bench/scale.ts');
   // 10× the files, 10× the bytes: about 5 KiB a file either way.
   const sizes = quick ? [{ files: 2_000, bytes: 2 ** 30 / 100 }, { files: 20_000, bytes: 2 ** 30 / 10 }] : [{ files: 20_000, bytes: 2 ** 30 / 10 }, { files: 200_000, bytes: 2 ** 30 }];
   const trees = sizes.map((s) => loadTree({ files: s.files, bytes: Math.round(s.bytes), pdfMinBytes: PDF_MIN, log }));

@@ -17,7 +17,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../src/servers/binaries';
-import { acquireLock, bucketUsage, describeOtherCpu, describeSource, f1, f2, gib, loadAverage, log, machine, mb, median, optionReader, otherCpuMeter, positiveInteger, ratio, seconds, sourceState, stats } from './common';
+import { bucketUsage, describeOtherCpu, describeSource, f1, f2, gib, log, machine, mb, median, ratio, seconds, sourceState, stats, startBenchPart } from './common';
 import { DEFAULT_BYTES, DEFAULT_FILES, loadTree, mutate, restoreTree, type Tree } from './generate';
 import { startHarness, warmPageCache, type Harness } from './harness';
 import { directBackup } from './restic-direct';
@@ -129,16 +129,7 @@ function table(result: TreeResult, variants: Variant[], referenceId: string): st
 }
 
 async function main(): Promise<void> {
-  const started = performance.now();
-  const argv = process.argv.slice(2);
-  const options = optionReader(argv, []);
-  const quick = options.has('quick');
-  const rounds = positiveInteger(options.value('runs'), quick ? 1 : 3, 'runs');
-  const commandLine = `npx tsx bench/tuning.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
-  const releaseLock = acquireLock();
-  const loadAtStart = loadAverage();
-  const otherCpu = otherCpuMeter();
-  log(`${commandLine}: ${rounds} round(s); load average ${loadAtStart}`);
+  const { started, quick, rounds, commandLine, releaseLock, loadAtStart, otherCpu } = startBenchPart('bench/tuning.ts');
   const applications = loadTree(quick ? { files: 2_000, bytes: 100 * 2 ** 20, log } : { files: DEFAULT_FILES, bytes: DEFAULT_BYTES, log });
   const compressedBytes = quick ? 32 * 2 ** 20 : 256 * 2 ** 20;
   const random = loadTree({ profile: 'random', files: quick ? 64 : 512, bytes: compressedBytes, log });
