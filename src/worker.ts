@@ -8,8 +8,11 @@ import { resolve } from 'node:path';
 import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { scrubActivityFailures } from './activities/failures';
+import { configureStallDetection } from './activities/heartbeat';
 import { readEnvironment, type WorkerEnvironment } from './config/environment';
 import { loadConfig } from './config/load';
+import { registerConfiguredSecrets } from './config/secrets';
 import type { Config } from './config/schema';
 import { createLogger, type Logger } from './logging/logger';
 import { installTemporalRuntimeLogger } from './logging/temporal-runtime';
@@ -42,7 +45,9 @@ export interface StartWorkerOptions {
 }
 
 export async function startWorker({ config, environment, logger, env = process.env, shutdownGraceTime = '30 seconds' }: StartWorkerOptions): Promise<RunningWorker> {
+  registerConfiguredSecrets(config, env);
   installTemporalRuntimeLogger(logger);
+  configureStallDetection(config.stallAfter);
   const connection = await NativeConnection.connect(temporalConnectionOptions(environment));
   let resticPath: Promise<string> | undefined;
   let client: Promise<Client> | undefined;
@@ -54,13 +59,15 @@ export async function startWorker({ config, environment, logger, env = process.e
   const activities = createActivities({
     logger,
     env,
+    config,
+    host: environment.host,
     resticBin: () => (resticPath ??= resolveBinary('restic', { build: false })),
     temporalClient,
   });
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
   // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
-  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const };
+  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const, interceptors: { activity: [scrubActivityFailures] } };
   const cache = environment.workflowCacheSize === undefined ? {} : { maxCachedWorkflows: environment.workflowCacheSize };
   const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });

@@ -52,6 +52,7 @@ async function stopOrphan(previous: BackupHeartbeat | undefined, logger: Logger)
   if (!commandLine.includes('restic') || !commandLine.includes(previous.runTag)) return;
   logger.warn({ pid: previous.pid, runTag: previous.runTag }, 'stopping the restic left by an earlier attempt');
   process.kill(previous.pid, 'SIGINT');
+  process.kill(previous.pid, 'SIGCONT'); // a stopped restic (SIGSTOP) takes the SIGINT only once woken
   const deadline = Date.now() + 30_000;
   while (isAlive(previous.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   if (isAlive(previous.pid)) process.kill(previous.pid, 'SIGKILL');

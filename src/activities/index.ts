@@ -8,11 +8,13 @@ import { createSourceRestoreActivities } from './source-restore';
 import { createVerifyActivities } from './verify';
 import { createRecoveryActivities } from './recovery';
 import { createOperationsActivities } from './operations';
+import { createPlanActivities, type PlanDependencies } from './plans';
 
-export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies;
+export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies & PlanDependencies;
 
 export function createActivities(deps: ActivityDependencies) {
   return {
+    ...createPlanActivities(deps),
     ...createDoctorActivities(deps),
     ...createBackupActivities(deps),
     ...createLedgerActivities(deps),

@@ -1,6 +1,7 @@
 /** Delivers outcomes to the deployment's ledger, starting it the first time. */
 import type { Client } from '@temporalio/client';
 import type { RunOutcome } from '../shared/backup-types';
+import type { AuditEvent } from '../shared/operations';
 import { LEDGER, ledgerWorkflowId, type LedgerInput } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
 // Types only: activities never load workflow code (nor @temporalio/workflow).
@@ -25,6 +26,17 @@ export function createLedgerActivities({ temporalClient }: LedgerDependencies) {
   };
   return {
     recordOutcome,
+    /** An audit event a workflow itself witnessed (an approval sent by any client): into the trail through the ledger. */
+    async recordAuditEvent(input: { deployment: string; event: AuditEvent }): Promise<void> {
+      const client = await temporalClient();
+      await client.workflow.signalWithStart<typeof ledgerWorkflow, [AuditEvent]>(LEDGER.workflowType, {
+        workflowId: ledgerWorkflowId(input.deployment),
+        taskQueue: sharedTaskQueue(input.deployment),
+        args: [{ deployment: input.deployment } satisfies LedgerInput],
+        signal: LEDGER.recordAuditSignal,
+        signalArgs: [input.event],
+      });
+    },
     /** The earlier name: workflows started before the rename still schedule it. */
     recordBackupOutcome: recordOutcome,
   };

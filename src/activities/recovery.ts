@@ -5,9 +5,12 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
+import { drillRunFolder, liesUnder } from '../config/plans';
+import { parseDuration } from '../config/units';
+import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { scrubSecrets } from '../logging/logger';
 import { snapshots } from '../restic/commands';
@@ -18,12 +21,35 @@ import { failure, typed } from './failures';
 import { withHeartbeat } from './heartbeat';
 import { createRestoreActivities } from './restore';
 import { chooseSnapshot, createSourceRestoreActivities, readManifest } from './source-restore';
+import { runShortId, workflowRunOfActivity } from './plans';
 import { databasesEndingWith, dropScratch } from './verify';
 
 export interface RecoveryDependencies {
   logger: Logger;
   resticBin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
+  /** The worker's config: hooks, the health URL and the drill's scratch folders come from it, never from the input. */
+  config?: Config;
+}
+
+/** What a hook process may see of the worker's environment: the basics and the variables its step lists. */
+export function hookEnvironment(env: NodeJS.ProcessEnv, listed: string[]): NodeJS.ProcessEnv {
+  const kept: NodeJS.ProcessEnv = {};
+  for (const name of ['PATH', 'HOME', 'LANG', ...listed]) if (env[name] !== undefined) kept[name] = env[name];
+  return kept;
+}
+
+/** The file that says a drill run's folder was made by that run (cleanup removes nothing else). */
+const RUN_MARKER = '.backupctl-drill-run';
+
+/** Signals a whole process group (a hook and everything it started); gone already is fine. */
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group has already exited
+  }
 }
 
 export interface RecoverSourceInput {
@@ -43,17 +69,62 @@ function describePoint(point: RestorePoint): string {
   return point.type === 'latest-verified' ? 'verified-good snapshot (backupctl verify tags them)' : 'complete snapshot';
 }
 
-export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDependencies) {
+export function createRecoveryActivities({ logger, resticBin, env, config }: RecoveryDependencies) {
+  const needConfig = (what: string): Config => {
+    if (!config) throw failure(FailureType.ConfigInvalid, `${what}: this worker was started without a config (BACKUP_CONFIG)`);
+    return config;
+  };
+  /** This run's drill folder on this host: named from Temporal's run id, not from any input. */
+  const runFolder = () => drillRunFolder(needConfig('drill'), runShortId());
+
+  /**
+   * The worker's own check of where a recovery writes, before anything is written: a drill only
+   * inside this run's folder (made here, with the run's marker, 0700) and into databases with this
+   * run's suffix; a recover only into the source's configured folder, repository or bucket.
+   */
+  const checkRecoveryTarget = async (input: RecoverSourceInput): Promise<void> => {
+    const configured = needConfig('recovery').sources[input.source.name];
+    const { source: planned } = input;
+    if (!configured) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is not in this worker's config: nothing restored`);
+    const unsafe = (message: string) => failure(FailureType.RestoreTargetUnsafe, `${message}: refused, nothing written`);
+    const folderKind = configured.type === 'files' || configured.type === 'secrets' || configured.type === 'git';
+    const databaseKind = configured.type === 'mongodb' || configured.type === 'postgres';
+    if (input.mode === 'drill') {
+      if (databaseKind && planned.databaseSuffix !== `_drill_${runShortId()}`) throw unsafe(`a drill of ${planned.name} must restore into databases suffixed _drill_${runShortId()} (this run's), not "${planned.databaseSuffix ?? ''}"`);
+      if (!folderKind) return;
+      const folder = runFolder();
+      if (!planned.target || !liesUnder(planned.target, folder) || resolve(planned.target) === resolve(folder)) throw unsafe(`drill target ${planned.target ?? '(none)'} of ${planned.name} is not inside this run's folder ${folder}`);
+      await mkdir(folder, { recursive: true, mode: 0o700 });
+      const { workflowId, runId } = workflowRunOfActivity();
+      const marker = join(folder, RUN_MARKER);
+      try {
+        await writeFile(marker, `${workflowId}/${runId}\n`, { mode: 0o600, flag: 'wx' });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const owner = (await readFile(marker, 'utf8')).trim();
+        if (owner !== `${workflowId}/${runId}`) throw unsafe(`${folder} belongs to another run (${owner})`);
+      }
+      return;
+    }
+    if (databaseKind && planned.databaseSuffix) throw unsafe(`recover restores ${planned.name} into its own databases, not "*${planned.databaseSuffix}"`);
+    const own = configured.type === 'files' || configured.type === 'secrets' ? configured.root : configured.type === 'git' ? configured.path : configured.type === 's3-bucket' ? configured.bucket : undefined;
+    if (own !== undefined && planned.target !== undefined && (configured.type === 's3-bucket' ? planned.target !== own : resolve(planned.target) !== resolve(own))) {
+      throw unsafe(`recover writes ${planned.name} only into its configured place ${own}, not ${planned.target}`);
+    }
+  };
   const files = createRestoreActivities({ logger, resticBin, env });
   const others = createSourceRestoreActivities({ logger, resticBin, env });
   return {
     async recoverSource(input: RecoverSourceInput): Promise<RecoveredSource> {
       const activity = Context.current();
       const { source: planned } = input;
-      const { source } = planned;
+      // The source and repository as this worker's config has them (the input only names them).
+      const source = needConfig('recovery').sources[planned.name] ?? planned.source;
+      const repository = planned.repository ? { name: planned.repository.name, repository: needConfig('recovery').repositories[planned.repository.name] ?? planned.repository.repository } : undefined;
       const started = Date.now();
       return typed(() => withHeartbeat(() => ({ stage: 'restore', source: planned.name }), async () => {
         const base = { source: planned.name, tier: planned.tier, rpoTargetSeconds: planned.rpoSeconds };
+        await checkRecoveryTarget(input);
         if (source.type === 's3-bucket') {
           if (input.mode === 'drill') {
             // A drill does not copy a bucket of uploads again: it proves the replica matches the source.
@@ -67,13 +138,13 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
           });
           return { ...base, target: result.target, comparison: result.comparison, finishedAfterSeconds: (Date.now() - started) / 1000 };
         }
-        if (!planned.repository) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is in no policy: no repository holds it`);
-        const restic = { bin: await resticBin(), repository: planned.repository.repository, env, signal: activity.cancellationSignal };
+        if (!repository) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is in no policy: no repository holds it`);
+        const restic = { bin: await resticBin(), repository: repository.repository, env, signal: activity.cancellationSignal };
         const chosen = chooseSnapshot(await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${planned.name}`] }), input.restorePoint);
-        if (!chosen) throw failure(FailureType.SourceMissing, `repository ${planned.repository.name} holds no ${describePoint(input.restorePoint)} of source ${planned.name}: choose another restore point (backupctl snapshots --source ${planned.name} lists them)`);
+        if (!chosen) throw failure(FailureType.SourceMissing, `repository ${repository.name} holds no ${describePoint(input.restorePoint)} of source ${planned.name}: choose another restore point (backupctl snapshots --source ${planned.name} lists them)`);
         const rpo = Math.max(0, Math.round((Date.parse(input.startedAt) - Date.parse(chosen.time)) / 1000));
         const snapshotInfo = { snapshotId: chosen.id, snapshotTime: new Date(chosen.time).toISOString(), rpoSeconds: rpo };
-        const common = { deployment: input.deployment, sourceName: planned.name, repositoryName: planned.repository.name, repository: planned.repository.repository, snapshot: chosen.id };
+        const common = { deployment: input.deployment, sourceName: planned.name, repositoryName: repository.name, repository: repository.repository, snapshot: chosen.id };
         if (source.type === 'files' || source.type === 'secrets') {
           if (!planned.target) throw failure(FailureType.RestoreTargetUnsafe, `source ${planned.name} has no target folder`);
           let result;
@@ -110,41 +181,86 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
     },
 
     /**
-     * Removes what a drill made for one source: its scratch folder, or every database named with
-     * the drill's suffix (also those of a restore that failed halfway). One that cannot be removed
-     * fails, and is retried, never forgotten. Returns what was removed.
+     * Removes what this drill run made for one source, and nothing else: the names come from the
+     * worker's config and the run's own id (from Temporal), never from the input. A folder is
+     * `<scratch>/<deployment>-<run>/<source>` (removed only when the run's marker is there), the
+     * run folder once nothing else is left in it; databases are those named `*_drill_<run>` (also
+     * those of a restore that failed halfway). One that cannot be removed fails, and is retried,
+     * never forgotten. Returns what was removed.
      */
     async cleanupDrillTarget(input: { source: RecoverySource }): Promise<string[]> {
       return typed(async () => {
-        const { source: planned } = input;
-        if (planned.source.type === 's3-bucket') return [];
-        if (planned.source.type === 'mongodb' || planned.source.type === 'postgres') {
-          const suffix = planned.databaseSuffix;
-          if (!suffix || !suffix.includes('_drill_')) return []; // never a production name
-          const names = await databasesEndingWith(planned.source, suffix, env);
-          for (const name of names) await dropScratch(planned.source, name, env);
+        const cfg = needConfig('drill cleanup');
+        const configured = cfg.sources[input.source.name];
+        if (!configured || configured.type === 's3-bucket') return [];
+        const run = runShortId();
+        if (configured.type === 'mongodb' || configured.type === 'postgres') {
+          const suffix = `_drill_${run}`;
+          const names = await databasesEndingWith(configured, suffix, env);
+          for (const name of names) await dropScratch(configured, name, env);
           return names;
         }
-        if (!planned.target) return [];
-        await rm(planned.target, { recursive: true, force: true });
-        return [planned.target];
+        const folder = runFolder();
+        const marker = join(folder, RUN_MARKER);
+        const { workflowId, runId } = workflowRunOfActivity();
+        if (!existsSync(marker)) return []; // this run made no folder on this host
+        const owner = (await readFile(marker, 'utf8')).trim();
+        if (owner !== `${workflowId}/${runId}`) throw failure(FailureType.RestoreTargetUnsafe, `${folder} belongs to another run (${owner}): left as it is`);
+        const target = join(folder, input.source.name);
+        const removed: string[] = [];
+        if (existsSync(target)) {
+          await rm(target, { recursive: true, force: true });
+          removed.push(target);
+        }
+        // The run's folder goes with its last source (each source's cleanup checks after its own removal).
+        if (readdirSync(folder).every((entry) => entry === RUN_MARKER)) {
+          await rm(marker, { force: true });
+          await rmdir(folder).catch(() => undefined);
+          removed.push(folder);
+        }
+        return removed;
       });
     },
 
-    async runHook(input: { step: RecoveryStep }): Promise<{ output: string; seconds: number }> {
-      const { step } = input;
+    /**
+     * Runs a configured recovery step: the input names it, the worker's config says what it is
+     * (command or HTTP call, timeout, the variables it may see). A command runs in its own process
+     * group with PATH, HOME, LANG and its step's `env` only; on timeout or cancellation the whole
+     * group is stopped (SIGTERM, then SIGKILL after 5 s).
+     */
+    async runHook(input: { step: Pick<RecoveryStep, 'name'> }): Promise<{ output: string; seconds: number }> {
+      const steps = needConfig('recovery step').recovery.steps;
+      const step = steps.find((s) => s.name === input.step.name);
+      if (!step || step.manual !== undefined) {
+        const runnable = steps.filter((s) => s.manual === undefined).map((s) => s.name);
+        throw failure(FailureType.StepNotConfigured, `recovery step "${input.step.name}" is not a command or HTTP step of this worker's config (recovery.steps: ${runnable.join(', ') || 'none'}): nothing was run`);
+      }
+      const timeoutMs = parseDuration(step.timeout) ?? 600_000;
       const started = Date.now();
       const activity = Context.current();
       return withHeartbeat(() => ({ step: step.name }), async () => {
-        if (step.kind === 'http') {
-          const response = await fetch(step.url!, { method: step.method ?? 'POST', signal: AbortSignal.any([activity.cancellationSignal, AbortSignal.timeout(step.timeoutSeconds * 1000)]) });
+        if (step.http) {
+          const { url, method } = step.http;
+          const response = await fetch(url, { method, signal: AbortSignal.any([activity.cancellationSignal, AbortSignal.timeout(timeoutMs)]) });
           const body = (await response.text()).slice(0, 2000);
-          if (!response.ok) throw failure(FailureType.StorageUnreachable, `step ${step.name}: ${step.method ?? 'POST'} ${step.url} answered ${response.status}: ${body.slice(0, 300)}`);
-          return { output: `${response.status} ${body}`, seconds: (Date.now() - started) / 1000 };
+          if (!response.ok) throw failure(FailureType.StorageUnreachable, `step ${step.name}: ${method} ${url} answered ${response.status}: ${body.slice(0, 300)}`);
+          return { output: scrubSecrets(`${response.status} ${body}`), seconds: (Date.now() - started) / 1000 };
         }
+        const command = step.run!;
         const output = await new Promise<string>((resolve, reject) => {
-          const child = spawn('bash', ['-c', step.command!], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: step.timeoutSeconds * 1000, killSignal: 'SIGTERM', signal: activity.cancellationSignal });
+          const child = spawn('bash', ['-c', command], { env: hookEnvironment(env, step.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
           let text = '';
+          let stoppedBy: string | undefined;
+          let killer: NodeJS.Timeout | undefined;
+          const stop = (why: string) => {
+            if (stoppedBy) return;
+            stoppedBy = why;
+            killGroup(child.pid, 'SIGTERM');
+            killer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), 5_000);
+          };
+          const timer = setTimeout(() => stop(`its timeout of ${Math.round(timeoutMs / 1000)} s (recovery.steps[${step.name}].timeout)`), timeoutMs);
+          const onCancel = () => stop('cancellation');
+          activity.cancellationSignal.addEventListener('abort', onCancel);
           const keep = (chunk: Buffer) => {
             text = (text + chunk.toString('utf8')).slice(-8000);
           };
@@ -152,20 +268,31 @@ export function createRecoveryActivities({ logger, resticBin, env }: RecoveryDep
           child.stderr.on('data', keep);
           child.on('error', (error) => reject(error));
           child.on('close', (code, signal) => {
+            clearTimeout(timer);
+            activity.cancellationSignal.removeEventListener('abort', onCancel);
+            // Whatever the command left running in its group goes with it once it was stopped.
+            if (stoppedBy) {
+              killGroup(child.pid, 'SIGKILL');
+              if (killer) clearTimeout(killer);
+            }
             const kept = scrubSecrets(text);
-            if (code === 0) resolve(kept);
-            else reject(failure(FailureType.ConfigInvalid, `step ${step.name}: \`${step.command}\` ${signal ? `was stopped by ${signal} (timeout ${step.timeoutSeconds} s?)` : `exited ${code}`}: ${kept.trim().split('\n').slice(-5).join(' | ')}`));
+            if (stoppedBy === 'cancellation') reject(activity.cancellationSignal.reason ?? new Error('cancelled'));
+            else if (code === 0 && !stoppedBy) resolve(kept);
+            else reject(failure(FailureType.ConfigInvalid, `step ${step.name}: \`${command}\` ${stoppedBy ? `was stopped (${signal ?? 'signal'}) after ${stoppedBy}` : `exited ${code}${signal ? ` (${signal})` : ''}`}: ${kept.trim().split('\n').slice(-5).join(' | ')}`));
           });
         });
         return { output, seconds: (Date.now() - started) / 1000 };
-      });
+      }, { detectStalls: false });
     },
 
-    async checkHealth(input: { url: string }): Promise<{ status: number }> {
-      const response = await fetch(input.url, { signal: AbortSignal.timeout(10_000) }).catch((error: unknown) => {
-        throw failure(FailureType.StorageUnreachable, `the application's health URL ${input.url} did not answer: ${(error as Error).message}`);
+    /** The application's health URL from the worker's config (recovery.healthUrl); the input's is ignored. */
+    async checkHealth(_input: { url?: string }): Promise<{ status: number }> {
+      const url = needConfig('health check').recovery.healthUrl;
+      if (!url) throw failure(FailureType.ConfigInvalid, 'this worker\'s config has no recovery.healthUrl: nothing to check');
+      const response = await fetch(url, { signal: AbortSignal.timeout(10_000) }).catch((error: unknown) => {
+        throw failure(FailureType.StorageUnreachable, `the application's health URL ${url} did not answer: ${(error as Error).message}`);
       });
-      if (!response.ok) throw failure(FailureType.StorageUnreachable, `the application's health URL ${input.url} answered ${response.status}`);
+      if (!response.ok) throw failure(FailureType.StorageUnreachable, `the application's health URL ${url} answered ${response.status}`);
       return { status: response.status };
     },
   };

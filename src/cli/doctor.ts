@@ -9,7 +9,6 @@ import type { Config } from '../config/schema';
 import type { CheckResult, DoctorReport } from '../shared/doctor-types';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { connectClient } from '../temporal/client';
-import { buildDoctorPlan } from '../config/plans';
 import { doctorWorkflow } from '../workflows/doctor';
 import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
 import { renderTable } from './table';
@@ -62,7 +61,7 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     const report = await client.workflow.execute(doctorWorkflow, {
       taskQueue,
       workflowId: `${config.deployment}-doctor-${randomUUID()}`,
-      args: [buildDoctorPlan(config, environment.host)],
+      args: [{ deployment: config.deployment }],
       workflowExecutionTimeout: '5 minutes',
     });
     return { deployment: report.deployment, checks: [...checks, ...report.checks] };

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
+import { registerConfiguredSecrets } from '../config/secrets';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
 import { startWorker, warnMissingSourceFolders } from '../worker';
@@ -72,6 +73,7 @@ program.command('init')
   .option('-r, --repository <name...>', 'only these repositories')
   .action(async (options: { repository?: string[] }) => {
     const config = loadConfig(configFile());
+    registerConfiguredSecrets(config);
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
     const rows = results.map((r) => [r.repository, r.action, r.detail]);
     const location = auditLocation(config);
@@ -86,6 +88,7 @@ program.command('init')
 async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>): Promise<T> {
   const environment = readEnvironment();
   const config = loadConfig(configFile(), { checkEnv: false });
+  registerConfiguredSecrets(config);
   const client = await connectClient(environment);
   try {
     return await fn(client, config, environment.host);

@@ -6,7 +6,8 @@ import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
 import type { VerificationReport } from '../shared/backup-types';
-import { buildBackupPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan, type RestoreRequest } from '../config/plans';
+import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../config/plans';
+import type { RestoreRequest as RestoreWorkflowRequest } from '../shared/requests';
 import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow, verifyWorkflow } from '../workflows';
@@ -18,11 +19,12 @@ import { renderTable } from './table';
 import { waitWatched, type WatchOptions } from './waiting';
 
 export async function startManualBackup(client: Client, config: Config, policy: string, defaultHost: string): Promise<WorkflowHandle<typeof backupWorkflow>> {
-  const input = buildBackupPlan(config, policy, defaultHost, 'manual');
+  buildBackupPlan(config, policy, defaultHost, 'manual'); // an unknown policy fails here, before Temporal
   return client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-backup-${policy}-manual-${new Date().toISOString()}`,
-    args: [input],
+    // Names only: the worker builds the plan from its own config.
+    args: [{ deployment: config.deployment, policy }],
     memo: { requestedBy: currentActor() },
   });
 }
@@ -135,7 +137,7 @@ export async function listSnapshots(client: Client, config: Config, source?: str
   const handle = await client.workflow.start(listSnapshotsWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-snapshots-${randomUUID()}`,
-    args: [buildSnapshotsPlan(config, source)],
+    args: [{ deployment: config.deployment, ...(source ? { source } : {}) }],
     workflowExecutionTimeout: '5 minutes',
   });
   return waitWatched<Record<string, Snapshot[]>>(client, handle, [{ taskQueue: sharedTaskQueue(config.deployment), kind: 'workflow' }], watch);
@@ -151,22 +153,34 @@ export function formatSnapshots(snapshots: Record<string, Snapshot[]>): string {
   return renderTable(['repository', 'snapshot', 'time', 'source', 'policy', 'host', 'size'], rows);
 }
 
+/** The restore workflow's request (names and the target) for what the CLI was asked. */
+export function restoreRequestOf(request: RestoreRequest): RestoreWorkflowRequest {
+  return {
+    deployment: request.config.deployment, source: request.source,
+    ...(request.target !== undefined ? { target: request.target } : {}), ...(request.snapshot ? { snapshot: request.snapshot } : {}),
+    ...(request.repository ? { repository: request.repository } : {}), ...(request.database !== undefined ? { database: request.database } : {}),
+    ...(request.inPlace ? { inPlace: true } : {}), ...(request.confirmInPlace ? { confirmInPlace: true } : {}),
+    ...(request.force ? { force: true } : {}), ...(request.include ? { include: request.include } : {}),
+  };
+}
+
 /** Starts a restore; the caller waits on the handle (and can tell the user when no worker polls). */
 export async function startRestore(client: Client, request: RestoreRequest): Promise<WorkflowHandle<typeof restoreWorkflow>> {
+  buildRestorePlan(request); // an unknown source or repository fails here, before Temporal
   return client.workflow.start(restoreWorkflow, {
     taskQueue: sharedTaskQueue(request.config.deployment),
     workflowId: `${request.config.deployment}-restore-${request.source}-${randomUUID()}`,
-    args: [buildRestorePlan(request)],
+    args: [restoreRequestOf(request)],
     memo: { requestedBy: currentActor() },
   });
 }
 
 /** Starts a verification now (the same plan its schedule runs). */
-export async function startVerification(client: Client, config: Config, defaultHost: string): Promise<WorkflowHandle<typeof verifyWorkflow>> {
+export async function startVerification(client: Client, config: Config, _defaultHost?: string): Promise<WorkflowHandle<typeof verifyWorkflow>> {
   return client.workflow.start(verifyWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-verify-${randomUUID()}`,
-    args: [buildVerifyPlan(config, defaultHost)],
+    args: [{ deployment: config.deployment }],
     memo: { requestedBy: currentActor() },
   });
 }

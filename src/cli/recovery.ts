@@ -1,12 +1,12 @@
 /** `backupctl drill …` and `backupctl recover`: start, watch, approve, cancel and read the runbook's runs. */
 import { randomBytes } from 'node:crypto';
 import { currentActor } from '../temporal/actor';
-import { recordAuditEvent } from '../schedules/operations';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Command } from 'commander';
-import { buildRecoveryPlan } from '../config/plans';
+import { buildRecoveryPlan, parseRestorePoint as parsePoint, PlanError } from '../config/plans';
 import type { Config } from '../config/schema';
 import type { RecoveryProgress, RecoveryReport, RestorePoint } from '../shared/recovery-types';
+import type { RecoveryRequest } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { disasterRecoveryWorkflow } from '../workflows';
 import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
@@ -16,26 +16,28 @@ import { renderTable } from './table';
 import { neededQueues, waitWatched } from './waiting';
 
 export function parseRestorePoint(text: string | undefined): RestorePoint {
-  if (!text || text === 'latest') return { type: 'latest' };
-  if (text === 'latest-verified') return { type: 'latest-verified' };
-  if (text.startsWith('as-of:')) {
-    const time = text.slice('as-of:'.length);
-    if (Number.isNaN(Date.parse(time))) throw new UsageError(`--point as-of:${time}: not a time (use ISO 8601, e.g. as-of:2026-11-25T06:00:00Z)`);
-    return { type: 'as-of', time: new Date(time).toISOString() };
+  try {
+    return parsePoint(text);
+  } catch (error) {
+    if (error instanceof PlanError) throw new UsageError(`--point: ${error.message}`);
+    throw error;
   }
-  if (/^[0-9a-f]{8,64}$/.test(text)) return { type: 'snapshot', id: text };
-  throw new UsageError(`--point ${text}: expected latest, latest-verified, a snapshot id or as-of:<ISO time>`);
 }
 
 export async function startRecovery(client: Client, config: Config, options: { mode: 'drill' | 'recover'; host: string; point?: string; sources?: string[]; confirmed?: boolean; force?: boolean }): Promise<WorkflowHandle<typeof disasterRecoveryWorkflow>> {
   const runId = randomBytes(3).toString('hex');
-  const plan = buildRecoveryPlan(config, {
+  // Unknown sources or a bad --point fail here, before Temporal; the worker builds the real plan.
+  buildRecoveryPlan(config, {
     mode: options.mode, defaultHost: options.host, runId, restorePoint: parseRestorePoint(options.point), sources: options.sources, confirmed: options.confirmed, force: options.force,
   });
+  const request: RecoveryRequest = {
+    deployment: config.deployment, mode: options.mode, ...(options.point ? { point: options.point } : {}), ...(options.sources ? { sources: options.sources } : {}),
+    ...(options.confirmed ? { confirmed: true } : {}), ...(options.force ? { force: true } : {}),
+  };
   return client.workflow.start(disasterRecoveryWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: `${config.deployment}-${options.mode}-${new Date().toISOString().slice(0, 10)}-${runId}`,
-    args: [plan],
+    args: [request],
     memo: { requestedBy: currentActor() },
   });
 }
@@ -94,10 +96,10 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     .action((workflowId: string) => withClient(async (client) => {
       process.stdout.write(`${formatProgress(await client.workflow.getHandle(workflowId).query(recoveryProgressQuery))}\n`);
     }));
-  drill.command('approve <workflowId> <step>').description('approve a manual step the run waits for')
-    .action((workflowId: string, step: string) => withClient(async (client, config) => {
-      const answer = await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [step] });
-      await recordAuditEvent(client, config.deployment, { kind: 'approval', actor: currentActor(), at: new Date().toISOString(), result: 'approved', workflowId, details: { step, answer: String(answer).slice(0, 300) } });
+  drill.command('approve <workflowId> <step>').description('approve a manual step the run waits for now (the run writes the approval, with you as approver, into its timeline and the audit trail)')
+    .option('--note <text>', 'why, or what was done ("DNS now points at vps-2")')
+    .action((workflowId: string, step: string, options: { note?: string }) => withClient(async (client) => {
+      const answer = await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [{ step, approver: currentActor(), ...(options.note ? { note: options.note } : {}) }] });
       process.stdout.write(`${answer}\n`);
     }));
   drill.command('cancel <workflowId>').description('cancel a drill (it still removes what it created)')

@@ -4,7 +4,7 @@
  */
 import type { Config, Source } from './schema';
 import { parseDuration } from './units';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { RecoveryPlan, RecoverySource, RecoveryStep, RestorePoint } from '../shared/recovery-types';
 import {
   PLAN_VERSION,
@@ -12,9 +12,69 @@ import {
 } from '../shared/plans';
 
 export class PlanError extends Error {
-  constructor(message: string) {
+  /** RestoreTargetUnsafe for a target the config does not allow; ConfigInvalid otherwise. */
+  readonly failureType: 'ConfigInvalid' | 'RestoreTargetUnsafe';
+  constructor(message: string, failureType: PlanError['failureType'] = 'ConfigInvalid') {
     super(message);
     this.name = 'PlanError';
+    this.failureType = failureType;
+  }
+}
+
+/** Where drills restore into (their run folders lie under it). */
+export function drillScratchDirectory(config: Config): string {
+  return config.drills?.scratchDirectory ?? '/var/tmp/backup-drills';
+}
+
+/** The folders a restore may write into: restore.allowedRoots, or a restore folder beside the staging folder and the drills' scratch folder. */
+export function restoreRoots(config: Config): string[] {
+  return (config.restore?.allowedRoots ?? [`${config.staging.directory.replace(/\/+$/, '')}-restore`, drillScratchDirectory(config)]).map((root) => resolve(root));
+}
+
+/** True when path is root or lies under it (lexically, after resolving . and ..). */
+export function liesUnder(path: string, root: string): boolean {
+  const p = resolve(path);
+  const r = resolve(root);
+  return p === r || p.startsWith(r.endsWith(sep) ? r : `${r}${sep}`);
+}
+
+/** The production databases the config names: a restore may not write into them (recover may, confirmed). */
+export function productionDatabases(config: Config): { source: string; database: string }[] {
+  const found: { source: string; database: string }[] = [];
+  for (const [name, source] of Object.entries(config.sources)) {
+    if (source.type === 'mongodb') for (const database of source.databases ?? []) found.push({ source: name, database });
+    if (source.type === 'postgres') for (const database of source.databases ?? []) found.push({ source: name, database });
+  }
+  return found;
+}
+
+/**
+ * The worker's check of a restore's target, from its own config: a folder must lie under
+ * restore.allowedRoots (in place: the source's own root, confirmed); a database must not be a
+ * source's production database. Throws PlanError(RestoreTargetUnsafe) naming the setting.
+ */
+export function checkRestoreTarget(config: Config, sourceName: string, target: string | undefined, options: { inPlace?: boolean; confirmInPlace?: boolean; production?: string[] } = {}): void {
+  const source = config.sources[sourceName];
+  if (!source) throw new PlanError(`no source named "${sourceName}" (known: ${Object.keys(config.sources).join(', ')})`);
+  const unsafe = (message: string) => new PlanError(message, 'RestoreTargetUnsafe');
+  if (options.inPlace) {
+    if (source.type !== 'files' && source.type !== 'secrets') throw unsafe(`--in-place restores files only: source ${sourceName} is a ${source.type} source`);
+    if (!options.confirmInPlace) throw unsafe(`an in-place restore of ${sourceName} writes over ${source.root}: confirm it (backupctl restore --in-place --yes)`);
+    return;
+  }
+  if (target === undefined) return; // each kind says what it needs
+  if (source.type === 'files' || source.type === 'secrets' || source.type === 'git') {
+    if (!target.startsWith('/')) throw unsafe(`restore target "${target}" is not an absolute path: give a folder under ${restoreRoots(config).join(' or ')}`);
+    const roots = restoreRoots(config);
+    if (!roots.some((root) => liesUnder(target, root))) {
+      throw unsafe(`restore target ${resolve(target)} is outside the folders this worker restores into (${roots.join(', ')}): restore under one of them, or add its parent to restore.allowedRoots in the worker's config`);
+    }
+    return;
+  }
+  if (source.type === 'mongodb' || source.type === 'postgres') {
+    const production = [...productionDatabases(config), ...(options.production ?? []).map((database) => ({ source: sourceName, database }))];
+    const hit = production.find((p) => p.database === target);
+    if (hit) throw unsafe(`database ${target} is source ${hit.source}'s production database: restore into another name (e.g. ${target}_restored); only \`backupctl recover --yes\` writes into production databases`);
   }
 }
 
@@ -136,6 +196,24 @@ export function buildVerifyPlan(config: Config, defaultHost: string): VerifyPlan
   };
 }
 
+/** A drill run's own folder: every scratch folder of that run lies in it, and cleanup removes it whole. */
+export function drillRunFolder(config: Config, runId: string): string {
+  return join(drillScratchDirectory(config), `${config.deployment}-${runId}`);
+}
+
+/** --point: latest (default), latest-verified, a snapshot id, or as-of:<ISO time>. */
+export function parseRestorePoint(text: string | undefined): RestorePoint {
+  if (!text || text === 'latest') return { type: 'latest' };
+  if (text === 'latest-verified') return { type: 'latest-verified' };
+  if (text.startsWith('as-of:')) {
+    const time = text.slice('as-of:'.length);
+    if (Number.isNaN(Date.parse(time))) throw new PlanError(`restore point as-of:${time}: not a time (use ISO 8601, e.g. as-of:2026-11-25T06:00:00Z)`);
+    return { type: 'as-of', time: new Date(time).toISOString() };
+  }
+  if (/^[0-9a-f]{8,64}$/.test(text)) return { type: 'snapshot', id: text };
+  throw new PlanError(`restore point ${text}: expected latest, latest-verified, a snapshot id or as-of:<ISO time>`);
+}
+
 export interface RecoveryRequest {
   mode: 'drill' | 'recover';
   defaultHost: string;
@@ -158,7 +236,7 @@ export interface RecoveryRequest {
 export function buildRecoveryPlan(config: Config, request: RecoveryRequest): RecoveryPlan {
   const policyOf = (source: string) => Object.values(config.policies).find((p) => p.sources.includes(source));
   const names = request.sources ?? Object.keys(config.sources).filter((name) => policyOf(name));
-  const scratch = join(config.drills?.scratchDirectory ?? '/var/tmp/backup-drills', `${config.deployment}-${request.runId}`);
+  const scratch = drillRunFolder(config, request.runId);
   const seconds = (duration: string | undefined) => (duration ? Math.round(parseDuration(duration)! / 1000) : undefined);
   const sources: RecoverySource[] = names.map((name) => {
     const planned = sourceOf(config, name, request.defaultHost);
@@ -178,7 +256,7 @@ export function buildRecoveryPlan(config: Config, request: RecoveryRequest): Rec
     .filter((step) => request.mode === 'recover' || step.manual !== undefined || step.inDrill)
     .map((step) => ({
       name: step.name, tier: step.tier, kind: step.run ? 'command' : step.http ? 'http' : 'manual',
-      ...(step.run ? { command: step.run } : {}), ...(step.http ? { url: step.http.url, method: step.http.method } : {}), ...(step.manual ? { instructions: step.manual } : {}),
+      ...(step.run ? { command: step.run } : {}), ...(step.env.length > 0 ? { env: step.env } : {}), ...(step.http ? { url: step.http.url, method: step.http.method } : {}), ...(step.manual ? { instructions: step.manual } : {}),
       timeoutSeconds: seconds(step.timeout)!, deadlineSeconds: seconds(step.deadline)!, reminderSeconds: seconds(step.reminder)!,
     }));
   return {

@@ -170,7 +170,12 @@ export const configSchema = z.strictObject({
       deadline: duration.default('4h').describe('Manual step: how long to wait for the approval before the run fails.'),
       reminder: duration.default('15m').describe('Manual step: how often the timeline notes it is still waiting.'),
       inDrill: z.boolean().default(false).describe('Also run this command or call in a drill (default: recover only; manual steps always wait).'),
+      env: z.array(envName).default([]).describe('Variables the command gets besides PATH, HOME and LANG (a hook never sees the worker\'s other secrets).'),
     }).refine((s) => [s.run, s.http, s.manual].filter((v) => v !== undefined).length === 1, { message: 'exactly one of "run", "http" or "manual"' })).default([]),
+  }).prefault({}),
+  restore: z.strictObject({
+    allowedRoots: z.array(z.string().min(1).refine((p) => p.startsWith('/'), 'an absolute path')).min(1).optional()
+      .describe('Folders a restore may write into (a target must lie under one). Default: "<staging.directory>-restore" beside the staging folder and drills.scratchDirectory; --in-place always writes into the source\'s own root.'),
   }).prefault({}),
   drills: z.strictObject({
     schedule: scheduleSchema,
@@ -186,6 +191,7 @@ export const configSchema = z.strictObject({
     port: z.number().int().min(0).max(65535).optional().describe('Port of the worker\'s /health and /metrics (unset: not served; 0: any free port).'),
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; 0.0.0.0 for a scraper on another machine.'),
   }).prefault({}),
+  stallAfter: duration.default('10m').describe('A backup, restore or check that shows no progress (no bytes, files or documents, no new restic output) this long is stopped and retried (failure type Stalled). Raise it for steps that are silent for long (pg_restore building large indexes).'),
 });
 
 export type Config = z.infer<typeof configSchema>;

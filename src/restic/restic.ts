@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { FailureType } from '../shared/failures';
 import type { Repository } from '../config/schema';
 import { registerSecretValue, scrubSecrets } from '../logging/logger';
+import { watchChild } from '../activities/heartbeat';
 
 /** restic 0.17 introduced the exit codes 10 (no repository), 11 (locked) and 12 (wrong password). */
 export const RESTIC_MIN_VERSION = '0.17.0';
@@ -113,6 +114,10 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
   return new Promise<ResticRun>((resolve, reject) => {
     const child = spawn(options.bin, fullArgs, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
+    // Stopped on cancellation or when the activity's step stalls; new output lines are its progress.
+    const watch = watchChild(`restic ${args[0] ?? ''}`.trim(), options.signal);
+    const stdoutProgress = watch.lines();
+    const stderrProgress = watch.lines();
     const stdoutChunks: string[] = [];
     let stderr = '';
     const stdoutLines = options.onJson ? jsonLines(options.onJson) : undefined;
@@ -122,24 +127,31 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
     child.stdout.on('data', (chunk: string) => {
       if (options.collectStdout !== false) stdoutChunks.push(chunk);
       stdoutLines?.(chunk);
+      stdoutProgress(chunk);
     });
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
       stderrLines?.(chunk);
+      stderrProgress(chunk);
     });
-    // SIGINT lets restic remove its lock; SIGKILL if it does not stop in time.
+    // SIGINT lets restic remove its lock (SIGCONT wakes a stopped restic to take it); SIGKILL if
+    // it does not stop in time.
     const onAbort = () => {
       child.kill('SIGINT');
+      child.kill('SIGCONT');
       setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
     };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (watch.signal?.aborted) onAbort();
+    else watch.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error: NodeJS.ErrnoException) => {
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.signal?.removeEventListener('abort', onAbort);
+      watch.done();
       const type = error.code === 'ENOENT' ? FailureType.ResticMissing : FailureType.ResticFailed;
       reject(new ResticError(`could not run restic at ${options.bin}: ${error.message}`, type, null, ''));
     });
     child.on('close', (code, signal) => {
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.signal?.removeEventListener('abort', onAbort);
+      watch.done();
       const stdout = stdoutChunks.join('');
       if (code === 0 || (code !== null && options.acceptExitCodes?.includes(code))) {
         resolve({ stdout, stderr, exitCode: code });

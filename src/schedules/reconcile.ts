@@ -8,6 +8,7 @@ import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
 import { buildBackupPlan, buildPrunePlan, buildRecoveryPlan, buildVerifyPlan } from '../config/plans';
+import type { BackupRequest, DeploymentRequest, PruneRequest, RecoveryRequest } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { backupWorkflow, disasterRecoveryWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
 
@@ -51,7 +52,8 @@ function digestOf(value: unknown): string {
 
 export function desiredSchedules(config: Config, defaultHost: string): DesiredSchedule[] {
   const taskQueue = sharedTaskQueue(config.deployment);
-  // Each schedule stores its run's plan: only what that run needs, so editing one policy does not touch the others.
+  // Each schedule stores its run's request (names only): the worker builds the plan from its own
+  // config at each run, so a config change needs no schedules apply unless a schedule itself changes.
   const make = (scheduleId: string, kind: DesiredSchedule['kind'], name: string, schedule: Schedule, workflowType: Workflow, args: unknown[]): DesiredSchedule => {
     const spec = specOf(schedule);
     const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: parseDuration(schedule.catchupWindow)!, pauseOnFailure: false };
@@ -69,19 +71,25 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   };
   const desired: DesiredSchedule[] = [];
   for (const [policy, definition] of Object.entries(config.policies)) {
-    const plan = buildBackupPlan(config, policy, defaultHost, 'schedule');
-    desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, backupWorkflow, [plan]));
+    buildBackupPlan(config, policy, defaultHost, 'schedule'); // a policy naming an unknown source fails here
+    const request: BackupRequest = { deployment: config.deployment, policy };
+    desired.push(make(backupScheduleId(config.deployment, policy), 'backup', policy, definition.schedule, backupWorkflow, [request]));
   }
   for (const repository of Object.keys(config.repositories)) {
-    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, pruneWorkflow, [buildPrunePlan(config, repository)]));
+    buildPrunePlan(config, repository);
+    const request: PruneRequest = { deployment: config.deployment, repository };
+    desired.push(make(pruneScheduleId(config.deployment, repository), 'prune', repository, PRUNE_SCHEDULE, pruneWorkflow, [request]));
   }
+  const deploymentOnly: DeploymentRequest = { deployment: config.deployment };
   if (config.verification) {
-    desired.push(make(verifyScheduleId(config.deployment), 'verify', 'verification', config.verification.schedule, verifyWorkflow, [buildVerifyPlan(config, defaultHost)]));
+    buildVerifyPlan(config, defaultHost);
+    desired.push(make(verifyScheduleId(config.deployment), 'verify', 'verification', config.verification.schedule, verifyWorkflow, [deploymentOnly]));
   }
   if (config.drills) {
-    // The full drill (every source, its manual steps): runs one at a time, so one scratch name serves all.
-    const plan = buildRecoveryPlan(config, { mode: 'drill', defaultHost, runId: 'scheduled' });
-    desired.push(make(drillScheduleId(config.deployment), 'drill', 'drill', config.drills.schedule, disasterRecoveryWorkflow, [plan]));
+    // The full drill (every source, its manual steps); each run's scratch names carry its own run id.
+    buildRecoveryPlan(config, { mode: 'drill', defaultHost, runId: 'check' });
+    const request: RecoveryRequest = { deployment: config.deployment, mode: 'drill' };
+    desired.push(make(drillScheduleId(config.deployment), 'drill', 'drill', config.drills.schedule, disasterRecoveryWorkflow, [request]));
   }
   return desired;
 }

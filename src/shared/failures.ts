@@ -27,8 +27,14 @@ export const FailureType = {
   VerificationFailed: 'VerificationFailed',
   /** A bucket's copy differs from the source after replication (a retry copies the differences). */
   ReplicaMismatch: 'ReplicaMismatch',
+  /** A long step made no progress (no bytes, files or documents, no new output) for `stallAfter`: stopped, and retried. */
+  Stalled: 'Stalled',
   /** A workflow input (plan) of a version or kind this worker does not understand. */
   InputVersionUnsupported: 'InputVersionUnsupported',
+  /** A request for a deployment this worker's config does not serve. */
+  DeploymentNotServed: 'DeploymentNotServed',
+  /** A recovery step whose name the worker's config (recovery.steps) does not have. */
+  StepNotConfigured: 'StepNotConfigured',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
@@ -50,4 +56,6 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.RestoreMismatch,
   FailureType.VerificationFailed,
   FailureType.InputVersionUnsupported,
+  FailureType.DeploymentNotServed,
+  FailureType.StepNotConfigured,
 ];

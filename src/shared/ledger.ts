@@ -81,6 +81,8 @@ export interface LedgerOperations {
   notices: AlertNotice[];
   /** Numbers the delivery workflows (their ids). */
   noticeSeq: number;
+  /** Why the first waiting notice's delivery workflow could not be started (it is retried). */
+  noticeError?: string;
   counters: OperationsCounters;
   lastDrill?: OperationsView['lastDrill'];
   audit: {

@@ -8,7 +8,7 @@ import type { RunStatus } from './backup-types';
 export const OPERATIONS_PLAN_VERSION = 1;
 
 /** Why an alert is open; one open alert per source and cause. */
-export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-over-rto';
+export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-over-rto' | 'audit-write-failed';
 export type AlertSeverity = 'critical' | 'warning';
 
 export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
@@ -17,6 +17,8 @@ export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
   'missed-backup': 'critical',
   'verification-failed': 'critical',
   'drill-over-rto': 'warning',
+  // The store refused for good (another deployment's entries, keys not set): nothing retries it away.
+  'audit-write-failed': 'warning',
 };
 
 interface ChannelCommon {
@@ -146,6 +148,8 @@ export interface OperationsView {
   counters: OperationsCounters;
   lastDrill?: { at: string; workflowId: string; rtoSeconds?: number; rtoTargetSeconds?: number; met?: boolean };
   audit: { seq: number; head: string; pending: number; lastError?: string };
+  /** Present while an alert notice waits because its delivery workflow could not be started. */
+  notices?: { waiting: number; lastError: string };
   /** Per source: when the dead man's switch fires next if no success arrives. */
   deadlines: Record<string, string>;
 }

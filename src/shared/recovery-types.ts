@@ -36,6 +36,8 @@ export interface RecoveryStep {
   tier: Tier;
   kind: 'command' | 'http' | 'manual';
   command?: string;
+  /** Variables the command gets besides PATH, HOME and LANG (from the worker's config; informative here). */
+  env?: string[];
   url?: string;
   method?: string;
   instructions?: string;
@@ -64,7 +66,7 @@ export interface RecoveryPlan {
 export interface TimelineEntry {
   at: string;
   step: string;
-  event: 'started' | 'ended' | 'failed' | 'waiting' | 'reminder' | 'approved' | 'validated' | 'cleaned' | 'cleanup-failed' | 'refused';
+  event: 'started' | 'ended' | 'failed' | 'waiting' | 'reminder' | 'approved' | 'validated' | 'cleaned' | 'cleanup-failed' | 'refused' | 'resolved';
   detail?: string;
 }
 
@@ -96,6 +98,13 @@ export interface RecoveryReport {
   timeline: TimelineEntry[];
   cleanup: { target: string; ok: boolean; detail?: string }[];
   error?: string;
+}
+
+/** An approval of a manual step: who says they approve (not yet a verified identity) and why. */
+export interface StepApproval {
+  step: string;
+  approver: string;
+  note?: string;
 }
 
 export interface RecoveryProgress {

@@ -44,6 +44,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { FailureType } from '../shared/failures';
 import type { GitFingerprint } from '../shared/fingerprints';
 import { registerSecretValue } from '../logging/logger';
+import { stepSignal, watchChild } from '../activities/heartbeat';
 
 export class GitSourceError extends Error {
   /** `fix`: what an operator should do about it (doctor shows it). */
@@ -128,33 +129,45 @@ function abortError(signal: AbortSignal): unknown {
 }
 
 async function git(args: string[], options: GitOptions): Promise<GitRun> {
-  options.signal?.throwIfAborted();
+  stepSignal(options.signal)?.throwIfAborted();
   return new Promise<GitRun>((resolvePromise, reject) => {
     const child = spawn('git', args, { cwd: options.cwd, env: gitEnvironment(options), stdio: ['ignore', 'pipe', 'pipe'] });
+    // Stopped on cancellation or when the activity's step stalls; new output lines are its progress.
+    const watch = watchChild(`git ${args[0] === '-c' ? args[2] ?? '' : args[0] ?? ''}`.trim(), options.signal);
+    const stdoutProgress = watch.lines();
+    const stderrProgress = watch.lines();
     const stdout: string[] = [];
     let stderr = '';
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => stdout.push(chunk));
+    child.stdout.on('data', (chunk: string) => {
+      stdout.push(chunk);
+      stdoutProgress(chunk);
+    });
     child.stderr.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-64 * 1024);
+      stderrProgress(chunk);
     });
-    // SIGTERM lets git remove its lock files; SIGKILL if it does not stop in time.
+    // SIGTERM lets git remove its lock files (SIGCONT wakes a stopped git to take it); SIGKILL if
+    // it does not stop in time.
     const onAbort = () => {
       child.kill('SIGTERM');
+      child.kill('SIGCONT');
       setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
     };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    watch.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error: NodeJS.ErrnoException) => {
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.signal?.removeEventListener('abort', onAbort);
+      watch.done();
       if (error.code === 'ENOENT') {
         reject(new GitSourceError('git is not installed on this worker (no "git" on PATH)', FailureType.ConfigInvalid, `install git ${GIT_MIN_VERSION} or later`));
       } else reject(new GitSourceError(`could not run git: ${error.message}`, FailureType.ConfigInvalid));
     });
     child.on('close', (code) => {
-      options.signal?.removeEventListener('abort', onAbort);
-      if (options.signal?.aborted) {
-        reject(abortError(options.signal));
+      watch.signal?.removeEventListener('abort', onAbort);
+      watch.done();
+      if (watch.signal?.aborted) {
+        reject(abortError(watch.signal));
         return;
       }
       const out = stdout.join('');

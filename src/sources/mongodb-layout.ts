@@ -10,6 +10,9 @@ import { BSON, type Document } from 'mongodb';
 export const MANIFEST_FILE = 'dump-manifest.json';
 export const BSON_SUFFIX = '.bson';
 export const METADATA_SUFFIX = '.metadata.json';
+/** A dump holds the database's documents: its folders and files are the worker user's alone, like the rest of the staging. */
+export const STAGING_FOLDER_MODE = 0o700;
+export const STAGING_FILE_MODE = 0o600;
 
 /** mongodump's metadata.json. */
 export interface CollectionMetadata {

@@ -18,10 +18,11 @@ import { mkdir, readdir, readFile, rename as renameFile, writeFile } from 'node:
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { BSON, MongoBulkWriteError, MongoServerError, type ClientSession, type Db, type Document, type MongoClient } from 'mongodb';
+import { markProgress, stepSignal } from '../activities/heartbeat';
 import { FailureType } from '../shared/failures';
 import type { CollectionFingerprint, MongoFingerprint } from '../shared/fingerprints';
 import { MongoSourceError, redact, toSourceError, withClient } from './mongodb-connection';
-import { BSON_SUFFIX, METADATA_SUFFIX, MANIFEST_FILE, decodeForInsert, escapeFileName, metadataJson, parseMetadata, readBsonFile, unescapeFileName, type CollectionMetadata } from './mongodb-layout';
+import { BSON_SUFFIX, METADATA_SUFFIX, MANIFEST_FILE, STAGING_FILE_MODE, STAGING_FOLDER_MODE, decodeForInsert, escapeFileName, metadataJson, parseMetadata, readBsonFile, unescapeFileName, type CollectionMetadata } from './mongodb-layout';
 
 export { MongoSourceError, DEFAULT_SERVER_SELECTION_TIMEOUT_MS } from './mongodb-connection';
 export { MANIFEST_FILE } from './mongodb-layout';
@@ -295,7 +296,7 @@ export async function fingerprintMongo(target: MongoTarget & { signal?: AbortSig
 }
 
 async function assertEmptyFolder(directory: string): Promise<void> {
-  await mkdir(directory, { recursive: true });
+  await mkdir(directory, { recursive: true, mode: STAGING_FOLDER_MODE });
   const entries = await readdir(directory);
   if (entries.length > 0) throw new Error(`the dump folder ${directory} is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}): dump into an empty or new folder`);
 }
@@ -305,6 +306,8 @@ async function assertEmptyFolder(directory: string): Promise<void> {
  * (views: metadata only), then `dump-manifest.json`; returns the fingerprint of what was read.
  */
 export async function dumpMongo(opts: MongoDumpOptions): Promise<MongoFingerprint> {
+  // Stops also when the activity's step stalls (documents are its progress).
+  opts = { ...opts, signal: stepSignal(opts.signal) };
   const warn = opts.onWarning ?? (() => undefined);
   try {
     await assertEmptyFolder(opts.directory);
@@ -317,10 +320,10 @@ export async function dumpMongo(opts: MongoDumpOptions): Promise<MongoFingerprin
         snapshot: opts.snapshot,
         eachCollection: async (c) => {
           const folder = join(opts.directory, c.database);
-          await mkdir(folder, { recursive: true });
+          await mkdir(folder, { recursive: true, mode: STAGING_FOLDER_MODE });
           const base = join(folder, escapeFileName(c.name));
           const metadata: CollectionMetadata = { options: c.options, indexes: await listIndexes(client, c), ...(c.uuid ? { uuid: c.uuid } : {}), collectionName: c.name, type: c.type };
-          await writeFile(`${base}${METADATA_SUFFIX}`, metadataJson(metadata));
+          await writeFile(`${base}${METADATA_SUFFIX}`, metadataJson(metadata), { mode: STAGING_FILE_MODE });
           if (!holdsDocuments(c)) return {};
           return streamTo(`${base}${BSON_SUFFIX}`, opts.signal);
         },
@@ -335,7 +338,7 @@ export async function dumpMongo(opts: MongoDumpOptions): Promise<MongoFingerprin
       };
       // Written last and renamed into place: a folder with a manifest holds a whole dump.
       const manifestPath = join(opts.directory, MANIFEST_FILE);
-      await writeFile(`${manifestPath}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFile(`${manifestPath}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: STAGING_FILE_MODE });
       await renameFile(`${manifestPath}.tmp`, manifestPath);
       return fingerprint;
     });
@@ -346,7 +349,7 @@ export async function dumpMongo(opts: MongoDumpOptions): Promise<MongoFingerprin
 
 /** A write stream for raw documents that waits on backpressure and surfaces write errors. */
 function streamTo(path: string, signal?: AbortSignal): { each: (raw: Buffer) => Promise<void> | void; done: () => Promise<void>; abort: () => void } {
-  const out = createWriteStream(path, { flags: 'wx', highWaterMark: 4 * 1024 * 1024 });
+  const out = createWriteStream(path, { flags: 'wx', mode: STAGING_FILE_MODE, highWaterMark: 4 * 1024 * 1024 });
   let failure: Error | undefined;
   out.on('error', (error) => {
     failure = error;
@@ -542,6 +545,7 @@ async function insertDocuments(client: MongoClient, c: DumpedCollection, opts: M
  * collections as read back from the server, under their target database names.
  */
 export async function restoreMongo(opts: MongoRestoreOptions): Promise<MongoFingerprint> {
+  opts = { ...opts, signal: stepSignal(opts.signal) };
   const warn = opts.onWarning ?? (() => undefined);
   const rename = opts.rename ?? {};
   try {
@@ -585,7 +589,8 @@ export async function restoreMongo(opts: MongoRestoreOptions): Promise<MongoFing
       }
       const restored: SelectedCollection[] = collections.map((c) => ({ database: c.target, name: c.name, type: c.metadata.type, options: c.metadata.options }));
       restored.sort((a, b) => (a.database === b.database ? compare(a.name, b.name) : compare(a.database, b.database)));
-      return readAll(client, restored, { signal: opts.signal });
+      // Reading every document back takes as long as restoring them: each batch is progress.
+      return readAll(client, restored, { signal: opts.signal, onProgress: markProgress });
     });
   } catch (error) {
     rethrow(error, opts);

@@ -10,10 +10,12 @@
  * pg_dump: …" lines on restic's stderr say why, and become the same typed errors as the driver's.
  */
 import { spawn } from 'node:child_process';
+import { Transform } from 'node:stream';
 import type { Repository } from '../config/schema';
 import { scrubSecrets } from '../logging/logger';
 import { backup, type BackupStatus, type BackupSummary, type ResticContext } from '../restic/commands';
 import { classifyResticFailure, repositoryEnvironment, repositoryOptions, ResticError } from '../restic/restic';
+import { watchChild } from '../activities/heartbeat';
 import { FailureType } from '../shared/failures';
 import { classifyToolStderr, pgToolEnv, PostgresSourceError, redact, withClient } from './postgres-connection';
 import { dumpFileName, pgDumpArgs, restorePostgres } from './postgres';
@@ -111,6 +113,14 @@ export async function restoreDatabaseFromRestic(opts: {
   const path = opts.path ?? `/${dumpFileName(opts.sourceDatabase)}`;
   const env = repositoryEnvironment(opts.restic.repository, opts.restic.env);
   const child = spawn(opts.restic.bin, [...repositoryOptions(opts.restic.repository), 'dump', '--no-lock', opts.snapshotId, path], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The dump flowing into pg_restore is the step's progress; a stall stops pg_restore, then restic below.
+  const watch = watchChild('restic dump | pg_restore', opts.signal);
+  const dump = child.stdout.pipe(new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      watch.progress();
+      done(null, chunk);
+    },
+  }));
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk: string) => {
@@ -119,9 +129,9 @@ export async function restoreDatabaseFromRestic(opts: {
   const exited = new Promise<number | null>((resolve) => {
     child.on('error', () => resolve(null));
     child.on('close', (code) => resolve(code));
-  });
+  }).finally(() => watch.done());
   try {
-    const restored = await restorePostgres({ url: opts.url, database: opts.database, dump: child.stdout, force: opts.force, signal: opts.signal, pgRestoreBin: opts.pgRestoreBin });
+    const restored = await restorePostgres({ url: opts.url, database: opts.database, dump, force: opts.force, signal: watch.signal, pgRestoreBin: opts.pgRestoreBin });
     const code = await exited;
     if (code !== 0) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
     return restored;
@@ -134,6 +144,7 @@ export async function restoreDatabaseFromRestic(opts: {
       if (code !== undefined && code !== 0) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
     }
     child.kill('SIGINT');
+    child.kill('SIGCONT'); // a stopped restic (SIGSTOP) takes the SIGINT only once woken
     await exited;
     throw error;
   }

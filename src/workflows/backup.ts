@@ -10,9 +10,11 @@ import type { BackupOutcome, BackupProgress, RepositoryJob, RepositorySource, Sn
 import type { BucketSource } from '../config/schema';
 import { FailureType } from '../shared/failures';
 import type { BackupPlan, PlannedSource } from '../shared/plans';
+import type { BackupRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery, snapshotsReadySignal } from './definitions';
-import { recordedRun, requirePlan, rootCause } from './outcomes';
+import { recordedRun, rootCause, startedBySchedule } from './outcomes';
+import { planOfRun } from './requests';
 import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
@@ -47,8 +49,8 @@ function repositoryJobs(plan: BackupPlan, when: string): RepositoryJob[] {
   });
 }
 
-export async function backupWorkflow(plan: BackupPlan): Promise<BackupOutcome> {
-  requirePlan(plan, 'backup', 'backupWorkflow');
+export async function backupWorkflow(request: BackupRequest): Promise<BackupOutcome> {
+  const plan = await planOfRun<BackupPlan>(request, 'backup', 'backup', 'backupWorkflow', startedBySchedule() ? 'schedule' : 'manual');
   const info = workflowInfo();
   const when = scheduledTime();
   const buckets = plan.sources.filter(isBucket);

@@ -6,8 +6,9 @@ import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } 
 import type { Activities } from '../activities';
 import type { CheckResult, DoctorReport } from '../shared/doctor-types';
 import type { DoctorPlan } from '../shared/plans';
+import type { DeploymentRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
-import { requirePlan } from './outcomes';
+import { planOfRun } from './requests';
 
 const checks = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -31,8 +32,8 @@ async function guarded(id: string, title: string, fix: string, check: () => Prom
   }
 }
 
-export async function doctorWorkflow(plan: DoctorPlan): Promise<DoctorReport> {
-  requirePlan(plan, 'doctor', 'doctorWorkflow');
+export async function doctorWorkflow(request: DeploymentRequest): Promise<DoctorReport> {
+  const plan = await planOfRun<DoctorPlan>(request, 'doctor', 'doctor', 'doctorWorkflow');
   const rows: Promise<CheckResult>[] = [];
   rows.push(guarded('restic', 'restic installed and recent enough', 'install restic or set RESTIC_BIN', () => checks.checkRestic()));
 

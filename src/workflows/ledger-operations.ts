@@ -96,6 +96,25 @@ export function resolve(ops: LedgerOperations, deployment: string, source: strin
   }
 }
 
+/**
+ * The audit store refused a write for good (a different entry under a stored seq, a trail of
+ * another deployment, keys that are not set): retrying will not fix it, so a person is told.
+ */
+export function auditRefused(ops: LedgerOperations, deployment: string, why: string, at: string): void {
+  const location = ops.plan?.audit;
+  raise(ops, deployment, {
+    cause: 'audit-write-failed', source: '*',
+    summary: `the audit trail cannot be written: ${why}`.slice(0, 900),
+    fix: 'Fix what the message names: give this deployment an audit location of its own (audit.repository or audit.directory) or set the keys, then `backupctl schedules apply`; the waiting events are written then (`backupctl status` counts them).',
+    details: { location: location ? (location.type === 's3' ? `s3://${location.bucket}/${location.prefix}` : location.path) : null, pending: ops.audit.pending.length },
+  }, at);
+}
+
+/** A write went through: the trail is whole again. */
+export function auditRecovered(ops: LedgerOperations, deployment: string, at: string): void {
+  resolve(ops, deployment, '*', ['audit-write-failed'], at, 'the audit trail was written');
+}
+
 function countBackup(ops: LedgerOperations, outcome: RunOutcome, source: string, status: RunStatus): void {
   const { counters } = ops;
   const perSource = (counters.backups[source] ??= {});
@@ -289,6 +308,7 @@ export function operationsView(state: LedgerState, deployment: string, now: Date
     deployment, asOf: now.toISOString(), plan: ops.plan ?? null, openAlerts: Object.values(ops.alerts), counters: ops.counters,
     ...(ops.lastDrill ? { lastDrill: ops.lastDrill } : {}),
     audit: { seq: ops.audit.seq, head: ops.audit.head, pending: ops.audit.pending.length, ...(ops.audit.lastError ? { lastError: ops.audit.lastError } : {}) },
+    ...(ops.noticeError && ops.notices.length > 0 ? { notices: { waiting: ops.notices.length, lastError: ops.noticeError } } : {}),
     deadlines: due,
   };
 }

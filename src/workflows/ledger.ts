@@ -3,11 +3,13 @@
  * "when was the last successful backup?" from its state. Long-lived; continue-as-new keeps its
  * history short, and is the only moment its state may change shape (LEDGER_STATE_VERSION).
  */
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
-  allHandlersFinished, condition, continueAsNew, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
+  ActivityFailure, allHandlersFinished, ApplicationFailure, condition, continueAsNew, isCancellation, log, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
+import type { OperationsPlan } from '../shared/operations';
 import {
   HISTORY_LIMIT, LEDGER_STATE_VERSION,
   type LastSuccessfulBackup, type LastVerified, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type LedgerStateV2, type RecoveryPointAge, type SourceRun,
@@ -16,7 +18,9 @@ import { alertDeliveryWorkflow } from './alerts';
 import {
   configureOperationsSignal, historyQuery, recoveryPointAgeNowUpdate, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
 } from './definitions';
-import { applyOperationsPlan, audit, auditBatch, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView } from './ledger-operations';
+import {
+  applyOperationsPlan, audit, auditBatch, auditRecovered, auditRefused, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView,
+} from './ledger-operations';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
@@ -33,6 +37,8 @@ const CLOCK_TICK_MS = 60_000;
 /** The audit store is retried this long after a failed write, doubling up to AUDIT_RETRY_MAX_MS. */
 const AUDIT_RETRY_MS = 5_000;
 const AUDIT_RETRY_MAX_MS = 5 * 60_000;
+/** After the store refused a write for good (an alert is open), it is tried again this often. */
+const AUDIT_REFUSED_RETRY_MS = 60 * 60_000;
 
 const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -219,18 +225,28 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
 /**
  * Each turn: fire the dead man's switch of every source past its deadline, hand each new alert
  * notice to a delivery workflow of its own (abandoned: it outlives this run), write pending audit
- * events; then sleep until the next deadline, the clock tick, or a signal with work in it.
+ * events; then sleep until the next deadline, the clock tick, a retry, or a signal with work in it.
  */
 async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean): Promise<void> {
   const ops = state.operations;
   // Since 2026-11-26 (later still): no clock tick; runs that began with one keep it on replay.
   const tick = !patched('ledger-without-tick');
+  // Since 2026-12-05: only an id already taken means a notice went out; any other failure to start
+  // its delivery keeps it for a retry. An audit write the store refuses for good raises an alert,
+  // is retried hourly, and at once when a new plan arrives. Runs that began before keep the old
+  // branch (every start error ignored, the audit retried silently) until their continue-as-new.
+  const failuresSeen = patched('ledger-notice-and-audit-failures');
   let auditRetryAt = 0;
   let auditFailures = 0;
+  /** The plan under which the store refused a write for good (a new one is worth a try at once). */
+  let auditRefusedUnder: OperationsPlan | undefined;
+  let noticeRetryAt = 0;
+  let noticeFailures = 0;
   const auditReady = () => ops.plan?.audit !== undefined && ops.audit.pending.length > 0;
+  const auditPlanChanged = () => auditRefusedUnder !== undefined && ops.plan !== auditRefusedUnder;
   for (;;) {
     const nextDeadline = checkDeadlines(state, new Date());
-    while (ops.notices.length > 0) {
+    while (ops.notices.length > 0 && new Date().getTime() >= noticeRetryAt) {
       const notice = ops.notices[0]!;
       const channels = channelsFor(ops.plan, notice);
       if (channels.length > 0) {
@@ -242,31 +258,70 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
             args: [{ deployment: notice.deployment, notice, channels }],
             parentClosePolicy: ParentClosePolicy.ABANDON,
           });
-        } catch {
+        } catch (error) {
           // An id taken by an earlier run of the ledger: that notice went out already.
+          if (failuresSeen && !(error instanceof WorkflowExecutionAlreadyStartedError)) {
+            if (isCancellation(error)) throw error;
+            noticeFailures += 1;
+            noticeRetryAt = new Date().getTime() + retryDelay(noticeFailures);
+            ops.noticeError = errorMessage(error);
+            log.error('alert notice not handed to a delivery workflow; kept and retried', { key: notice.key, action: notice.action, attempt: noticeFailures, error: ops.noticeError });
+            break;
+          }
+        }
+        if (failuresSeen) {
+          noticeFailures = 0;
+          noticeRetryAt = 0;
+          delete ops.noticeError;
         }
       }
       ops.notices.shift();
     }
     const now = new Date().getTime();
-    if (auditReady() && now >= auditRetryAt) {
+    if (auditReady() && (now >= auditRetryAt || auditPlanChanged())) {
       const at = new Date().toISOString();
       const events = auditBatch(ops, at);
       try {
         const written = await bookkeeping.appendAudit({ location: ops.plan!.audit!, deployment: ops.plan!.deployment, afterSeq: ops.audit.seq, prevHash: ops.audit.head, events });
         auditWritten(ops, events.length, written);
         auditFailures = 0;
+        if (failuresSeen) {
+          auditRefusedUnder = undefined;
+          auditRecovered(ops, ops.plan!.deployment, new Date().toISOString());
+        }
       } catch (error) {
         auditFailures += 1;
         auditRetryAt = new Date().getTime() + Math.min(AUDIT_RETRY_MAX_MS, AUDIT_RETRY_MS * 2 ** (auditFailures - 1));
         ops.audit.lastError = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+        if (failuresSeen && refusedForGood(error)) {
+          // A retry within the activity's policy did not help and waiting will not either: say so.
+          auditRefusedUnder = ops.plan;
+          auditRetryAt = new Date().getTime() + AUDIT_REFUSED_RETRY_MS;
+          auditRefused(ops, ops.plan!.deployment, ops.audit.lastError, new Date().toISOString());
+          log.error('the audit store refused a write for good; alert raised', { error: ops.audit.lastError, pending: ops.audit.pending.length });
+        }
       }
       continue;
     }
     if (shouldContinueAsNew()) return;
-    const wakeAt = Math.min(tick ? now + CLOCK_TICK_MS : Infinity, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity);
-    const work = () => shouldContinueAsNew() || ops.notices.length > 0 || (auditReady() && auditFailures === 0);
+    const noticesWaiting = ops.notices.length > 0 && noticeFailures > 0;
+    const wakeAt = Math.min(tick ? now + CLOCK_TICK_MS : Infinity, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity, noticesWaiting ? noticeRetryAt : Infinity);
+    const work = () => shouldContinueAsNew() || (ops.notices.length > 0 && noticeFailures === 0) || (auditReady() && (auditFailures === 0 || auditPlanChanged()));
     if (wakeAt === Infinity) await condition(work);
     else await condition(work, Math.max(1, wakeAt - now));
   }
+}
+
+/** The delay before the next try: AUDIT_RETRY_MS doubling up to AUDIT_RETRY_MAX_MS. */
+function retryDelay(failures: number): number {
+  return Math.min(AUDIT_RETRY_MAX_MS, AUDIT_RETRY_MS * 2 ** (failures - 1));
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+}
+
+/** An activity failure its retry policy would not retry (nonRetryable): a conflict, a config error. */
+function refusedForGood(error: unknown): boolean {
+  return error instanceof ActivityFailure && error.cause instanceof ApplicationFailure && error.cause.nonRetryable === true;
 }

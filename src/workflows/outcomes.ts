@@ -27,6 +27,11 @@ function statusOfError(error: unknown): RunStatus {
 
 const SCHEDULED_BY = defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD);
 
+/** Started by a schedule (its search attribute says which), not by a person. */
+export function startedBySchedule(): boolean {
+  return Boolean(workflowInfo().typedSearchAttributes.get(SCHEDULED_BY));
+}
+
 /** Who started this run, for the audit trail: its schedule, the person the CLI named in the memo, or its parent. */
 export function actorOfRun(): string {
   const info = workflowInfo();

@@ -2,11 +2,13 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { RepositoryJobResult, RunOutcome } from '../shared/backup-types';
 import type { PrunePlan } from '../shared/plans';
-import { recordedRun, requirePlan } from './outcomes';
+import type { PruneRequest } from '../shared/requests';
+import { recordedRun } from './outcomes';
+import { planOfRun } from './requests';
 import { runAsRepositoryWriter } from './repository';
 
-export async function pruneWorkflow(plan: PrunePlan): Promise<RepositoryJobResult> {
-  requirePlan(plan, 'prune', 'pruneWorkflow');
+export async function pruneWorkflow(request: PruneRequest): Promise<RepositoryJobResult> {
+  const plan = await planOfRun<PrunePlan>(request, 'prune', 'prune', 'pruneWorkflow');
   const info = workflowInfo();
   const { name, repository } = plan.repository;
   const outcome: RunOutcome = {

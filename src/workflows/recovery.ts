@@ -9,21 +9,23 @@
  * any step runs, and always removes what it created, also when it fails or is cancelled.
  */
 import {
-  ApplicationFailure, CancellationScope, condition, defineQuery, defineUpdate, isCancellation, proxyActivities, setHandler, workflowInfo,
+  ApplicationFailure, CancellationScope, condition, defineQuery, defineUpdate, isCancellation, patched, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
-import { planProblem } from '../shared/plans';
 import {
   TIERS, TIER_RTO_SECONDS,
-  type RecoveredSource, type RecoveryPlan, type RecoveryProgress, type RecoveryReport, type RecoverySource, type TimelineEntry,
+  type RecoveredSource, type RecoveryPlan, type RecoveryProgress, type RecoveryReport, type RecoverySource, type StepApproval, type TimelineEntry,
 } from '../shared/recovery-types';
+import type { RecoveryRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
-import { rootCause } from './outcomes';
+import { actorOfRun, rootCause } from './outcomes';
+import { planOfRun, WORKER_RESOLVES_PLANS } from './requests';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
-export const approveStepUpdate = defineUpdate<string, [string]>('approveStep');
+/** `{ step, approver, note }`; runs started before 2026-12-05 took the step's name alone (replayed as such). */
+export const approveStepUpdate = defineUpdate<string, [StepApproval]>('approveStep');
 export const recoveryProgressQuery = defineQuery<RecoveryProgress>('recoveryProgress');
 export const recoveryReportQuery = defineQuery<RecoveryReport>('recoveryReport');
 
@@ -45,9 +47,14 @@ export function productionTargets(plan: Pick<RecoveryPlan, 'sources'>): string[]
   return found;
 }
 
-export async function disasterRecoveryWorkflow(plan: RecoveryPlan): Promise<RecoveryReport> {
-  const problem = planProblem(plan, 'recovery', 'disasterRecoveryWorkflow');
-  if (problem) throw ApplicationFailure.create({ type: problem.type, message: problem.message, nonRetryable: true });
+/** An approval as sent: an object from this version's clients, the step's name alone from older ones. */
+function approvalOf(input: StepApproval | string): StepApproval {
+  return typeof input === 'string' ? { step: input, approver: 'unknown (a client before approvers)' } : input;
+}
+
+export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promise<RecoveryReport> {
+  const plan = await planOfRun<RecoveryPlan>(request, 'recovery', 'recovery', 'disasterRecoveryWorkflow');
+  const approvalsAudited = patched(WORKER_RESOLVES_PLANS);
   const info = workflowInfo();
   const startedAt = info.startTime;
   const now = () => new Date();
@@ -68,14 +75,37 @@ export async function disasterRecoveryWorkflow(plan: RecoveryPlan): Promise<Reco
     mode: plan.mode, current: [...current], elapsedSeconds: elapsed(), done: [...done], left: all.filter((s) => !done.includes(s) && !current.has(s)), waitingForApproval: [...waiting],
   }));
   setHandler(recoveryReportQuery, () => report);
-  setHandler(approveStepUpdate, (step) => {
+  setHandler(approveStepUpdate, async (input) => {
+    if (!approvalsAudited) {
+      const step = approvalOf(input).step;
+      approvals.add(step);
+      note(step, 'approved');
+      return `step ${step} approved`;
+    }
+    const { step, approver, note: why } = approvalOf(input);
     approvals.add(step);
-    note(step, 'approved');
-    return `step ${step} approved`;
+    note(step, 'approved', `by ${approver}${why ? `: ${why}` : ''}`);
+    // Into the audit trail from here, whichever client sent it (backupctl, temporal workflow update, the Web UI).
+    try {
+      await calls.recordAuditEvent({
+        deployment: plan.deployment,
+        event: { kind: 'approval', actor: approver, at: now().toISOString(), result: 'approved', workflowId: info.workflowId, details: { step, mode: plan.mode, startedBy: actorOfRun(), ...(why ? { note: why.slice(0, 300) } : {}) } },
+      });
+    } catch (error) {
+      note(step, 'failed', `the approval could not be written to the audit trail: ${rootCause(error).message}`);
+    }
+    return `step ${step} approved by ${approver}`;
   }, {
-    validator: (step) => {
+    validator: (input) => {
+      if (approvalsAudited && (typeof input !== 'object' || input === null || typeof input.step !== 'string' || typeof input.approver !== 'string' || input.approver.trim() === '')) {
+        throw new Error('an approval is { "step": "<manual step>", "approver": "<who approves>", "note": "<optional>" }: name the step and who approves');
+      }
+      const { step } = approvalOf(input);
       if (!plan.steps.some((s) => s.name === step && s.kind === 'manual')) throw new Error(`no manual step named "${step}" (manual steps: ${plan.steps.filter((s) => s.kind === 'manual').map((s) => s.name).join(', ') || 'none'})`);
       if (approvals.has(step)) throw new Error(`step ${step} is already approved`);
+      if (approvalsAudited && !waiting.has(step)) {
+        throw new Error(`step ${step} is not waiting for an approval now (${done.includes(step) ? 'it is over' : `it waits once the ${plan.steps.find((s) => s.name === step)?.tier ?? ''} tier's restores are done`}): approve it when \`backupctl drill status ${info.workflowId}\` lists it under "waiting for approval"`);
+      }
     },
   });
 

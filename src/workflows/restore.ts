@@ -3,13 +3,15 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome } from '../shared/backup-types';
 import type { RestorePlan } from '../shared/plans';
+import type { RestoreRequest } from '../shared/requests';
 import type { RestoreResult } from '../shared/restore-types';
 import { hostTaskQueue } from '../shared/task-queues';
-import { recordedRun, requirePlan } from './outcomes';
+import { recordedRun } from './outcomes';
+import { planOfRun } from './requests';
 import { LONG_TRANSFERS } from './retry-policies';
 
-export async function restoreWorkflow(plan: RestorePlan): Promise<RestoreResult> {
-  requirePlan(plan, 'restore', 'restoreWorkflow');
+export async function restoreWorkflow(request: RestoreRequest): Promise<RestoreResult> {
+  const plan = await planOfRun<RestorePlan>(request, 'restore', 'restore', 'restoreWorkflow');
   const info = workflowInfo();
   const { source, repository } = plan;
   const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, source.host) });

@@ -10,16 +10,18 @@ import type { Activities } from '../activities';
 import type { RunOutcome, VerificationReport } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import type { VerifyPlan } from '../shared/plans';
+import type { DeploymentRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
-import { recordedRun, requirePlan } from './outcomes';
+import { recordedRun } from './outcomes';
+import { planOfRun } from './requests';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
 // A check that finds damage returns it: retries are for the checker failing, not the data.
 const transfers = proxyActivities<Activities>({ ...LONG_TRANSFERS, retry: { ...LONG_TRANSFERS.retry, maximumAttempts: 3 } });
 
-export async function verifyWorkflow(plan: VerifyPlan): Promise<VerificationReport> {
-  requirePlan(plan, 'verify', 'verifyWorkflow');
+export async function verifyWorkflow(request: DeploymentRequest): Promise<VerificationReport> {
+  const plan = await planOfRun<VerifyPlan>(request, 'verify', 'verify', 'verifyWorkflow');
   const info = workflowInfo();
   const outcome: RunOutcome = {
     kind: 'verify', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
