@@ -12,7 +12,6 @@ import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { parseConfig } from '../src/config/load';
-import { buildBackupPlan } from '../src/config/plans';
 import type { Config } from '../src/config/schema';
 import { resolveBinaryInfo, type ResolvedBinary } from '../src/servers/binaries';
 import { startMinio, startTemporal, type MinioServer, type TemporalServer } from '../src/servers/processes';
@@ -217,7 +216,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
 
     const backup = async (label: string, repo: Repo, runIndex: number): Promise<BackupMeasure> => {
       syncDisks();
-      const input = buildBackupPlan(repo.config, POLICY, HOST, 'manual');
+      const input = { deployment: repo.config.deployment, policy: POLICY };
       const workflowId = `${DEPLOYMENT}-backup-${label}-${runIndex}-${Date.now()}`;
       const callsBefore = readResticCalls(wrapper.logFile).length;
       memorySampler.setPhase(label);

@@ -16,6 +16,10 @@
  * replicated between two MinIO servers, a MongoDB restore, doctor over all of them, and a
  * verification of them all.
  *
+ * --prefix P saves each history as P<name>.json: the histories of one input version beside those
+ * of the earlier ones (2026-12-05: `--prefix requests-` for the runs started with requests, names
+ * only, whose plan a worker resolved; the files without a prefix are runs started with whole plans).
+ *
  * It starts its own Temporal dev server, a worker and a local restic repository in a temporary
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
  */
@@ -29,7 +33,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan, buildRecoveryPlan } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
@@ -45,16 +49,18 @@ import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
 import { repositoryWorkflowId } from '../src/workflows/repository';
+import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 
 const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
+const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1]! : '';
 
 /** The history as `temporal workflow show --output json` prints it: the form historyFromJSON reads. */
 async function save(temporal: { bin: string; address: string }, name: string, workflowId: string, runId?: string): Promise<void> {
   const args = ['workflow', 'show', '--address', temporal.address, '--workflow-id', workflowId, '--output', 'json', ...(runId ? ['--run-id', runId] : [])];
   const { stdout } = await promisify(execFile)(temporal.bin, args, { maxBuffer: 64 * 1024 * 1024 });
   const events = (JSON.parse(stdout) as { events?: unknown[] }).events?.length ?? 0;
-  writeFileSync(join(out, `${name}.json`), stdout.endsWith('\n') ? stdout : `${stdout}\n`);
-  process.stderr.write(`saved ${name}.json (${events} events)\n`);
+  writeFileSync(join(out, `${prefix}${name}.json`), stdout.endsWith('\n') ? stdout : `${stdout}\n`);
+  process.stderr.write(`saved ${prefix}${name}.json (${events} events)\n`);
 }
 
 async function settle<T>(promise: Promise<T>): Promise<T | undefined> {
@@ -88,6 +94,7 @@ repositories:
 policies:
   artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
   broken: { sources: [missing], repositories: [local], schedule: { cron: "0 3 * * *" }, retention: { keepDaily: 7 } }
+restore: { allowedRoots: [${root}] }
 `, 'capture.yaml', { env: process.env });
   const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
   environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
@@ -100,19 +107,19 @@ policies:
   const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
   try {
     const backupId = id('backup');
-    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     await save(server, 'backup-ok', backupId);
     const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
     await save(server, 'repository-backup', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
 
     const failedId = id('backup-failed');
-    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: failedId, args: [buildBackupPlan(config, 'broken', hostname(), 'manual')] }));
+    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: failedId, args: [{ deployment: config.deployment, policy: 'broken' }] }));
     await save(server, 'backup-source-missing', failedId);
 
     // Cancelled while restic runs: new data, so the backup has work to do.
     writeFileSync(join(app, 'big.bin'), randomBytes(64 * 1024 * 1024));
     const cancelledId = id('backup-cancelled');
-    const cancelled: WorkflowHandle = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: cancelledId, args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    const cancelled: WorkflowHandle = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: cancelledId, args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     for (let i = 0; i < 200; i += 1) {
       const description = await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe().catch(() => undefined);
       if (description?.status.name === 'RUNNING' && description.raw.pendingActivities?.some((a) => a.activityType?.name === 'backupSource' && a.heartbeatDetails)) break;
@@ -123,19 +130,19 @@ policies:
     await save(server, 'backup-cancelled', cancelledId);
 
     const restoreId = id('restore');
-    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [buildRestorePlan({ config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })] });
+    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [restoreRequestOf({ config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })] });
     await save(server, 'restore-ok', restoreId);
 
     const pruneId = id('prune');
-    await client.workflow.execute(pruneWorkflow, { taskQueue, workflowId: pruneId, args: [buildPrunePlan(config, 'local')] });
+    await client.workflow.execute(pruneWorkflow, { taskQueue, workflowId: pruneId, args: [{ deployment: config.deployment, repository: 'local' }] });
     await save(server, 'prune-ok', pruneId);
 
     const doctorId = id('doctor');
-    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [buildDoctorPlan(config, hostname())] });
+    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [{ deployment: config.deployment }] });
     await save(server, 'doctor', doctorId);
 
     const snapshotsId = id('snapshots');
-    await client.workflow.execute(listSnapshotsWorkflow, { taskQueue, workflowId: snapshotsId, args: [buildSnapshotsPlan(config)] });
+    await client.workflow.execute(listSnapshotsWorkflow, { taskQueue, workflowId: snapshotsId, args: [{ deployment: config.deployment }] });
     await save(server, 'snapshots', snapshotsId);
 
     // The ledger across a continue-as-new: a small event budget, then enough outcomes to pass it.
@@ -230,6 +237,10 @@ sources:
 repositories:
   local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${env('PASSWORD', randomBytes(16).toString('hex'))} }
 drills: { schedule: { cron: "0 6 1 */3 *" }, scratchDirectory: ${join(root, 'drills')} }
+recovery:
+  steps:
+    - { name: dns, tier: critical, manual: "point DNS at the new host", deadline: 10m, reminder: 1m }
+    - { name: start-app, tier: medium, run: "true", inDrill: true, timeout: 30s }
 policies:
   databases: { sources: [jobs, database, code], repositories: [local], schedule: { every: 6h }, retention: { keepDaily: 7 } }
   uploads: { sources: [uploads], schedule: { every: 1h }, retention: { keepDaily: 7 } }
@@ -244,24 +255,27 @@ policies:
   const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
   try {
     const backupId = id('backup-databases');
-    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [buildBackupPlan(config, 'databases', hostname(), 'manual')] });
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [{ deployment: config.deployment, policy: 'databases' }] });
     await save(server, 'backup-databases', backupId);
     const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
     await save(server, 'repository-databases', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
     const bucketId = id('backup-bucket');
-    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: bucketId, args: [buildBackupPlan(config, 'uploads', hostname(), 'manual')] });
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: bucketId, args: [{ deployment: config.deployment, policy: 'uploads' }] });
     await save(server, 'backup-bucket', bucketId);
     const restoreId = id('restore-mongodb');
-    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [buildRestorePlan({ config, source: 'jobs', target: 'jobs_restored', defaultHost: hostname() })] });
+    await client.workflow.execute(restoreWorkflow, { taskQueue, workflowId: restoreId, args: [restoreRequestOf({ config, source: 'jobs', target: 'jobs_restored', defaultHost: hostname() })] });
     await save(server, 'restore-mongodb', restoreId);
     const doctorId = id('doctor-sources');
-    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [buildDoctorPlan(config, hostname())] });
+    await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [{ deployment: config.deployment }] });
     await save(server, 'doctor-sources', doctorId);
     const verifyId = id('verify');
-    await client.workflow.execute(verifyWorkflow, { taskQueue, workflowId: verifyId, args: [buildVerifyPlan(config, hostname())] });
+    await client.workflow.execute(verifyWorkflow, { taskQueue, workflowId: verifyId, args: [{ deployment: config.deployment }] });
     await save(server, 'verify', verifyId);
     const drillId = id('drill');
-    await client.workflow.execute(disasterRecoveryWorkflow, { taskQueue, workflowId: drillId, args: [buildRecoveryPlan(config, { mode: 'drill', defaultHost: hostname(), runId: 'capture' })] });
+    const drill = await client.workflow.start(disasterRecoveryWorkflow, { taskQueue, workflowId: drillId, args: [{ deployment: config.deployment, mode: 'drill' }] });
+    for (let i = 0; i < 1200 && !(await drill.query(recoveryProgressQuery)).waitingForApproval.includes('dns'); i += 1) await new Promise((r) => setTimeout(r, 100));
+    await drill.executeUpdate(approveStepUpdate, { args: [{ step: 'dns', approver: 'capture@host', note: 'captured' }] });
+    await drill.result();
     await save(server, 'drill', drillId);
   } finally {
     await worker.shutdown();
@@ -326,12 +340,12 @@ audit: { directory: ${join(root, 'audit')} }
   try {
     await applyOperationsPlan(client, config, 'capture@host');
     rmSync(join(app, 'data'), { recursive: true });
-    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: id('backup-fails'), args: [buildBackupPlan(config, 'files', hostname(), 'manual')] }));
+    await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: id('backup-fails'), args: [{ deployment: config.deployment, policy: 'files' }] }));
     await waitUntil('the trigger', () => received.some((u) => u.startsWith('/hook')));
     mkdirSync(join(app, 'data'), { recursive: true });
     writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
     const okId = id('backup-heartbeat');
-    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: okId, args: [buildBackupPlan(config, 'files', hostname(), 'manual')] });
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: okId, args: [{ deployment: config.deployment, policy: 'files' }] });
     await waitUntil('the resolve', () => received.filter((u) => u.startsWith('/hook')).length >= 2);
     const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
     await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number; seq: number } }>('operations')).audit.pending === 0);

@@ -3,7 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import { type RestoreRequest } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { WorkflowFailedError } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
@@ -49,7 +50,7 @@ policies:
     outcome = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName('backup'),
-      args: [buildBackupPlan(deployment.config, 'everything', hostname(), 'manual')],
+      args: [{ deployment: deployment.config.deployment, policy: 'everything' }],
     });
   });
 
@@ -61,7 +62,7 @@ policies:
     return deployment.client.workflow.execute(restoreWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName('restore'),
-      args: [buildRestorePlan({ config: deployment.config, defaultHost: hostname(), ...args })],
+      args: [restoreRequestOf({ config: deployment.config, defaultHost: hostname(), ...args })],
     });
   }
 
@@ -130,7 +131,7 @@ policies:
     const error = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(config.deployment),
       workflowId: uniqueName('backup-bad-credentials'),
-      args: [buildBackupPlan(config, 'everything', hostname(), 'manual')],
+      args: [{ deployment: config.deployment, policy: 'everything' }],
     }).then(() => assert.fail('the backup should have failed'), (e: unknown) => e);
     assert.ok(error instanceof WorkflowFailedError);
     const cause = error.cause as { type?: string; message: string };

@@ -14,7 +14,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
 import { pendingHeartbeat } from '../src/cli/progress';
-import { buildBackupPlan, buildPrunePlan, buildRestorePlan } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { repositoryEnvironment } from '../src/restic/restic';
 import type { RunOutcome } from '../src/shared/backup-types';
 import { ledgerWorkflowId } from '../src/shared/ledger';
@@ -47,7 +47,7 @@ describe('cancelled runs', () => {
     deployment = await startDeployment(oneFolderConfig({ deployment: uniqueName('cancel'), root: root, passwordEnv: names.password }), values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
     // A complete snapshot, for the restore below.
-    await deployment.client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('backup-first'), args: [buildBackupPlan(deployment.config, 'artifacts', hostname(), 'manual')] });
+    await deployment.client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('backup-first'), args: [{ deployment: deployment.config.deployment, policy: 'artifacts' }] });
   });
 
   after(async () => {
@@ -71,7 +71,7 @@ describe('cancelled runs', () => {
   test('a backup and a prune waiting for the repository, both cancelled: each is recorded as cancelled, and the backup\'s restic is stopped', async () => {
     for (let i = 0; i < 8; i += 1) writeRandomFile(join(data, `new-${i}.pdf`), 8 * 1024 * 1024);
     writeFileSync(slowFlag, '');
-    const backup = await deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('backup-cancelled'), args: [buildBackupPlan(deployment.config, 'artifacts', hostname(), 'manual')] });
+    const backup = await deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('backup-cancelled'), args: [{ deployment: deployment.config.deployment, policy: 'artifacts' }] });
     const beat = await waitFor('restic to be under way', async () => {
       const heartbeat = await pendingHeartbeat(deployment.client, repositoryWorkflowId(deployment.config.deployment, 'local'));
       return heartbeat?.pid !== undefined && (heartbeat.percentDone ?? 0) > 0.01 ? heartbeat : undefined;
@@ -79,7 +79,7 @@ describe('cancelled runs', () => {
     assert.ok(isProcessAlive(beat.pid!), 'restic runs');
 
     // The prune queues behind the backup (one writer per repository) and is cancelled while it waits.
-    const prune = await deployment.client.workflow.start(pruneWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('prune-cancelled'), args: [buildPrunePlan(deployment.config, 'local')] });
+    const prune = await deployment.client.workflow.start(pruneWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('prune-cancelled'), args: [{ deployment: deployment.config.deployment, repository: 'local' }] });
     await waitFor('the prune to wait for the repository', async () => (await prune.fetchHistory()).events?.some((e) => e.startChildWorkflowExecutionFailedEventAttributes) ?? false, 30_000, 200);
     await cancelled(prune);
     const pruneEntry = await ledgerEntry(prune.workflowId);
@@ -105,7 +105,7 @@ describe('cancelled runs', () => {
     writeFileSync(slowFlag, '');
     const restore = await deployment.client.workflow.start(restoreWorkflow, {
       taskQueue: taskQueue(), workflowId: uniqueName('restore-cancelled'),
-      args: [buildRestorePlan({ config: deployment.config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })],
+      args: [restoreRequestOf({ config: deployment.config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })],
     });
     await waitFor('restic to be restoring', async () => ((await pendingHeartbeat(deployment.client, restore.workflowId)) as { stage?: string } | undefined)?.stage === 'restoring', 60_000, 50);
     await cancelled(restore);

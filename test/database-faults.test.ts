@@ -7,14 +7,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import { initRepositories } from '../src/cli/init';
-import { buildBackupPlan } from '../src/config/plans';
 import { snapshots } from '../src/restic/commands';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
@@ -102,10 +100,17 @@ policies:
     execFileSync('rm', ['-rf', work]);
   });
 
-  const start = (policy: string, staging?: string) => {
-    const plan = buildBackupPlan(deployment.config, policy, hostname(), 'manual');
-    if (staging) plan.staging = { ...plan.staging, directory: staging };
-    return deployment.client.workflow.start(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [plan] });
+  // The worker builds the plan from its config (this very object): a test's staging folder is set there.
+  const start = async (policy: string, staging?: string) => {
+    const configured = deployment.config.staging.directory;
+    if (staging) deployment.config.staging.directory = staging;
+    try {
+      const handle = await deployment.client.workflow.start(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [{ deployment: deployment.config.deployment, policy }] });
+      if (staging) await waitFor('the worker to resolve the plan', async () => (await handle.fetchHistory()).events?.some((e) => e.activityTaskCompletedEventAttributes));
+      return handle;
+    } finally {
+      deployment.config.staging.directory = configured;
+    }
   };
   const ledger = () => deployment.client.workflow.getHandle(ledgerWorkflowId(deployment.config.deployment)).query(lastSuccessfulBackupQuery);
   const restic = () => ({ bin: servers.resticBin, repository: deployment.config.repositories.local!, env: process.env });

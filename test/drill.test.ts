@@ -1,22 +1,24 @@
 /**
  * The disaster-recovery workflow against the real parts: a drill started with the `temporal` CLI
- * and its manual step approved with `temporal workflow update`; a drill aimed at production
- * refused before any step; a manual step left unapproved past its deadline; a drill cancelled
- * midway; and a recovery after the originals were deleted. Every drill leaves nothing behind.
+ * from an input typed by hand, its manual step approved with `temporal workflow update` (an early
+ * approval refused; the approver in the timeline and the audit trail); a manual step left
+ * unapproved past its deadline; a drill cancelled midway; and a recovery after the originals were
+ * deleted. Every drill leaves nothing behind.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { WorkflowFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { initRepositories } from '../src/cli/init';
-import { buildBackupPlan, buildRecoveryPlan } from '../src/config/plans';
+import { openAuditStore } from '../src/audit/store';
+import { auditLocation } from '../src/config/operations-plan';
+import { applyOperationsPlan } from '../src/schedules/operations';
+import type { RecoveryRequest } from '../src/shared/requests';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { compareFingerprints } from '../src/shared/fingerprints';
 import type { RecoveryReport } from '../src/shared/recovery-types';
@@ -76,8 +78,9 @@ drills:
   rtoTarget: 1h
 `, { [variables.password]: `pw-${uniqueName('p')}`, [variables.pg]: servers.postgresUrl }, { cleanup: [work] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
+    await applyOperationsPlan(deployment.client, deployment.config, 'drill-test');
     for (const policy of ['database', 'files']) {
-      await deployment.client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [buildBackupPlan(deployment.config, policy, hostname(), 'manual')] });
+      await deployment.client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [{ deployment: deployment.config.deployment, policy: policy }] });
     }
   });
 
@@ -90,9 +93,18 @@ drills:
     await admin.end();
   });
 
-  const plan = (mode: 'drill' | 'recover', extra: Partial<Parameters<typeof buildRecoveryPlan>[1]> = {}) =>
-    buildRecoveryPlan(deployment.config, { mode, defaultHost: hostname(), runId: uniqueName('r').slice(2), confirmed: mode === 'recover', ...extra });
-  const start = (p: ReturnType<typeof plan>) => deployment.client.workflow.start(disasterRecoveryWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`dr-${p.mode}`), args: [p] });
+  const plan = (mode: 'drill' | 'recover', extra: Partial<RecoveryRequest> = {}): RecoveryRequest => ({ deployment: deployment.config.deployment, mode, ...(mode === 'recover' ? { confirmed: true } : {}), ...extra });
+  const start = (p: RecoveryRequest) => deployment.client.workflow.start(disasterRecoveryWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`dr-${p.mode}`), args: [p] });
+  /** The worker builds plans from this very config object: a test changes the worker's config for one run here. */
+  async function withConfig<T>(change: () => () => void, body: () => Promise<T>): Promise<T> {
+    const undo = change();
+    try {
+      return await body();
+    } finally {
+      undo();
+    }
+  }
+  const scratchLeft = () => (existsSync(scratch) ? readdirSync(scratch) : []);
   async function drillDatabases(): Promise<string[]> {
     const admin = new pg.Client({ connectionString: servers.postgresUrl });
     await admin.connect();
@@ -100,14 +112,16 @@ drills:
     return rows.map((r) => r.datname);
   }
 
-  test('a drill started with the temporal CLI, its manual step approved with temporal workflow update: restored, validated, reported, cleaned up', async () => {
-    const drill = plan('drill');
+  test('a drill started with the temporal CLI from a typed input, its manual step approved with temporal workflow update: restored, validated, reported, audited, cleaned up', async () => {
     const workflowId = uniqueName('dr-cli');
-    const planFile = join(work, 'drill-plan.json');
-    writeFileSync(planFile, JSON.stringify(drill));
     const temporal = (...args: string[]) => run(servers.temporalBin, [...args, '--address', servers.temporalAddress, '--namespace', servers.namespace]);
-    await temporal('workflow', 'start', '--type', 'disasterRecoveryWorkflow', '--task-queue', sharedTaskQueue(deployment.config.deployment), '--workflow-id', workflowId, '--input-file', planFile);
+    // What a person types: the deployment and the mode, nothing else.
+    await temporal('workflow', 'start', '--type', 'disasterRecoveryWorkflow', '--task-queue', sharedTaskQueue(deployment.config.deployment), '--workflow-id', workflowId,
+      '--input', `{"deployment": "${deployment.config.deployment}", "mode": "drill"}`);
     const handle = deployment.client.workflow.getHandle(workflowId);
+    // Too early: the dns step waits only once the critical tier is restored.
+    const early = await temporal('workflow', 'update', 'execute', '--workflow-id', workflowId, '--name', 'approveStep', '--input', '{"step": "dns", "approver": "mallory@ops"}').then(() => undefined, (e: { stderr?: string }) => e.stderr ?? String(e));
+    assert.match(String(early), /step dns is not waiting for an approval now/);
     const waiting = await waitFor('the drill to wait for the dns step', async () => {
       const progress = await handle.query(recoveryProgressQuery);
       return progress.waitingForApproval.includes('dns') ? progress : undefined;
@@ -115,8 +129,8 @@ drills:
     assert.ok(waiting.done.includes('restore database'), 'the critical tier is restored before its manual step');
     assert.ok(waiting.left.includes('restore artifacts'), 'the high tier waits for the critical one');
     await new Promise((r) => setTimeout(r, 2500)); // one reminder
-    const { stdout } = await temporal('workflow', 'update', 'execute', '--workflow-id', workflowId, '--name', 'approveStep', '--input', '"dns"');
-    assert.match(stdout, /step dns approved/);
+    const { stdout } = await temporal('workflow', 'update', 'execute', '--workflow-id', workflowId, '--name', 'approveStep', '--input', '{"step": "dns", "approver": "alice@ops", "note": "DNS points at vps-2"}');
+    assert.match(stdout, /step dns approved by alice@ops/);
     const report = (await handle.result()) as RecoveryReport;
     assert.equal(report.ok, true, report.error);
     assert.deepEqual(report.sources.map((s) => s.source).sort(), ['artifacts', 'database', 'secrets']);
@@ -129,12 +143,24 @@ drills:
     assert.ok(report.rtoSeconds! > 2 && report.rtoSeconds! < 3600);
     const events = report.timeline.map((e) => `${e.step}:${e.event}`);
     for (const expected of ['restore database:started', 'restore database:ended', 'dns:waiting', 'dns:reminder', 'dns:approved', 'start-app:ended', 'recovery:validated']) assert.ok(events.includes(expected), `${expected} in ${events.join(', ')}`);
+    assert.equal(report.timeline.find((e) => e.event === 'approved')?.detail, 'by alice@ops: DNS points at vps-2');
+    assert.ok(!report.timeline.some((e) => /mallory/.test(e.detail ?? '')), 'the early approval left no trace but its refusal');
     assert.ok(events.indexOf('dns:approved') < events.indexOf('restore artifacts:started'), 'tier order: high starts after critical\'s manual step');
     assert.equal(readFileSync(join(work, 'started.txt'), 'utf8'), 'started\n', 'the hook ran');
-    // Cleaned up: no scratch folder, no drill database.
+    // Cleaned up: no scratch folder (the run's own folder too), no drill database.
     assert.deepEqual(await drillDatabases(), []);
-    assert.equal(existsSync(join(scratch, `${deployment.config.deployment}-${drill.sources[0]!.databaseSuffix?.replace('_drill_', '') ?? ''}`)), false);
+    assert.deepEqual(scratchLeft(), []);
     assert.ok(report.cleanup.length >= 3 && report.cleanup.every((c) => c.ok));
+    // The approval sent with the temporal CLI is in the audit trail, with its approver.
+    const store = openAuditStore(auditLocation(deployment.config)!, process.env);
+    try {
+      const approval = await waitFor('the approval in the audit trail', async () => (await store.list()).find((e) => e.kind === 'approval' && e.workflowId === workflowId), 30_000);
+      assert.equal(approval.actor, 'alice@ops');
+      assert.equal(approval.details?.step, 'dns');
+      assert.equal(approval.details?.note, 'DNS points at vps-2');
+    } finally {
+      store.close();
+    }
     const history = await deployment.client.workflow.getHandle(ledgerWorkflowId(deployment.config.deployment)).query(historyQuery, 50);
     const recorded = history.find((h) => h.workflowId === workflowId);
     assert.equal(recorded?.kind, 'drill');
@@ -149,35 +175,42 @@ drills:
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const healthUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/health`;
+    // The worker's config gets the health URL and loses its manual step for these two runs.
+    const noManual = () => {
+      const { recovery } = deployment.config;
+      const steps = recovery.steps;
+      recovery.healthUrl = healthUrl;
+      recovery.steps = steps.filter((step) => step.manual === undefined);
+      return () => {
+        delete recovery.healthUrl;
+        recovery.steps = steps;
+      };
+    };
     try {
-      const noManual = (p: ReturnType<typeof plan>) => ({ ...p, healthUrl, steps: p.steps.filter((step) => step.kind !== 'manual') });
-      const report = await (await start(noManual(plan('drill')))).result();
-      assert.ok(report.timeline.some((e) => e.step === 'validate health' && e.event === 'validated' && /answered 200/.test(e.detail ?? '')));
-      status = 503;
-      const cause = rootCause(await start(noManual(plan('drill'))).then((h) => h.result()).then(() => undefined, (e: unknown) => e));
-      assert.match(cause.message, new RegExp(`health URL ${healthUrl.replace(/[/.]/g, '\\$&')} answered 503`));
+      await withConfig(noManual, async () => {
+        const report = await (await start(plan('drill'))).result();
+        assert.ok(report.timeline.some((e) => e.step === 'validate health' && e.event === 'validated' && /answered 200/.test(e.detail ?? '')));
+        status = 503;
+        const cause = rootCause(await start(plan('drill')).then((h) => h.result()).then(() => undefined, (e: unknown) => e));
+        assert.match(cause.message, new RegExp(`health URL ${healthUrl.replace(/[/.]/g, '\\$&')} answered 503`));
+      });
       assert.deepEqual(await drillDatabases(), []);
+      assert.deepEqual(scratchLeft(), []);
     } finally {
       server.close();
     }
   });
 
-  test('a drill pointed at production is refused before any step runs', async () => {
-    const unsafe = plan('drill', { targets: { artifacts: app } });
-    const error = await start(unsafe).then((h) => h.result()).then(() => undefined, (e: unknown) => e);
-    assert.ok(error instanceof WorkflowFailedError);
-    const cause = rootCause(error);
-    assert.equal(cause.type, 'RestoreTargetUnsafe');
-    assert.match(cause.message, new RegExp(`drill refused before any step ran: .*artifacts → ${app} is inside source artifacts`));
-    const fake = { ...unsafe, sources: unsafe.sources.map((s) => (s.source.type === 'postgres' ? { ...s, databaseSuffix: undefined } : s)), steps: [] };
-    const cause2 = rootCause(await start(fake).then((h) => h.result()).then(() => undefined, (e: unknown) => e));
-    assert.match(cause2.message, /database would restore into its own database names/);
-  });
-
   test('a manual step not approved before its deadline fails the drill with the reason, and the cleanup still runs', async () => {
-    const drill = plan('drill');
-    drill.steps = drill.steps.map((s) => (s.kind === 'manual' ? { ...s, deadlineSeconds: 3, reminderSeconds: 1 } : s));
-    const error = await start(drill).then((h) => h.result()).then(() => undefined, (e: unknown) => e);
+    const shortDeadline = () => {
+      const { recovery } = deployment.config;
+      const steps = recovery.steps;
+      recovery.steps = steps.map((s) => (s.manual !== undefined ? { ...s, deadline: '3s', reminder: '1s' } : s));
+      return () => {
+        recovery.steps = steps;
+      };
+    };
+    const error = await withConfig(shortDeadline, async () => start(plan('drill')).then((h) => h.result()).then(() => undefined, (e: unknown) => e));
     const cause = rootCause(error);
     assert.match(cause.message, /manual step dns \("point DNS at the new host"\) was not approved within 3 s/);
     assert.deepEqual(await drillDatabases(), [], 'the restored critical tier was removed');
@@ -195,8 +228,9 @@ drills:
     // An approval for a step that does not exist is rejected by the update's validator.
     const other = await start(plan('drill'));
     await waitFor('approval wait', async () => (await other.query(recoveryProgressQuery)).waitingForApproval.length > 0, 120_000);
-    await assert.rejects(other.executeUpdate(approveStepUpdate, { args: ['no-such-step'] }), (e: Error) => /no manual step named "no-such-step"/.test(String((e.cause as Error | undefined)?.message)));
-    await other.executeUpdate(approveStepUpdate, { args: ['dns'] });
+    await assert.rejects(other.executeUpdate(approveStepUpdate, { args: [{ step: 'no-such-step', approver: 'test' }] }), (e: Error) => /no manual step named "no-such-step"/.test(String((e.cause as Error | undefined)?.message)));
+    await assert.rejects(other.executeUpdate(approveStepUpdate, { args: [{ step: 'dns' } as never] }), (e: Error) => /name the step and who approves/.test(String((e.cause as Error | undefined)?.message)));
+    await other.executeUpdate(approveStepUpdate, { args: [{ step: 'dns', approver: 'test' }] });
     assert.equal((await other.result()).ok, true);
   });
 
@@ -207,12 +241,12 @@ drills:
     await admin.connect();
     await admin.query(`drop database ${database} with (force)`).finally(() => admin.end());
 
-    const unconfirmed = { ...plan('recover'), confirmed: false };
+    const unconfirmed = { deployment: deployment.config.deployment, mode: 'recover' as const };
     assert.match(rootCause(await start(unconfirmed).then((h) => h.result()).then(() => undefined, (e: unknown) => e)).message, /confirm it explicitly/);
 
     const handle = await start(plan('recover'));
     await waitFor('recover to wait for dns', async () => (await handle.query(recoveryProgressQuery)).waitingForApproval.includes('dns'), 120_000);
-    await handle.executeUpdate(approveStepUpdate, { args: ['dns'] });
+    await handle.executeUpdate(approveStepUpdate, { args: [{ step: 'dns', approver: 'test' }] });
     const report = await handle.result();
     assert.equal(report.ok, true, report.error);
     assert.deepEqual(describeTree(join(app, 'applications')), original, 'contents, modes and times as they were');

@@ -18,7 +18,8 @@ import { parse, stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { writeSampleDeployment } from '../src/cli/dev';
 import { seedSampleDatabase } from '../src/cli/dev';
-import { buildBackupPlan, buildDoctorPlan, buildRecoveryPlan, buildRestorePlan, type RestoreRequest } from '../src/config/plans';
+import type { RestoreRequest } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { formatReport } from '../src/cli/recovery';
 import type { RecoveryReport } from '../src/shared/recovery-types';
 import { startMinio, type MinioServer } from '../src/servers/processes';
@@ -58,14 +59,14 @@ function refs(path: string): string {
 async function runBackup(deployment: TestDeployment, policy: string): Promise<BackupOutcome> {
   return deployment.client.workflow.execute(backupWorkflow, {
     taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`),
-    args: [buildBackupPlan(deployment.config, policy, hostname(), 'manual')],
+    args: [{ deployment: deployment.config.deployment, policy: policy }],
   });
 }
 
 async function runRestore(deployment: TestDeployment, request: Omit<RestoreRequest, 'config' | 'defaultHost'>): Promise<RestoreResult> {
   return deployment.client.workflow.execute(restoreWorkflow, {
     taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`restore-${request.source}`),
-    args: [buildRestorePlan({ ...request, config: deployment.config, defaultHost: hostname() })],
+    args: [restoreRequestOf({ ...request, config: deployment.config, defaultHost: hostname() })],
   });
 }
 
@@ -77,9 +78,8 @@ function toMinio(repository: Record<string, unknown>, bucket: string): void {
 
 /** A full drill of the deployment: every source into scratch targets, validated, reported, cleaned up. */
 async function fullDrill(deployment: TestDeployment, work: string): Promise<RecoveryReport> {
-  const plan = buildRecoveryPlan(deployment.config, { mode: 'drill', defaultHost: hostname(), runId: uniqueName('d').slice(2) });
   const report = await deployment.client.workflow.execute(disasterRecoveryWorkflow, {
-    taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('drill'), args: [plan],
+    taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('drill'), args: [{ deployment: deployment.config.deployment, mode: 'drill' }],
   });
   writeFileSync(join(work, 'drill-report.md'), formatReport(report));
   if (process.env.DRILL_REPORT_OUT) writeFileSync(process.env.DRILL_REPORT_OUT.replace('NAME', deployment.config.deployment.split('-').slice(0, -1).join('-')), `${formatReport(report)}\n`);
@@ -87,7 +87,7 @@ async function fullDrill(deployment: TestDeployment, work: string): Promise<Reco
   assert.deepEqual(report.sources.map((s) => s.source).sort(), Object.keys(deployment.config.sources).sort());
   for (const source of report.sources) assert.equal(source.comparison?.equal, true, `${source.source}: ${JSON.stringify(source.comparison)}`);
   assert.ok(report.cleanup.every((c) => c.ok), JSON.stringify(report.cleanup));
-  assert.deepEqual(existsSync(join(work, 'drills')) ? readdirSync(join(work, 'drills')).flatMap((d) => readdirSync(join(work, 'drills', d))) : [], [], 'the drill left no scratch folder');
+  assert.deepEqual(existsSync(join(work, 'drills')) ? readdirSync(join(work, 'drills')) : [], [], 'the drill left no scratch folder, not even its run folder');
   const history = await deployment.client.workflow.getHandle(ledgerWorkflowId(deployment.config.deployment)).query(historyQuery, 100);
   assert.equal(history.find((h) => h.workflowId === report.workflowId)?.kind, 'drill', 'the drill is in the ledger');
   return report;
@@ -309,7 +309,7 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
 
   test('doctor checks every kind on the workers: pg_dump against the server, the git repository and its mirror, both buckets', async () => {
     const report = await deployment.client.workflow.execute(doctorWorkflow, {
-      taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('doctor'), args: [buildDoctorPlan(deployment.config, hostname())],
+      taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('doctor'), args: [{ deployment: deployment.config.deployment }],
     });
     const row = (id: string) => report.checks.find((c) => c.id === id);
     for (const id of ['postgres:database', 'git:code', 'bucket:uploads']) assert.equal(row(id)?.ok, true, `${id}: ${JSON.stringify(row(id))}`);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
-import { buildBackupPlan, buildRestorePlan } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { LONG_TRANSFERS } from '../src/workflows/retry-policies';
@@ -65,7 +65,7 @@ describe('long activities heartbeat through their silent steps', () => {
 
   test(`retention whose forget is silent for ${SILENCE_SECONDS} s, then a restore whose listing is silent as long: both complete on their first attempt`, async () => {
     const { client, config } = deployment;
-    const outcome = await client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-slow-forget'), args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    const outcome = await client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-slow-forget'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     assert.equal(outcome.status, 'ok');
     const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
     const retention = await activityRuns(client, repositoryWorkflowId(config.deployment, 'local'), repositoryRun, 'applyRetention');
@@ -75,7 +75,7 @@ describe('long activities heartbeat through their silent steps', () => {
 
     const restore = await client.workflow.start(restoreWorkflow, {
       taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('restore-slow-listing'),
-      args: [buildRestorePlan({ config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })],
+      args: [restoreRequestOf({ config, source: 'artifacts', target: join(root, 'restored'), defaultHost: hostname() })],
     });
     const result = await restore.result();
     assert.equal(result.filesRestored > 0, true);

@@ -10,7 +10,6 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
 import type { BackupOutcome, SnapshotRecord } from '../src/shared/backup-types';
-import { buildBackupPlan } from '../src/config/plans';
 import { backupWorkflow } from '../src/workflows';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type RecoveryPointAge } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
@@ -53,7 +52,7 @@ policies:
 `;
     deployment = await startDeployment(yaml, values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
-    const input = buildBackupPlan(deployment.config, 'daily', deployment.environment.host, 'manual');
+    const input = { deployment: deployment.config.deployment, policy: 'daily' };
     outcome = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName(`${deployment.config.deployment}-backup-daily`),

@@ -10,7 +10,7 @@ import { parseConfig } from '../src/config/load';
 import type { RunOutcome, SnapshotRecord } from '../src/shared/backup-types';
 import { OPERATIONS_PLAN_VERSION, type OperationsPlan } from '../src/shared/operations';
 import { applyOutcome, emptyLedgerState, migrateLedgerState } from '../src/workflows/ledger';
-import { applyOperationsPlan, checkDeadlines, channelsFor, operationsView } from '../src/workflows/ledger-operations';
+import { applyOperationsPlan, auditRecovered, auditRefused, checkDeadlines, channelsFor, operationsView } from '../src/workflows/ledger-operations';
 
 const T0 = Date.parse('2026-11-26T00:00:00Z');
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
@@ -106,6 +106,39 @@ describe('ledger operations', () => {
     assert.equal(notice.severity, 'warning');
     assert.deepEqual(channelsFor(state.operations.plan, notice).map((c) => c.name), ['hook']);
     assert.equal(state.operations.lastDrill?.met, false);
+  });
+
+  test('an audit write refused for good opens one warning for the deployment, repeats only count, the next write resolves it', () => {
+    const state = emptyLedgerState();
+    applyOperationsPlan(state, plan(0));
+    const ops = state.operations;
+    auditRefused(ops, 'd', 'audit entry 1 already exists with different content', at(10));
+    auditRefused(ops, 'd', 'audit entry 1 already exists with different content', at(3610));
+    assert.deepEqual(Object.keys(ops.alerts), ['*/audit-write-failed']);
+    const alert = ops.alerts['*/audit-write-failed']!;
+    assert.equal(alert.severity, 'warning');
+    assert.equal(alert.details.occurrences, 2);
+    assert.equal(alert.details.location, '/tmp/x');
+    assert.match(alert.summary, /cannot be written: audit entry 1 already exists/);
+    assert.match(alert.fix!, /schedules apply/);
+    assert.deepEqual(ops.notices.map((n) => [n.action, n.cause, n.key]), [['trigger', 'audit-write-failed', 'd/*/audit-write-failed']]);
+    assert.deepEqual(channelsFor(ops.plan, ops.notices[0]!).map((c) => c.name), ['hook']);
+    auditRecovered(ops, 'd', at(7200));
+    assert.deepEqual(ops.alerts, {});
+    assert.deepEqual(ops.notices.map((n) => n.action), ['trigger', 'resolve']);
+    // Nothing open: a write that goes through changes nothing.
+    auditRecovered(ops, 'd', at(7300));
+    assert.equal(ops.notices.length, 2);
+  });
+
+  test('a notice whose delivery could not be started shows in the operations view while it waits', () => {
+    const state = emptyLedgerState();
+    applyOutcome(state, backup('w1', 'failed', 100, ['a'], { type: 'ResticFailed', message: 'boom' }));
+    assert.equal(operationsView(state, 'd', new Date(T0)).notices, undefined);
+    state.operations.noticeError = 'simulated start failure';
+    assert.deepEqual(operationsView(state, 'd', new Date(T0)).notices, { waiting: 1, lastError: 'simulated start failure' });
+    state.operations.notices.shift();
+    assert.equal(operationsView(state, 'd', new Date(T0)).notices, undefined);
   });
 
   test('a version 2 state migrates with empty operations', () => {

@@ -14,7 +14,6 @@ import { stringify } from 'yaml';
 import type { Client } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
 import { rebuildFromSnapshots } from '../src/cli/ledger-rebuild';
-import { buildBackupPlan } from '../src/config/plans';
 import { readEnvironment, type WorkerEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
@@ -95,7 +94,7 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     await client!.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deploymentName),
       workflowId: uniqueName(`${deploymentName}-${policy}`),
-      args: [buildBackupPlan(config, policy, hostname(), 'manual')],
+      args: [{ deployment: config.deployment, policy: policy }],
     });
   }
 

@@ -27,7 +27,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -194,6 +194,25 @@ describe('MongoDB dump and restore with the driver alone (against FerretDB)', ()
     assert.ok(byName.get(`${source}.types`)!.bytes > BIG_BYTES, 'the 5 MB document is in the dump');
     const manifest = JSON.parse(readFileSync(join(dumpDir, 'dump-manifest.json'), 'utf8')) as { fingerprint: MongoFingerprint };
     assert.deepEqual(manifest.fingerprint, dumped);
+  });
+
+  test('the staged dump is the worker user\'s alone: every folder 0700, every file 0600', () => {
+    const modes: string[] = [];
+    const walk = (path: string) => {
+      const stat = statSync(path);
+      const mode = stat.mode & 0o777;
+      if (stat.isDirectory()) {
+        modes.push(`${path} ${mode.toString(8)}`);
+        assert.equal(mode, 0o700, `${path} is a folder of mode ${mode.toString(8)}`);
+        for (const entry of readdirSync(path)) walk(join(path, entry));
+      } else {
+        modes.push(`${path} ${mode.toString(8)}`);
+        assert.equal(mode, 0o600, `${path} is a file of mode ${mode.toString(8)}`);
+      }
+    };
+    walk(dumpDir);
+    // The dump folder, two database folders, and the .bson, .metadata.json and manifest files in them.
+    assert.ok(modes.some((m) => m.endsWith('.bson 600')) && modes.some((m) => m.endsWith('.metadata.json 600')) && modes.some((m) => m.endsWith('dump-manifest.json 600')), modes.join('\n'));
   });
 
   test('an independent parser (the bson package) reads the .bson files back as the source documents, in _id order', async () => {

@@ -10,7 +10,6 @@ import { parse as parseYaml } from 'yaml';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
-import { buildBackupPlan } from '../src/config/plans';
 import type { Config } from '../src/config/schema';
 import { createLogger } from '../src/logging/logger';
 import { buildHealth, httpStatusOf, rpoOf, type HealthInput, type ServiceChecks } from '../src/monitoring/health';
@@ -490,7 +489,7 @@ monitoring: { port: 0 }
     const outcome = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName('backup'),
-      args: [buildBackupPlan(deployment.config, 'artifacts', hostname(), 'manual')],
+      args: [{ deployment: deployment.config.deployment, policy: 'artifacts' }],
     });
     assert.equal(outcome.status, 'ok');
     const ledgerAnswer = await queryLedger(deployment.client, deployment.config.deployment, 5_000, logger);

@@ -13,7 +13,6 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { initRepositories } from '../src/cli/init';
-import { buildBackupPlan } from '../src/config/plans';
 import { parseConfig } from '../src/config/load';
 import { snapshots } from '../src/restic/commands';
 import { PARTIAL_TAG, type BackupOutcome } from '../src/shared/backup-types';
@@ -78,7 +77,7 @@ async function backup(label: string): Promise<BackupOutcome | WorkflowFailedErro
   return client.workflow.execute(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName(`${deploymentName}-${label}`),
-    args: [buildBackupPlan(config, 'reports', hostname(), 'manual')],
+    args: [{ deployment: config.deployment, policy: 'reports' }],
   }).catch((error: unknown) => {
     if (error instanceof WorkflowFailedError) return error;
     throw error;

@@ -6,11 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import { buildBackupPlan } from '../src/config/plans';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow } from '../src/workflows';
@@ -51,7 +49,7 @@ exec "${servers.resticBin}" "$@"
 
   test(`the ledger has the success while retention still runs (forget takes ${FORGET_SECONDS} s)`, async () => {
     const { client, config } = deployment;
-    const handle = await client.workflow.start(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-slow-retention'), args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+    const handle = await client.workflow.start(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-slow-retention'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
     const recorded = await waitFor('the success in the ledger', async () => (await ledger.query(lastSuccessfulBackupQuery)).sources.artifacts, 60_000, 100);
     const recordedAt = Date.now();
@@ -68,7 +66,7 @@ exec "${servers.resticBin}" "$@"
     const { client, config } = deployment;
     writeFileSync(failFlag, '');
     try {
-      const outcome = await client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-failing-retention'), args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')] });
+      const outcome = await client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-failing-retention'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
       assert.equal(outcome.status, 'ok');
       assert.equal(outcome.upkeepError?.type, 'WrongRepositoryPassword');
       const last = await client.workflow.getHandle(ledgerWorkflowId(config.deployment)).query(lastSuccessfulBackupQuery);

@@ -18,7 +18,6 @@ import type { Repository } from '../src/config/schema';
 import { resticDuration } from '../src/restic/commands';
 import { repositoryEnvironment, repositoryOptions, runRestic } from '../src/restic/restic';
 import { LAST_VERIFIED_TAG, VERIFIED_TAG, type BackupOutcome } from '../src/shared/backup-types';
-import { buildBackupPlan } from '../src/config/plans';
 import { backupWorkflow } from '../src/workflows';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
@@ -178,7 +177,7 @@ policies:
   }
 
   async function backupThroughTheWorkflow(policy: string): Promise<BackupOutcome> {
-    const input = buildBackupPlan(deployment.config, policy, host, 'manual');
+    const input = { deployment: deployment.config.deployment, policy: policy };
     return deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(deployment.config.deployment),
       workflowId: uniqueName(`${deployment.config.deployment}-backup-${policy}`),

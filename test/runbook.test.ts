@@ -24,7 +24,6 @@ import { initRepositories } from '../src/cli/init';
 import { seedSampleDatabase } from '../src/cli/dev';
 import { renderRunbook, RESTORE_ROOT, RESTORED_SUFFIX } from '../src/cli/runbook';
 import { environmentReferences, loadConfig, parseConfig } from '../src/config/load';
-import { buildBackupPlan } from '../src/config/plans';
 import type { Config } from '../src/config/schema';
 import { stagedDirectory } from '../src/activities/source-backup';
 import type { BackupOutcome } from '../src/shared/backup-types';
@@ -288,7 +287,7 @@ describe('runbook: the hand restores, run as printed against a real backup', () 
     for (const name of Object.keys(deployment.config.policies)) {
       outcomes[name] = await deployment.client.workflow.execute(backupWorkflow, {
         taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`runbook-backup-${name}`),
-        args: [buildBackupPlan(deployment.config, name, host, 'manual')],
+        args: [{ deployment: deployment.config.deployment, policy: name }],
       });
     }
     markdown = renderRunbook(deployment.config, { generatedAt: GENERATED_AT, configFile: 'test-config.yaml' });

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildBackupPlan, buildRestorePlan } from '../src/config/plans';
+import { restoreRequestOf } from '../src/cli/operations';
 import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { initRepositories } from '../src/cli/init';
 import { runRestic } from '../src/restic/restic';
@@ -54,7 +54,7 @@ test('MinIO stopped for 20 s in the middle of a backup and started again: the ba
   const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: uniqueName('backup-outage'),
-    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
+    args: [{ deployment: config.deployment, policy: 'artifacts' }],
   });
   await waitFor('restic to be under way', async () => {
     const beat = await pendingHeartbeat(client, repositoryWorkflowId(config.deployment, 'offsite'));
@@ -74,7 +74,7 @@ test('MinIO stopped for 20 s in the middle of a backup and started again: the ba
   await client.workflow.execute(restoreWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
     workflowId: uniqueName('restore-outage'),
-    args: [buildRestorePlan({ config, source: 'artifacts', target, defaultHost: hostname() })],
+    args: [restoreRequestOf({ config, source: 'artifacts', target, defaultHost: hostname() })],
   });
   const original = describeTree(join(root, 'app'));
   const restored = describeTree(target);

@@ -13,7 +13,6 @@ import { WorkflowFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { initRepositories } from '../src/cli/init';
 import { formatStatus, deploymentStatus } from '../src/cli/operations';
-import { buildBackupPlan, buildVerifyPlan } from '../src/config/plans';
 import { snapshots } from '../src/restic/commands';
 import { LAST_VERIFIED_TAG, VERIFIED_TAG, type VerificationReport } from '../src/shared/backup-types';
 import { ledgerWorkflowId } from '../src/shared/ledger';
@@ -63,7 +62,7 @@ verification:
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
     for (const policy of ['artifacts', 'database']) {
       await deployment.client.workflow.execute(backupWorkflow, {
-        taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [buildBackupPlan(deployment.config, policy, hostname(), 'manual')],
+        taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName(`backup-${policy}`), args: [{ deployment: deployment.config.deployment, policy: policy }],
       });
     }
   });
@@ -77,10 +76,15 @@ verification:
     }).finally(() => admin.end());
   });
 
-  const verify = (groups?: number) => {
-    const plan = buildVerifyPlan(deployment.config, hostname());
-    if (groups !== undefined) plan.groups = groups;
-    return deployment.client.workflow.execute(verifyWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('verify'), args: [plan] });
+  // The worker builds the plan from its config (this very object): 1/t is set there for one run.
+  const verify = async (groups?: number) => {
+    const configured = deployment.config.verification!.readDataSubset;
+    if (groups !== undefined) deployment.config.verification!.readDataSubset = `1/${groups}`;
+    try {
+      return await deployment.client.workflow.execute(verifyWorkflow, { taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('verify'), args: [{ deployment: deployment.config.deployment }] });
+    } finally {
+      deployment.config.verification!.readDataSubset = configured;
+    }
   };
   const ledger = () => deployment.client.workflow.getHandle(ledgerWorkflowId(deployment.config.deployment));
   const restic = () => ({ bin: servers.resticBin, repository: deployment.config.repositories.local!, env: process.env });
@@ -155,7 +159,7 @@ verification:
     // New data and keepLast 1: the rules alone would keep only the new snapshot.
     writeRandomFile(join(app, 'applications', 'new.pdf'), 100_000);
     await deployment.client.workflow.execute(backupWorkflow, {
-      taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('backup-after'), args: [buildBackupPlan(deployment.config, 'artifacts', hostname(), 'manual')],
+      taskQueue: sharedTaskQueue(deployment.config.deployment), workflowId: uniqueName('backup-after'), args: [{ deployment: deployment.config.deployment, policy: 'artifacts' }],
     });
     const left = await snapshots(restic(), { tags: ['source=artifacts'] });
     assert.equal(left.length, 2, 'the new snapshot and the last verified-good one');

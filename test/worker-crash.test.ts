@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildBackupPlan } from '../src/config/plans';
 import { backupWorkflow } from '../src/workflows';
 import { stringify } from 'yaml';
 import { initRepositories } from '../src/cli/init';
@@ -65,7 +63,7 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
   const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-crash'),
-    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
+    args: [{ deployment: config.deployment, policy: 'artifacts' }],
   });
   // Kill it once restic is visibly under way, not before it starts nor after it ends.
   const progress = await waitFor('restic to report progress', async () => {
@@ -94,7 +92,7 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
   const next = (await client.workflow.execute(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-after-crash'),
-    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
+    args: [{ deployment: config.deployment, policy: 'artifacts' }],
   })) as BackupOutcome;
   assert.equal(next.ok, true);
   assert.equal((await snapshots(restic, { tags: [`deployment=${deploymentName}`, 'source=artifacts'] })).length, 2);
@@ -117,7 +115,7 @@ test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is 
   const handle = await client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(deploymentName),
     workflowId: uniqueName('backup-sigterm'),
-    args: [buildBackupPlan(config, 'artifacts', hostname(), 'manual')],
+    args: [{ deployment: config.deployment, policy: 'artifacts' }],
   });
   await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100)
     .catch(async (error: Error) => {

@@ -148,6 +148,8 @@ export async function startDeployment(yaml: string, env: Record<string, string>,
   const servers = testServers();
   Object.assign(process.env, env);
   const config = parseConfig(yaml, 'test-config.yaml', { env: process.env });
+  // Tests restore into their own temporary folders: allowed unless a test's config says otherwise.
+  config.restore.allowedRoots ??= [tmpdir()];
   // No workflow cache: every workflow task replays its history, so a non-deterministic change fails here.
   const environment: WorkerEnvironment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin, workflowCacheSize: 0 };
   environment.temporal = { ...environment.temporal, address: servers.temporalAddress, namespace: servers.namespace };
