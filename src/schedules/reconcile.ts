@@ -124,8 +124,15 @@ export async function reconcileSchedules(client: Client, config: Config, default
       changes.push({ scheduleId: schedule.scheduleId, action: 'created' });
       continue;
     }
-    const currentDigest = current.action.type === 'startWorkflow' ? current.action.memo?.scheduleDigest : undefined;
-    if (currentDigest === schedule.digest) {
+    // The memo's digest says what apply wrote; the action itself is compared too, so a schedule
+    // whose input was edited in the Web UI or with the temporal CLI (memo kept) is put back.
+    const action = current.action.type === 'startWorkflow' ? current.action : undefined;
+    const wantedAction = schedule.options.action;
+    const untouched = action !== undefined && action.memo?.scheduleDigest === schedule.digest
+      && action.workflowType === (typeof wantedAction.workflowType === 'string' ? wantedAction.workflowType : wantedAction.workflowType.name)
+      && action.taskQueue === wantedAction.taskQueue && JSON.stringify(action.args) === JSON.stringify(wantedAction.args)
+      && current.policies.overlap === schedule.options.policies?.overlap;
+    if (untouched) {
       changes.push({ scheduleId: schedule.scheduleId, action: 'unchanged' });
       continue;
     }
