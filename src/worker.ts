@@ -4,6 +4,7 @@
  * Configuration comes from the environment (see src/config/environment.ts).
  */
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -11,6 +12,7 @@ import { createActivities } from './activities';
 import { scrubActivityFailures } from './activities/failures';
 import { configureStallDetection } from './activities/heartbeat';
 import { readEnvironment, type WorkerEnvironment } from './config/environment';
+import { configDigest } from './config/digest';
 import { loadConfig } from './config/load';
 import { registerConfiguredSecrets } from './config/secrets';
 import type { Config } from './config/schema';
@@ -67,7 +69,9 @@ export async function startWorker({ config, environment, logger, env = process.e
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
   // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
-  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const, interceptors: { activity: [scrubActivityFailures] } };
+  // The config's digest in the identity: doctor reads every poller's and says when workers disagree.
+  const identity = `${process.pid}@${hostname()} config=${configDigest(config)}`;
+  const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const, identity, interceptors: { activity: [scrubActivityFailures] } };
   const cache = environment.workflowCacheSize === undefined ? {} : { maxCachedWorkflows: environment.workflowCacheSize };
   const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });

@@ -124,15 +124,20 @@ policies:
     const before = await bucketListing(bucket);
     const wrongSecret = `${names.secretAccessKey}_WRONG`;
     process.env[wrongSecret] = 'definitely-not-the-secret';
-    const config = structuredClone(deployment.config);
+    // The worker builds the plan from its own config (this very object): the wrong variable goes there.
+    const { config } = deployment;
     const offsite = config.repositories.offsite!;
-    if (offsite.type === 's3') offsite.secretAccessKeyEnv = wrongSecret;
+    if (offsite.type !== 's3') throw new Error('offsite is an s3 repository');
+    const rightSecret = offsite.secretAccessKeyEnv;
+    offsite.secretAccessKeyEnv = wrongSecret;
     const started = Date.now();
     const error = await deployment.client.workflow.execute(backupWorkflow, {
       taskQueue: sharedTaskQueue(config.deployment),
       workflowId: uniqueName('backup-bad-credentials'),
       args: [{ deployment: config.deployment, policy: 'everything' }],
-    }).then(() => assert.fail('the backup should have failed'), (e: unknown) => e);
+    }).then(() => assert.fail('the backup should have failed'), (e: unknown) => e).finally(() => {
+      offsite.secretAccessKeyEnv = rightSecret;
+    });
     assert.ok(error instanceof WorkflowFailedError);
     const cause = error.cause as { type?: string; message: string };
     assert.equal(cause.type, 'CredentialsRejected');

@@ -7,6 +7,9 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
 import { runDoctor } from '../src/cli/doctor';
+import { configDigest } from '../src/config/digest';
+import { createLogger } from '../src/logging/logger';
+import { startWorker } from '../src/worker';
 import type { Config } from '../src/config/schema';
 import type { DoctorReport } from '../src/shared/doctor-types';
 import { createBucket, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
@@ -55,6 +58,17 @@ policies:
     return runDoctor({ config, environment: deployment.environment });
   }
 
+  /** The worker builds the doctor's plan from its own config (this very object): a fault is put there for one run. */
+  async function doctorWith(change: (config: Config) => void): Promise<DoctorReport> {
+    const saved = structuredClone(deployment.config);
+    change(deployment.config);
+    try {
+      return await doctor();
+    } finally {
+      Object.assign(deployment.config, saved);
+    }
+  }
+
   function assertOnlyFailing(report: DoctorReport, failing: string, detail: RegExp, fix: RegExp): void {
     const bad = report.checks.filter((c) => !c.ok);
     assert.deepEqual(bad.map((c) => c.id), [failing], JSON.stringify(report.checks, null, 2));
@@ -76,7 +90,7 @@ policies:
     const report = await doctor();
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     const ids = report.checks.map((c) => c.id).sort();
-    assert.deepEqual(ids, ['disk:staging', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
+    assert.deepEqual(ids, ['config', 'disk:staging', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
   });
 
   test('the backupctl doctor command prints a table of ✓ and exits 0, then ✗ with the fix and exits 1', async () => {
@@ -85,7 +99,7 @@ policies:
     const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname(), RESTIC_BIN: servers.resticBin };
     const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
     assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
-    assert.match(green.stdout, /all 11 checks passed/);
+    assert.match(green.stdout, /all 12 checks passed/);
     writeFileSync(file, yaml.replace(`bucket: ${bucket}`, `bucket: ${bucket}-gone`));
     const failed = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env }).then(() => assert.fail('doctor should exit non-zero'), (error: { code: number; stdout: string }) => error);
     assert.equal(failed.code, 1);
@@ -103,10 +117,10 @@ policies:
   });
 
   test('a missing bucket is named, with how to create it', async () => {
-    const config = structuredClone(deployment.config);
-    const offsite = config.repositories.offsite!;
-    if (offsite.type === 's3') offsite.bucket = `${bucket}-missing`;
-    const report = await doctor(config);
+    const report = await doctorWith((config) => {
+      const offsite = config.repositories.offsite!;
+      if (offsite.type === 's3') offsite.bucket = `${bucket}-missing`;
+    });
     const bad = report.checks.filter((c) => !c.ok).map((c) => c.id);
     assert.deepEqual(bad, ['s3:offsite', 'repository:offsite']);
     assert.match(report.checks.find((c) => c.id === 's3:offsite')!.detail, /bucket ".*-missing" does not exist/);
@@ -114,16 +128,16 @@ policies:
   });
 
   test('a wrong repository password is named, with the variable that holds it', async () => {
-    const config = structuredClone(deployment.config);
-    config.repositories.offsite = { ...config.repositories.offsite!, passwordEnv: `${names.password}_WRONG` };
-    const report = await withEnv(`${names.password}_WRONG`, 'not-the-password', () => doctor(config));
+    const report = await withEnv(`${names.password}_WRONG`, 'not-the-password', () => doctorWith((config) => {
+      config.repositories.offsite = { ...config.repositories.offsite!, passwordEnv: `${names.password}_WRONG` };
+    }));
     assertOnlyFailing(report, 'repository:offsite', /wrong password/, new RegExp(`${names.password}_WRONG`));
   });
 
   test('an uninitialised repository gives the command that initialises it', async () => {
-    const config = structuredClone(deployment.config);
-    config.repositories.local = { type: 'local', path: join(root, 'not-initialised'), passwordEnv: names.password };
-    const report = await doctor(config);
+    const report = await doctorWith((config) => {
+      config.repositories.local = { type: 'local', path: join(root, 'not-initialised'), passwordEnv: names.password };
+    });
     assertOnlyFailing(report, 'repository:local', /does not exist yet/, /backupctl init --repository local/);
   });
 
@@ -138,9 +152,24 @@ policies:
   });
 
   test('a disk threshold larger than the free space fails the disk check', async () => {
-    const config = structuredClone(deployment.config);
-    config.staging.minFreeSpace = '1PB';
-    const report = await doctor(config);
+    const report = await doctorWith((config) => {
+      config.staging.minFreeSpace = '1PB';
+    });
     assertOnlyFailing(report, 'disk:staging', /free at .* needs/, /free .* on that disk|staging\.minFreeSpace/);
+  });
+
+  test('two workers of the deployment with different configs: doctor names both and says what to do', async () => {
+    const other = structuredClone(deployment.config);
+    other.policies.daily!.retention = { keepDaily: 30 };
+    const second = await startWorker({ config: other, environment: deployment.environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+    try {
+      const report = await doctor();
+      const row = report.checks.find((c) => c.id === 'config')!;
+      assert.equal(row.ok, false, row.detail);
+      assert.match(row.detail, new RegExp(`the workers disagree: .*${configDigest(deployment.config)}.*;.*${configDigest(other)}|the workers disagree: .*${configDigest(other)}.*;.*${configDigest(deployment.config)}`));
+      assert.match(row.fix ?? '', /same config file/);
+    } finally {
+      await second.shutdown();
+    }
   });
 });

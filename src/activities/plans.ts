@@ -11,6 +11,7 @@ import {
   buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRecoveryPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan,
   checkRestoreTarget, parseRestorePoint, PlanError, restoreRoots,
 } from '../config/plans';
+import { configDigest as digestOfConfig } from '../config/digest';
 import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { FailureType } from '../shared/failures';
@@ -116,7 +117,7 @@ export function buildPlanFromRequest(config: Config, host: string, input: Resolv
 }
 
 export function createPlanActivities({ config, host, logger }: PlanDependencies) {
-  const configDigest = config ? digestOf(config) : 'none';
+  const configDigest = config ? digestOfConfig(config) : 'none';
   return {
     async resolvePlan(input: ResolvePlanInput): Promise<ResolvedPlan> {
       if (!config || !host) throw failure(FailureType.ConfigInvalid, 'this worker was started without a config: start it with BACKUP_CONFIG (backupctl worker)');

@@ -7,7 +7,8 @@ import type { Client } from '@temporalio/client';
 import type { WorkerEnvironment } from '../config/environment';
 import type { Config } from '../config/schema';
 import type { CheckResult, DoctorReport } from '../shared/doctor-types';
-import { sharedTaskQueue } from '../shared/task-queues';
+import { hostTaskQueue, sharedTaskQueue } from '../shared/task-queues';
+import { configDigest, digestInIdentity } from '../config/digest';
 import { connectClient } from '../temporal/client';
 import { doctorWorkflow } from '../workflows/doctor';
 import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
@@ -18,6 +19,31 @@ export interface DoctorOptions {
   environment: WorkerEnvironment;
   /** How long to wait for a worker to pick the workflow up. */
   workerWaitMs?: number;
+}
+
+/** Every worker polling the deployment's queues, by identity, with the config digest it carries. */
+async function workerConfigs(client: Client, taskQueues: string[]): Promise<Map<string, string | undefined>> {
+  const found = new Map<string, string | undefined>();
+  for (const name of taskQueues) {
+    for (const taskQueueType of [1, 2]) {
+      const description = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name }, taskQueueType });
+      for (const poller of description.pollers ?? []) if (poller.identity) found.set(poller.identity, digestInIdentity(poller.identity));
+    }
+  }
+  return found;
+}
+
+/** One row: do the workers of this deployment run the same config (they build every plan from it)? */
+export function configAgreement(workers: Map<string, string | undefined>, own: string): CheckResult {
+  const digests = new Set(workers.values());
+  const title = 'every worker runs the same config';
+  const fix = 'start every worker of this deployment with the same config file and restart the odd ones: each builds the plans it runs from its own config';
+  if (digests.size === 1 && !digests.has(undefined)) {
+    const [digest] = [...digests];
+    return { id: 'config', title, ok: true, detail: `${workers.size} worker(s), config ${digest}${digest === own ? ' (the same as this CLI\'s)' : ` (this CLI's differs: ${own}; the workers' is the one that counts)`}` };
+  }
+  const list = [...workers].map(([identity, digest]) => `${identity.replace(/ config=.*/, '')}: ${digest ?? 'a backupctl before config digests'}`).join('; ');
+  return { id: 'config', title, ok: false, detail: `the workers disagree: ${list}`, fix };
 }
 
 async function pollerCount(client: Client, taskQueue: string): Promise<number> {
@@ -58,6 +84,8 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
       return { deployment: config.deployment, checks };
     }
     checks.push({ id: 'worker', title: workerTitle, ok: true, detail: `${pollers} poller(s)` });
+    const hosts = [...new Set(Object.values(config.sources).map((source) => source.host ?? environment.host))];
+    checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)));
     const report = await client.workflow.execute(doctorWorkflow, {
       taskQueue,
       workflowId: `${config.deployment}-doctor-${randomUUID()}`,

@@ -59,7 +59,7 @@ export function checkRestoreTarget(config: Config, sourceName: string, target: s
   const unsafe = (message: string) => new PlanError(message, 'RestoreTargetUnsafe');
   if (options.inPlace) {
     if (source.type !== 'files' && source.type !== 'secrets') throw unsafe(`--in-place restores files only: source ${sourceName} is a ${source.type} source`);
-    if (!options.confirmInPlace) throw unsafe(`an in-place restore of ${sourceName} writes over ${source.root}: confirm it (backupctl restore --in-place --yes)`);
+    if (!options.confirmInPlace) throw unsafe(`an in-place restore of ${sourceName} writes over ${source.root}: confirm it explicitly (backupctl restore --in-place --yes)`);
     return;
   }
   if (target === undefined) return; // each kind says what it needs

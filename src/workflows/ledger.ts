@@ -269,13 +269,14 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
             break;
           }
         }
-        if (failuresSeen) {
-          noticeFailures = 0;
-          noticeRetryAt = 0;
-          delete ops.noticeError;
-        }
       }
       ops.notices.shift();
+      if (failuresSeen) {
+        // The head moved on: the next notice goes at once.
+        noticeFailures = 0;
+        noticeRetryAt = 0;
+        delete ops.noticeError;
+      }
     }
     const now = new Date().getTime();
     if (auditReady() && (now >= auditRetryAt || auditPlanChanged())) {
@@ -286,19 +287,23 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
         auditWritten(ops, events.length, written);
         auditFailures = 0;
         if (failuresSeen) {
+          // Written ahead of a retry time (a new plan): the next events go out at once, not then.
+          auditRetryAt = 0;
           auditRefusedUnder = undefined;
           auditRecovered(ops, ops.plan!.deployment, new Date().toISOString());
         }
       } catch (error) {
         auditFailures += 1;
-        auditRetryAt = new Date().getTime() + Math.min(AUDIT_RETRY_MAX_MS, AUDIT_RETRY_MS * 2 ** (auditFailures - 1));
-        ops.audit.lastError = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
+        auditRetryAt = new Date().getTime() + retryDelay(auditFailures);
+        ops.audit.lastError = errorMessage(error);
         if (failuresSeen && refusedForGood(error)) {
-          // A retry within the activity's policy did not help and waiting will not either: say so.
+          // Waiting will not fix it: say so, and try again hourly or when a new plan arrives.
           auditRefusedUnder = ops.plan;
           auditRetryAt = new Date().getTime() + AUDIT_REFUSED_RETRY_MS;
           auditRefused(ops, ops.plan!.deployment, ops.audit.lastError, new Date().toISOString());
           log.error('the audit store refused a write for good; alert raised', { error: ops.audit.lastError, pending: ops.audit.pending.length });
+        } else if (failuresSeen) {
+          auditRefusedUnder = undefined; // Failing for another reason now: the usual backoff.
         }
       }
       continue;
