@@ -59,7 +59,10 @@ describe('the backupctl commands an operator runs', () => {
     assert.match(refused.stderr, /add --yes to confirm/);
   });
 
-  test('restore with a wrong BACKUP_HOST says that no worker polls that host\'s queue, and keeps waiting', async () => {
+  test('restore of a source on a host where no worker runs says that no worker polls that host\'s queue, and keeps waiting', async () => {
+    // The worker builds the plan from its config (this very object): the source lives on another host there.
+    const artifacts = deployment.config.sources.artifacts!;
+    artifacts.host = 'elsewhere-host';
     const child = spawn(process.execPath, ['bin/backupctl.js', 'restore', '--source', 'artifacts', '--target', join(root, 'restored-elsewhere')], {
       env: { ...env, BACKUP_HOST: 'elsewhere-host' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -75,6 +78,7 @@ describe('the backupctl commands an operator runs', () => {
       await deployment.client.workflow.getHandle(workflowId).terminate('test done');
     } finally {
       child.kill('SIGKILL');
+      delete artifacts.host;
     }
   });
 });

@@ -244,7 +244,11 @@ drills:
     const unconfirmed = { deployment: deployment.config.deployment, mode: 'recover' as const };
     assert.match(rootCause(await start(unconfirmed).then((h) => h.result()).then(() => undefined, (e: unknown) => e)).message, /confirm it explicitly/);
 
-    const handle = await start(plan('recover'));
+    // Typed by hand with the temporal CLI, as the README shows.
+    const recoverId = uniqueName('recover-cli');
+    await run(servers.temporalBin, ['workflow', 'start', '--type', 'disasterRecoveryWorkflow', '--task-queue', sharedTaskQueue(deployment.config.deployment), '--workflow-id', recoverId,
+      '--input', `{"deployment": "${deployment.config.deployment}", "mode": "recover", "confirmed": true}`, '--address', servers.temporalAddress, '--namespace', servers.namespace]);
+    const handle = deployment.client.workflow.getHandle<typeof disasterRecoveryWorkflow>(recoverId);
     await waitFor('recover to wait for dns', async () => (await handle.query(recoveryProgressQuery)).waitingForApproval.includes('dns'), 120_000);
     await handle.executeUpdate(approveStepUpdate, { args: [{ step: 'dns', approver: 'test' }] });
     const report = await handle.result();

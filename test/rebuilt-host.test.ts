@@ -109,7 +109,7 @@ test('the source folder deleted: a new worker starts, doctor names the folder, a
   assert.ok(!existsSync(app), 'a failing backup must not create the source folder');
 
   // The restore into the deleted folder: every file, link and mode as it was.
-  const restore = await backupctl('restore', '--source', 'artifacts', '--target', app);
+  const restore = await backupctl('restore', '--source', 'artifacts', '--in-place', '--yes');
   assert.equal(restore.code, 0, show(restore));
   assert.match(restore.stdout, /restored snapshot [0-9a-f]{8} of artifacts/);
   assert.deepEqual(filesOf(app), original);

@@ -115,6 +115,8 @@ export function devConfigText(dataDirectory: string): string {
     },
     // /health and /metrics on a free port (printed at start); the audit trail beside the repository.
     monitoring: { port: 0 },
+    // Restores of files go under here (the worker refuses a folder anywhere else).
+    restore: { allowedRoots: [join(dataDirectory, 'restore')] },
   };
   return `# Written by \`backupctl dev\`: the embedded default. Use it with other commands:\n#   backupctl --config ${join(dataDirectory, 'dev.yaml')} doctor\n${stringify(config)}`;
 }
