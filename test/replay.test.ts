@@ -44,6 +44,20 @@ test('every workflow type has a saved history, the ledger on both sides of a con
   }
 });
 
+test('every workflow a person or a schedule starts has a history of a run started with a request (names only), and of one with a whole plan', () => {
+  const requestTypes = ['backupWorkflow', 'restoreWorkflow', 'pruneWorkflow', 'doctorWorkflow', 'listSnapshotsWorkflow', 'verifyWorkflow', 'disasterRecoveryWorkflow'];
+  const withRequests = new Set(files.filter((f) => f.startsWith('requests-')).map(workflowTypeOf));
+  const withPlans = new Set(files.filter((f) => !f.startsWith('requests-')).map(workflowTypeOf));
+  for (const type of requestTypes) {
+    assert.ok(withRequests.has(type), `no requests-*.json history of ${type} (scripts/capture-histories.ts --prefix requests-)`);
+    assert.ok(withPlans.has(type), `no history of ${type} started with a whole plan: keep the old ones while patched('worker-resolves-plans') has its old branch`);
+  }
+  // The drill with requests carries an approval as { step, approver, note }, accepted as an update.
+  const drill = readFileSync(join(folder, 'requests-drill.json'), 'utf8');
+  assert.match(drill, /workflowExecutionUpdateAcceptedEventAttributes/);
+  assert.match(drill, /"resolvePlan"/);
+});
+
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {
   const results = await replayAll({ workflowBundle: { codePath: await workflowBundlePath() } }, files);
   assert.equal(results.length, files.length);

@@ -53,6 +53,12 @@ function approvalOf(input: StepApproval | string): StepApproval {
 }
 
 export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promise<RecoveryReport> {
+  // Answered while a worker resolves the plan too (drill status right after drill start).
+  const resolving = (): RecoveryProgress => ({
+    mode: (request as Partial<RecoveryRequest> | null)?.mode === 'recover' ? 'recover' : 'drill', current: ['resolve the plan'],
+    elapsedSeconds: Math.round((new Date().getTime() - workflowInfo().startTime.getTime()) / 1000), done: [], left: [], waitingForApproval: [],
+  });
+  setHandler(recoveryProgressQuery, resolving);
   const plan = await planOfRun<RecoveryPlan>(request, 'recovery', 'recovery', 'disasterRecoveryWorkflow');
   const approvalsAudited = patched(WORKER_RESOLVES_PLANS);
   const info = workflowInfo();
