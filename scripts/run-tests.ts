@@ -98,7 +98,8 @@ async function main(): Promise<number> {
     how.length = 0;
     const [pg, temporal, minio, ferretdb, mailpit] = await Promise.all([
       ensurePostgres().then((info) => (how.push(`postgres ${seconds(t)}`), info)),
-      timed('temporal', startTemporal({ ui: false, bin: bins.temporal })),
+      // With its Web UI: test/web-ui.test.ts starts a drill and approves its step in a browser.
+      timed('temporal', startTemporal({ ui: true, bin: bins.temporal })),
       timed('minio', startMinio({ bin: bins.minio })),
       timed('ferretdb', startFerretDb({ bin: bins.ferretdb })),
       timed('mailpit', startMailpit({ bin: bins.mailpit })),
@@ -110,6 +111,7 @@ async function main(): Promise<number> {
       ...process.env,
       TEST_TEMPORAL_ADDRESS: temporal.address,
       TEST_TEMPORAL_NAMESPACE: temporal.namespace,
+      TEST_TEMPORAL_UI: temporal.uiUrl,
       TEST_S3_ENDPOINT: minio.endpoint,
       TEST_S3_ACCESS_KEY_ID: minio.accessKeyId,
       TEST_S3_SECRET_ACCESS_KEY: minio.secretAccessKey,

@@ -66,7 +66,7 @@ async function start(): Promise<void> {
     console.log(`# Mailpit (SMTP ${mailpit.smtpUrl}, any user and password): ${mailpit.apiUrl}`);
     console.log(`export MAILPIT_BIN=${mailpitBin}`);
     // The same servers under the names the tests read, to run single test files by hand.
-    console.log(`export TEST_TEMPORAL_ADDRESS=${temporal.address} TEST_TEMPORAL_NAMESPACE=${temporal.namespace}`);
+    console.log(`export TEST_TEMPORAL_ADDRESS=${temporal.address} TEST_TEMPORAL_NAMESPACE=${temporal.namespace}${temporal.uiUrl ? ` TEST_TEMPORAL_UI=${temporal.uiUrl}` : ''}`);
     console.log(`export TEST_S3_ENDPOINT=${minio.endpoint} TEST_S3_ACCESS_KEY_ID=${minio.accessKeyId} TEST_S3_SECRET_ACCESS_KEY=${minio.secretAccessKey}`);
     console.log(`export TEST_MONGODB_URI=${ferretdb.uri} TEST_POSTGRES_URL=postgres://${pg.user}@${pg.host}:${pg.port}/postgres`);
     console.log(`export TEST_SMTP_URL=${mailpit.smtpUrl} TEST_MAILPIT_API=${mailpit.apiUrl}`);

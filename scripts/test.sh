@@ -11,8 +11,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 # Tools some tests run, from Debian's packages when missing: docker-compose (test/compose.test.ts,
-# only its `config` command, no Docker engine) and the AWS CLI (test/runbook.test.ts runs the
-# runbook's printed `aws s3 sync`). Quiet, but loud when it fails.
+# only its `config` command, no Docker engine), the AWS CLI (test/runbook.test.ts runs the
+# runbook's printed `aws s3 sync`) and Chromium (test/web-ui.test.ts drives the Temporal Web UI
+# with playwright-core, which downloads no browser). Quiet, but loud when it fails.
 install_tool() {
   local tool="$1" package="$2"
   command -v "$tool" >/dev/null 2>&1 && return 0
@@ -45,6 +46,7 @@ install_tool() {
 }
 install_tool docker-compose docker-compose
 install_tool aws awscli
+install_tool chromium chromium
 
 npx eslint .
 npx tsc --noEmit -p tsconfig.json
