@@ -131,7 +131,7 @@ drills: { schedule: { cron: "0 6 1 * *" }, scratchDirectory: ${scratch} }
     const unknown = deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('unknown-policy'), args: [{ deployment: deploymentName, policy: 'nightly' }] });
     const cause = await failureOf(unknown);
     assert.equal(cause.type, 'ConfigInvalid');
-    assert.match(cause.message, /no policy named "nightly" \(known: artifacts\).*nothing was run/);
+    assert.match(cause.message, /no policy named "nightly" \(known: artifacts\).*Nothing was run/);
     assert.deepEqual(await activitiesOf(await unknown), ['resolvePlan']);
     const other = deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('other-deployment'), args: [{ deployment: 'someone-else', policy: 'artifacts' }] });
     const cause2 = await failureOf(other);

@@ -111,7 +111,7 @@ export function buildPlanFromRequest(config: Config, host: string, input: Resolv
       }
     }
   } catch (error) {
-    if (error instanceof PlanError) throw failure(FailureType[error.failureType], `${workflowType}: ${error.message} (in the worker's config, deployment ${config.deployment}); nothing was run`);
+    if (error instanceof PlanError) throw failure(FailureType[error.failureType], `${workflowType}: ${error.message}. Nothing was run (checked by a worker of deployment ${config.deployment}, against its own config)`);
     throw error;
   }
 }
