@@ -44,6 +44,7 @@ repositories:
   local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
 policies:
   daily: { sources: [artifacts, jobs, accounts], repositories: [offsite, local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
+restore: { allowedRoots: [${join(root, 'restore')}] }
 `;
     deployment = await startDeployment(yaml, values);
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
@@ -58,14 +59,17 @@ policies:
     return runDoctor({ config, environment: deployment.environment });
   }
 
-  /** The worker builds the doctor's plan from its own config (this very object): a fault is put there for one run. */
+  /**
+   * The worker builds the doctor's plan from its own config (this very object): a fault is put
+   * there for one run, while the CLI keeps the config the worker started with (same digest).
+   */
   async function doctorWith(change: (config: Config) => void): Promise<DoctorReport> {
     const saved = structuredClone(deployment.config);
     change(deployment.config);
     try {
-      return await doctor();
+      return await doctor(saved);
     } finally {
-      Object.assign(deployment.config, saved);
+      Object.assign(deployment.config, structuredClone(saved));
     }
   }
 
@@ -100,11 +104,21 @@ policies:
     const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
     assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
     assert.match(green.stdout, /all 12 checks passed/);
+    // The bucket gone from the file, and from the worker's config (the worker's is the one that runs).
     writeFileSync(file, yaml.replace(`bucket: ${bucket}`, `bucket: ${bucket}-gone`));
-    const failed = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env }).then(() => assert.fail('doctor should exit non-zero'), (error: { code: number; stdout: string }) => error);
+    const offsite = deployment.config.repositories.offsite!;
+    if (offsite.type !== 's3') throw new Error('offsite is s3');
+    offsite.bucket = `${bucket}-gone`;
+    const failed = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env }).then(() => assert.fail('doctor should exit non-zero'), (error: { code: number; stdout: string }) => error)
+      .finally(() => {
+        offsite.bucket = bucket;
+      });
     assert.equal(failed.code, 1);
     assert.match(failed.stdout, /✗ +S3 credentials and bucket of repository offsite/);
     assert.match(failed.stdout, /→ fix: create bucket/);
+    // The CLI's file is no longer what the worker started with: said, with what to do.
+    assert.match(failed.stdout, /✗ +every worker runs the same config/);
+    assert.match(failed.stdout, /→ fix: if the file was edited, restart the workers/);
   });
 
   test('a wrong S3 secret key is named as rejected credentials, with the variable to fix', async () => {

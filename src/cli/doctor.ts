@@ -27,7 +27,12 @@ async function workerConfigs(client: Client, taskQueues: string[]): Promise<Map<
   for (const name of taskQueues) {
     for (const taskQueueType of [1, 2]) {
       const description = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name }, taskQueueType });
-      for (const poller of description.pollers ?? []) if (poller.identity) found.set(poller.identity, digestInIdentity(poller.identity));
+      for (const poller of description.pollers ?? []) {
+        // Temporal lists a stopped worker's polls for minutes: a worker restarted with a new config is not two workers.
+        const seconds = Number(poller.lastAccessTime?.seconds ?? 0);
+        if (seconds > 0 && Date.now() / 1000 - seconds > 90) continue;
+        if (poller.identity) found.set(poller.identity, digestInIdentity(poller.identity));
+      }
     }
   }
   return found;
@@ -40,7 +45,12 @@ export function configAgreement(workers: Map<string, string | undefined>, own: s
   const fix = 'start every worker of this deployment with the same config file and restart the odd ones: each builds the plans it runs from its own config';
   if (digests.size === 1 && !digests.has(undefined)) {
     const [digest] = [...digests];
-    return { id: 'config', title, ok: true, detail: `${workers.size} worker(s), config ${digest}${digest === own ? ' (the same as this CLI\'s)' : ` (this CLI's differs: ${own}; the workers' is the one that counts)`}` };
+    if (digest === own) return { id: 'config', title, ok: true, detail: `${workers.size} worker(s), config ${digest}, the same as this CLI's` };
+    return {
+      id: 'config', title, ok: false,
+      detail: `the ${workers.size} worker(s) run config ${digest}, this CLI's file is ${own}: the workers build every plan from theirs, so what this CLI shows may not be what runs`,
+      fix: 'if the file was edited, restart the workers (they read it at start); if this CLI reads another file, point it at the workers\' one (--config)',
+    };
   }
   const list = [...workers].map(([identity, digest]) => `${identity.replace(/ config=.*/, '')}: ${digest ?? 'a backupctl before config digests'}`).join('; ');
   return { id: 'config', title, ok: false, detail: `the workers disagree: ${list}`, fix };

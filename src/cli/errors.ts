@@ -59,14 +59,17 @@ export const FIXES: Record<string, string> = {
   ResticFailed: 'read restic\'s message above; backupctl doctor checks the repositories, and the run can be started again',
   DatabaseUnreachable: 'check that the database in the source\'s uriEnv/urlEnv is running and reachable from the worker',
   DatabaseAuthFailed: 'correct the user or password in the source\'s uriEnv/urlEnv variable on the worker',
-  RestoreTargetUnsafe: 'restore into an empty or new target (--target: a folder, or a database or bucket name), over files with --in-place --yes, or replace a database or bucket with --force',
   RestoreMismatch: 'the restored data differs from what was backed up (the message lists the differences): keep the original, restore from another snapshot (backupctl snapshots --source S) or repository, and report it',
   VerificationFailed: 'what is wrong is named above (repository, snapshot, source): keep the damaged repository as it is, back up the source again now, restore from another repository if one holds it, and run restic check (restic repair index / repair snapshots) on the damaged one',
   ReplicaMismatch: 'the bucket\'s copy differs from the source after copying: the next run copies the differences again; if it persists, check the replica endpoint',
   StorageUnreachable: 'check that the storage endpoint is reachable from the worker (network, DNS, TLS); start the run again once it is',
   PartialSnapshot: 'some files could not be read (the message says which): fix their permissions or exclude them, then back up again',
   Cancelled: 'the run was cancelled; start it again when ready',
-  InputVersionUnsupported: 'the worker and this CLI (or the schedule) are of different releases: upgrade the workers and the CLI to the same release, then backupctl schedules apply',
+  InputVersionUnsupported: 'a workflow takes a request of names only (README: "Workflow types and inputs"): start it with backupctl of the workers\' release; if a schedule started it, run backupctl schedules apply',
+  DeploymentNotServed: 'start the workflow with the deployment the workers serve (their config\'s deployment), on that deployment\'s task queue <deployment>.shared',
+  StepNotConfigured: 'add the step to recovery.steps in the workers\' config (and restart them), or leave it out: a worker runs only the steps its own config names',
+  Stalled: 'nothing moved for stallAfter (default 10m): check the storage, the database or the disk the step was using; the next attempt starts on its own; raise stallAfter for steps that are silent for long (huge index builds)',
+  RestoreTargetUnsafe: 'restore under restore.allowedRoots (--target: a new folder there, or a database or bucket name that is not a production one), over files with --in-place --yes, or replace a scratch database or bucket with --force',
 };
 
 /** Failure types that mean the config or the command line is wrong: exit code 2. */
