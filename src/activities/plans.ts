@@ -60,9 +60,13 @@ export function workflowRunOfActivity(): { workflowId: string; runId: string } {
   return run;
 }
 
-/** A short id of the workflow run asking (from Temporal, not from the input): names a drill's scratch targets. */
+/**
+ * A short id of the workflow run asking (from Temporal, not from the input): names a drill's
+ * scratch targets. Hashed: run ids are UUIDv7, whose first digits are a timestamp shared by every
+ * run started within the same minute (found: two drills' cleanups dropped each other's databases).
+ */
 export function runShortId(): string {
-  return workflowRunOfActivity().runId.replace(/-/g, '').slice(0, 8);
+  return createHash('sha256').update(workflowRunOfActivity().runId).digest('hex').slice(0, 8);
 }
 
 export function buildPlanFromRequest(config: Config, host: string, input: ResolvePlanInput, runId: string): Plan {

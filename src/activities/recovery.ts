@@ -20,7 +20,7 @@ import { verifyReplica } from '../sources/bucket';
 import { failure, typed } from './failures';
 import { withHeartbeat } from './heartbeat';
 import { createRestoreActivities } from './restore';
-import { chooseSnapshot, createSourceRestoreActivities, readManifest } from './source-restore';
+import { chooseSnapshot, createSourceRestore, previousRestoreRecord, readManifest, type DatabaseRestoreRecord } from './source-restore';
 import { runShortId, workflowRunOfActivity } from './plans';
 import { databasesEndingWith, dropScratch } from './verify';
 
@@ -113,7 +113,7 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
     }
   };
   const files = createRestoreActivities({ logger, resticBin, env });
-  const others = createSourceRestoreActivities({ logger, resticBin, env });
+  const others = createSourceRestore({ logger, resticBin, env });
   return {
     async recoverSource(input: RecoverSourceInput): Promise<RecoveredSource> {
       const activity = Context.current();
@@ -122,7 +122,10 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
       const source = needConfig('recovery').sources[planned.name] ?? planned.source;
       const repository = planned.repository ? { name: planned.repository.name, repository: needConfig('recovery').repositories[planned.repository.name] ?? planned.repository.repository } : undefined;
       const started = Date.now();
-      return typed(() => withHeartbeat(() => ({ stage: 'restore', source: planned.name }), async () => {
+      // One details object for this activity's beats and those of the restores it runs (what a retry resumes from).
+      const beat: Record<string, unknown> & DatabaseRestoreRecord = { stage: 'restore', source: planned.name };
+      const previous = previousRestoreRecord();
+      return typed(() => withHeartbeat(() => beat, async () => {
         const base = { source: planned.name, tier: planned.tier, rpoTargetSeconds: planned.rpoSeconds };
         await checkRecoveryTarget(input);
         if (source.type === 's3-bucket') {
@@ -140,7 +143,9 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
         }
         if (!repository) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is in no policy: no repository holds it`);
         const restic = { bin: await resticBin(), repository: repository.repository, env, signal: activity.cancellationSignal };
-        const chosen = chooseSnapshot(await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${planned.name}`] }), input.restorePoint);
+        const found = await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${planned.name}`] });
+        // A retry goes on with the snapshot its killed attempt was restoring (a newer one may exist by now).
+        const chosen = found.find((s) => previous.snapshot !== undefined && s.id === previous.snapshot) ?? chooseSnapshot(found, input.restorePoint);
         if (!chosen) throw failure(FailureType.SourceMissing, `repository ${repository.name} holds no ${describePoint(input.restorePoint)} of source ${planned.name}: choose another restore point (backupctl snapshots --source ${planned.name} lists them)`);
         const rpo = Math.max(0, Math.round((Date.parse(input.startedAt) - Date.parse(chosen.time)) / 1000));
         const snapshotInfo = { snapshotId: chosen.id, snapshotTime: new Date(chosen.time).toISOString(), rpoSeconds: rpo };
@@ -170,10 +175,25 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           : manifest.fingerprint.kind === 'postgres' ? manifest.fingerprint.databases.map((d) => d.database) : [];
         const comparisons: string[] = [];
         const targets: string[] = [];
+        // The heartbeat records each database once proven equal (done) and the target being filled
+        // (created, see restoreSource): a retry skips the first and replaces the second.
+        const done = previous.snapshot === chosen.id ? previous.done ?? [] : [];
+        Object.assign(beat, { snapshot: chosen.id, done }, previous.created ? { created: previous.created } : {});
         for (const database of databases) {
           const target = `${database}${planned.databaseSuffix ?? ''}`;
-          const result = await others.restoreSource({ ...common, source, target, database, force: input.force, stagingDirectory: input.stagingDirectory });
-          comparisons.push(result.comparison?.what ?? target);
+          let record = done.find((d) => d.database === database && d.target === target);
+          if (record) {
+            logger.info({ source: planned.name, database, target, attempt: activity.info.attempt }, 'database restored and proven equal by an earlier attempt: not restored again');
+          } else {
+            // A drill's targets carry this run's suffix (checkRecoveryTarget): whatever holds that name
+            // is this run's, so one a killed attempt half filled is replaced, not refused.
+            const ownDrillTarget = input.mode === 'drill' && planned.databaseSuffix !== undefined && target.endsWith(planned.databaseSuffix);
+            const result = await others.restoreSource({ ...common, source, target, database, force: input.force || ownDrillTarget, stagingDirectory: input.stagingDirectory }, beat);
+            record = { database, target, what: result.comparison?.what ?? target };
+            done.push(record);
+            delete beat.created;
+          }
+          comparisons.push(record.what);
           targets.push(target);
         }
         return { ...base, ...snapshotInfo, target: targets.join(', '), finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${comparisons.join('; ')}: equal to the fingerprint` } };
@@ -215,8 +235,8 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
         // The run's folder goes with its last source (each source's cleanup checks after its own removal).
         if (readdirSync(folder).every((entry) => entry === RUN_MARKER)) {
           await rm(marker, { force: true });
-          await rmdir(folder).catch(() => undefined);
-          removed.push(folder);
+          // Two sources' cleanups may both get here: the one whose rmdir succeeds reports the folder.
+          if (await rmdir(folder).then(() => true, () => false)) removed.push(folder);
         }
         return removed;
       });

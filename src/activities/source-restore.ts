@@ -1,7 +1,9 @@
 /**
  * Restore of databases, git repositories and buckets, each followed by the proof: the restored
  * data's fingerprint compared with the one the snapshot's manifest recorded at backup time. A
- * target that holds data is refused unless forced; nothing is written before that check.
+ * target that holds data is refused unless forced; nothing is written before that check. The one
+ * exception is a database this very activity created in an attempt whose worker was killed: its
+ * heartbeat recorded it (DatabaseRestoreRecord), and the retry drops and restores it again.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
@@ -16,8 +18,8 @@ import { FailureType } from '../shared/failures';
 import { compareFingerprints, type FingerprintComparison, type SourceFingerprint } from '../shared/fingerprints';
 import type { RestoreResult } from '../shared/restore-types';
 import { restoreBundle } from '../sources/git';
-import { restoreMongo } from '../sources/mongodb';
-import { fingerprintDatabase } from '../sources/postgres';
+import { mongoDatabaseExists, restoreMongo } from '../sources/mongodb';
+import { databaseExists, fingerprintDatabase } from '../sources/postgres';
 import { restoreDatabaseFromRestic } from '../sources/postgres-restic';
 import { restoreFromReplica } from '../sources/bucket';
 import { stagingSpace } from './disk';
@@ -98,6 +100,45 @@ export async function readManifest(restic: ResticContext, snapshot: Snapshot): P
   }
 }
 
+/**
+ * What a database restore's heartbeat carries, so that the next attempt of the same activity (its
+ * worker killed midway) resumes instead of refusing the target it half filled itself.
+ */
+export interface DatabaseRestoreRecord {
+  /** The manifest snapshot being restored: a retry restores from the same one. */
+  snapshot?: string;
+  /** Databases already restored and proven equal, with their comparison. */
+  done?: { database: string; target: string; what: string }[];
+  /** The target database this activity created and is filling: a retry may drop and recreate it. */
+  created?: string;
+}
+
+/** The record the previous attempt of the current activity left in its heartbeat (empty on a first attempt). */
+export function previousRestoreRecord(): DatabaseRestoreRecord {
+  const details: unknown = Context.current().info.heartbeatDetails;
+  if (typeof details !== 'object' || details === null) return {};
+  const { snapshot, done, created } = details as Record<string, unknown>;
+  const text = (value: unknown): value is string => typeof value === 'string' && value.length > 0;
+  const entries = Array.isArray(done) ? (done as unknown[]).filter((d): d is { database: string; target: string; what: string } => {
+    const entry = d as Record<string, unknown> | null;
+    return typeof entry === 'object' && entry !== null && text(entry.database) && text(entry.target) && text(entry.what);
+  }) : [];
+  return { ...(text(snapshot) ? { snapshot } : {}), done: entries, ...(text(created) ? { created } : {}) };
+}
+
+/**
+ * Whether a target database may be dropped and recreated although it holds data: only the one the
+ * previous attempt of this activity recorded as created (its worker was killed while filling it).
+ * A target that does not exist yet is recorded as created before anything is written into it;
+ * any other is left to the restore's own rule (refused when not empty, unless forced).
+ */
+async function claimTarget(progress: DatabaseRestoreRecord, target: string, exists: () => Promise<boolean>, logger: Logger): Promise<boolean> {
+  const ours = previousRestoreRecord().created === target;
+  if (ours) logger.warn({ target, attempt: Context.current().info.attempt }, 'the target database was created by an earlier attempt of this restore, stopped midway: it is dropped and restored again');
+  if (ours || !(await exists())) progress.created = target;
+  return ours;
+}
+
 function mismatch(what: string, comparison: FingerprintComparison): Error {
   return failure(FailureType.RestoreMismatch, `${what}: the restored data differs from the backup: ${comparison.differences.slice(0, 10).join('; ')}${comparison.differences.length > 10 ? ` (and ${comparison.differences.length - 10} more)` : ''}`);
 }
@@ -108,11 +149,16 @@ function checked(expected: SourceFingerprint, actual: SourceFingerprint, what: s
   return { ...comparison, what };
 }
 
-export function createSourceRestoreActivities({ logger, resticBin, env }: SourceRestoreDependencies) {
+/**
+ * The restore behind the restoreSource activity. `progress` is the heartbeat's details: an
+ * activity that restores several databases (recoverSource) passes its own, so its beats and this
+ * restore's carry the same record (DatabaseRestoreRecord).
+ */
+export function createSourceRestore({ logger, resticBin, env }: SourceRestoreDependencies) {
   return {
-    async restoreSource(input: RestoreSourceInput): Promise<RestoreResult> {
+    async restoreSource(input: RestoreSourceInput, progress: Record<string, unknown> & DatabaseRestoreRecord = { stage: 'listing' }): Promise<RestoreResult> {
       const activity = Context.current();
-      const progress: Record<string, unknown> = { stage: 'listing' };
+      progress.stage = 'listing';
       return typed(() => withHeartbeat(() => progress, async () => {
         const started = Date.now();
         const { source } = input;
@@ -151,10 +197,11 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
           const runTag = snapshot.tags?.find((t) => t.startsWith('run='));
           const [part] = (await snapshots(restic, { tags: [`source=${input.sourceName}`, ...(runTag ? [runTag] : [])] })).filter((s) => tagValue(s, PART_TAG_KEY) === entry.part);
           if (!part) throw failure(FailureType.SourceMissing, `the dump of database ${entry.database} (${entry.part}) of snapshot ${snapshot.short_id} is missing from repository ${input.repositoryName}`);
+          const replace = await claimTarget(progress, target, () => databaseExists(url, target), logger);
           progress.stage = 'restoring';
           const restored = await restoreDatabaseFromRestic({
             restic: { bin: restic.bin, repository: restic.repository, env }, snapshotId: part.id, path: `/${entry.filename}`,
-            sourceDatabase: entry.database, url, database: target, force: input.force, signal: activity.cancellationSignal,
+            sourceDatabase: entry.database, url, database: target, force: input.force || replace, signal: activity.cancellationSignal,
           });
           progress.stage = 'comparing';
           const actual = await fingerprintDatabase(url, target);
@@ -191,8 +238,10 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
             if (input.database && !dumped.includes(input.database)) throw failure(FailureType.RestoreTargetUnsafe, `snapshot ${snapshot.short_id} holds no database "${input.database}" (it holds: ${dumped.join(', ')})`);
             if (input.target && databases.length !== 1) throw failure(FailureType.RestoreTargetUnsafe, `snapshot ${snapshot.short_id} holds several databases (${dumped.join(', ')}): choose the one to restore into ${input.target} with --database`);
             const rename: Record<string, string> = input.target ? { [databases[0]!]: input.target } : {};
+            const single = databases.length === 1 ? rename[databases[0]!] ?? databases[0]! : undefined;
+            const replace = single !== undefined && await claimTarget(progress, single, () => mongoDatabaseExists({ uri }, single), logger);
             const actual = await restoreMongo({
-              uri, directory: join(staging, manifest.dump ?? 'dump'), rename, databases, force: input.force, signal: activity.cancellationSignal,
+              uri, directory: join(staging, manifest.dump ?? 'dump'), rename, databases, force: input.force || replace, signal: activity.cancellationSignal,
               onProgress: (p: unknown) => Object.assign(progress, p),
               onWarning: (message: string) => warnings.push(message),
             });
@@ -221,4 +270,10 @@ export function createSourceRestoreActivities({ logger, resticBin, env }: Source
       }));
     },
   };
+}
+
+export function createSourceRestoreActivities(deps: SourceRestoreDependencies) {
+  const { restoreSource } = createSourceRestore(deps);
+  // The activity takes the input alone: what a retry may replace comes from its own heartbeat, never from a workflow.
+  return { restoreSource: (input: RestoreSourceInput): Promise<RestoreResult> => restoreSource(input) };
 }

@@ -286,6 +286,15 @@ export async function estimateMongoSize(target: MongoTarget): Promise<{ database
   }
 }
 
+/** Whether `database` exists on the server (holds a collection): a restore records the targets it creates. */
+export async function mongoDatabaseExists(target: Pick<MongoTarget, 'uri' | 'serverSelectionTimeoutMs'>, database: string): Promise<boolean> {
+  try {
+    return await withClient(target, async (client) => (await client.db('admin').admin().listDatabases({ nameOnly: true, filter: { name: database } })).databases.some((d) => d.name === database));
+  } catch (error) {
+    rethrow(error, target);
+  }
+}
+
 /** Count, bytes and SHA-256 of every selected collection's raw documents in _id order (nothing written). */
 export async function fingerprintMongo(target: MongoTarget & { signal?: AbortSignal; snapshot?: boolean }): Promise<MongoFingerprint> {
   try {

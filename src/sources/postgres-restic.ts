@@ -132,6 +132,8 @@ export async function restoreDatabaseFromRestic(opts: {
   }).finally(() => watch.done());
   try {
     const restored = await restorePostgres({ url: opts.url, database: opts.database, dump, force: opts.force, signal: watch.signal, pgRestoreBin: opts.pgRestoreBin });
+    // What pg_restore did not read (the archive's tail) is drained, so restic can finish and say how it ended.
+    dump.resume();
     const code = await exited;
     if (code !== 0) throw classifyResticFailure('dump', code, scrubSecrets(stderr), opts.restic.repository);
     return restored;
@@ -145,7 +147,11 @@ export async function restoreDatabaseFromRestic(opts: {
     }
     child.kill('SIGINT');
     child.kill('SIGCONT'); // a stopped restic (SIGSTOP) takes the SIGINT only once woken
-    await exited;
+    // Nobody reads restic's output any more: blocked writing into a full pipe, restic ignores the
+    // SIGINT for ever. Closing our end ends that write (EPIPE); SIGKILL if it still does not exit.
+    child.stdout.destroy();
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited.finally(() => clearTimeout(killer));
     throw error;
   }
 }

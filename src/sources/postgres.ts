@@ -175,6 +175,11 @@ function maintenanceDatabase(url: string, target: string): string {
   return own !== target ? own : target === 'postgres' ? 'template1' : 'postgres';
 }
 
+/** Whether `database` exists on the server (a restore records the targets it creates). */
+export async function databaseExists(url: string, database: string): Promise<boolean> {
+  return withClient(url, maintenanceDatabase(url, database), async (client) => (await client.query('select 1 from pg_database where datname = $1', [database])).rowCount === 1);
+}
+
 async function dropDatabase(url: string, database: string): Promise<void> {
   await withClient(url, maintenanceDatabase(url, database), async (client) => {
     const version = Number((await client.query<{ v: string }>("select current_setting('server_version_num') as v")).rows[0]!.v);
@@ -199,7 +204,7 @@ async function dropDatabase(url: string, database: string): Promise<void> {
 export async function restorePostgres(opts: RestoreOptions): Promise<{ database: string; warnings: string[] }> {
   const { url, database } = opts;
   const parts = parsePgUrl(url);
-  const exists = await withClient(url, maintenanceDatabase(url, database), async (client) => (await client.query('select 1 from pg_database where datname = $1', [database])).rowCount === 1);
+  const exists = await databaseExists(url, database);
   let create = !exists;
   if (exists) {
     const contents = await targetContents(url, database);

@@ -30,7 +30,8 @@ export async function verifyWorkflow(request: DeploymentRequest): Promise<Verifi
   return recordedRun(outcome, async () => {
     const state = await calls.verificationState({ deployment: plan.deployment });
     const expected = await calls.lastSuccesses({ deployment: plan.deployment });
-    const runId = info.runId.replace(/-/g, '').slice(0, 8);
+    // The random end of the run id: UUIDv7 run ids start with a timestamp that concurrent runs share.
+    const runId = info.runId.replace(/-/g, '').slice(-8);
     const [repositories, sources] = await Promise.all([
       Promise.all(plan.repositories.map(({ name, repository }) => {
         const previous = state.repositories[name];
