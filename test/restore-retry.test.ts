@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import pg from 'pg';
+import { shortRunId } from '../src/activities/plans';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
@@ -128,12 +129,17 @@ test('a worker SIGKILLed mid-restore, twice, during a drill of two PostgreSQL da
   t.diagnostic(`set-up and backup: ${Math.round((Date.now() - started) / 1000)} s`);
 
   const handle = await client.workflow.start(disasterRecoveryWorkflow, { taskQueue: sharedTaskQueue(deployment), workflowId: uniqueName('drill-retry'), args: [{ deployment, mode: 'drill' }] });
-  const run = handle.firstExecutionRunId.replace(/-/g, '').slice(0, 8);
+  const run = shortRunId(handle.firstExecutionRunId);
   const [firstTarget, secondTarget] = [`${first}_drill_${run}`, `${second}_drill_${run}`];
   const explain = (what: string) => async (error: Error) => {
     const sessions = await admin(async (db) => (await db.query(`select datname, application_name, state, wait_event_type, wait_event, now() - query_start as running, left(query, 100) as query
       from pg_stat_activity where state <> 'idle' and pid <> pg_backend_pid()`)).rows).catch((e: Error) => e.message);
-    const children = execFileSync('ps', ['-o', 'pid=,etime=,args=', '--ppid', String(worker.child.pid)], { encoding: 'utf8' });
+    let children = '(none)';
+    try {
+      children = execFileSync('ps', ['-o', 'pid=,etime=,args=', '--ppid', String(worker.child.pid)], { encoding: 'utf8' });
+    } catch {
+      // ps exits 1 when the worker has no child: the explanation still goes on
+    }
     throw new Error(`${error.message} (${what}); pending: ${JSON.stringify(await pendingRestore(handle).catch(() => undefined))}\nsessions: ${JSON.stringify(sessions)}\nworker's children:\n${children}\nworker: ${worker.output().slice(-3000)}`);
   };
 

@@ -66,7 +66,12 @@ export function workflowRunOfActivity(): { workflowId: string; runId: string } {
  * run started within the same minute (found: two drills' cleanups dropped each other's databases).
  */
 export function runShortId(): string {
-  return createHash('sha256').update(workflowRunOfActivity().runId).digest('hex').slice(0, 8);
+  return shortRunId(workflowRunOfActivity().runId);
+}
+
+/** The 8 hex digits that name a run's scratch targets (`<db>_drill_<these>`), from its Temporal run id. */
+export function shortRunId(runId: string): string {
+  return createHash('sha256').update(runId).digest('hex').slice(0, 8);
 }
 
 export function buildPlanFromRequest(config: Config, host: string, input: ResolvePlanInput, runId: string): Plan {
