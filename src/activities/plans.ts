@@ -11,7 +11,7 @@ import {
   buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRecoveryPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan,
   checkRestoreTarget, parseRestorePoint, PlanError, restoreRoots,
 } from '../config/plans';
-import { configDigest as digestOfConfig } from '../config/digest';
+import { configDigest as digestOfConfig, digestOf } from '../config/digest';
 import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { FailureType } from '../shared/failures';
@@ -42,10 +42,6 @@ export interface ResolvedPlan<P extends Plan = Plan> {
   configDigest: string;
   /** The host of the worker that resolved it. */
   resolvedBy: string;
-}
-
-export function digestOf(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
 const WORKFLOW_TYPES: Record<RequestKind, string> = {

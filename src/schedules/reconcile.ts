@@ -2,11 +2,11 @@
  * Schedules from config: create what is missing, update what changed, delete what the config no
  * longer has (only this deployment's, recognised by their memo). Applying twice changes nothing.
  */
-import { createHash } from 'node:crypto';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
+import { digestOf } from '../config/digest';
 import { buildBackupPlan, buildPrunePlan, buildRecoveryPlan, buildVerifyPlan } from '../config/plans';
 import type { BackupRequest, DeploymentRequest, PruneRequest, RecoveryRequest } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
@@ -44,10 +44,6 @@ function specOf(schedule: Schedule): ScheduleOptions['spec'] {
   return schedule.cron !== undefined
     ? { cronExpressions: [schedule.cron], timezone: schedule.timezone }
     : { intervals: [{ every: parseDuration(schedule.every!)! }], timezone: schedule.timezone };
-}
-
-function digestOf(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
 export function desiredSchedules(config: Config, defaultHost: string): DesiredSchedule[] {
