@@ -4,7 +4,8 @@
  * with the same arguments; a part that fails does not stop the others, the exit code says so.
  *
  * Parts: run (files: the seed's script, the practical limit, the service, restic alone),
- * tuning (restic's options), restore (the recovery time), scale (200,000 files), databases.
+ * tuning (restic's options), restore (the recovery time), scale (200,000 files), databases,
+ * queue (queued work on one repository).
  * Writes the parts' durations to bench/timings.md (timings-quick.md with --quick).
  */
 import { spawn } from 'node:child_process';
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../src/servers/binaries';
 import { log } from './common';
 
-const PARTS = ['run', 'tuning', 'restore', 'scale', 'databases'] as const;
+const PARTS = ['run', 'tuning', 'restore', 'scale', 'databases', 'queue'] as const;
 type Part = (typeof PARTS)[number];
 
 function takeList(argv: string[], name: string): Part[] | undefined {

@@ -48,7 +48,7 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 
 const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
@@ -109,8 +109,8 @@ restore: { allowedRoots: [${root}] }
     const backupId = id('backup');
     await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     await save(server, 'backup-ok', backupId);
-    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
-    await save(server, 'repository-backup', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-backup', repositoryWriterId(config.deployment, 'local'), repositoryRun);
 
     const failedId = id('backup-failed');
     await settle(client.workflow.execute(backupWorkflow, { taskQueue, workflowId: failedId, args: [{ deployment: config.deployment, policy: 'broken' }] }));
@@ -121,7 +121,7 @@ restore: { allowedRoots: [${root}] }
     const cancelledId = id('backup-cancelled');
     const cancelled: WorkflowHandle = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: cancelledId, args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     for (let i = 0; i < 200; i += 1) {
-      const description = await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe().catch(() => undefined);
+      const description = await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe().catch(() => undefined);
       if (description?.status.name === 'RUNNING' && description.raw.pendingActivities?.some((a) => a.activityType?.name === 'backupSource' && a.heartbeatDetails)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -136,6 +136,30 @@ restore: { allowedRoots: [${root}] }
     const pruneId = id('prune');
     await client.workflow.execute(pruneWorkflow, { taskQueue, workflowId: pruneId, args: [{ deployment: config.deployment, repository: 'local' }] });
     await save(server, 'prune-ok', pruneId);
+
+    // The writer queue (since patched('repository-queue')): a backup running, a prune queued
+    // behind it and cancelled there, a second backup queued behind and run after the first.
+    writeFileSync(join(app, 'big-2.bin'), randomBytes(64 * 1024 * 1024));
+    const first = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: id('queue-first'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
+    for (let i = 0; i < 200; i += 1) {
+      const description = await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe().catch(() => undefined);
+      if (description?.status.name === 'RUNNING' && description.raw.pendingActivities?.some((a) => a.activityType?.name === 'backupSource')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const queuedPrune = await client.workflow.start(pruneWorkflow, { taskQueue, workflowId: id('queue-prune'), args: [{ deployment: config.deployment, repository: 'local' }] });
+    const second = await client.workflow.start(backupWorkflow, { taskQueue, workflowId: id('queue-second'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
+    const writer = client.workflow.getHandle(repositoryWriterId(config.deployment, 'local'));
+    for (let i = 0; i < 200; i += 1) {
+      const view = await writer.query<{ waiting: { caller: string }[] }>('queue').catch(() => undefined);
+      if (view && view.waiting.some((w) => w.caller === queuedPrune.workflowId) && view.waiting.some((w) => w.caller === second.workflowId)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const writerRun = (await writer.describe()).runId;
+    await queuedPrune.cancel();
+    await settle(queuedPrune.result());
+    await Promise.all([first.result(), second.result()]);
+    await save(server, 'writer-queue', repositoryWriterId(config.deployment, 'local'), writerRun);
+    await save(server, 'prune-cancelled-in-queue', queuedPrune.workflowId);
 
     const doctorId = id('doctor');
     await client.workflow.execute(doctorWorkflow, { taskQueue, workflowId: doctorId, args: [{ deployment: config.deployment }] });
@@ -257,8 +281,8 @@ policies:
     const backupId = id('backup-databases');
     await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [{ deployment: config.deployment, policy: 'databases' }] });
     await save(server, 'backup-databases', backupId);
-    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
-    await save(server, 'repository-databases', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-databases', repositoryWriterId(config.deployment, 'local'), repositoryRun);
     const bucketId = id('backup-bucket');
     await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: bucketId, args: [{ deployment: config.deployment, policy: 'uploads' }] });
     await save(server, 'backup-bucket', bucketId);
@@ -350,8 +374,8 @@ audit: { directory: ${join(root, 'audit')} }
     const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
     await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number; seq: number } }>('operations')).audit.pending === 0);
     await save(server, 'backup-heartbeat', okId);
-    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
-    await save(server, 'repository-reports-snapshots', repositoryWorkflowId(config.deployment, 'local'), repositoryRun);
+    const repositoryRun = (await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe()).runId;
+    await save(server, 'repository-reports-snapshots', repositoryWriterId(config.deployment, 'local'), repositoryRun);
     let deliveryId = '';
     for await (const execution of client.workflow.list({ query: `WorkflowType = 'alertDeliveryWorkflow'` })) deliveryId = execution.workflowId;
     await save(server, 'alert-delivery', deliveryId);

@@ -20,8 +20,8 @@ import type { RunOutcome } from '../src/shared/backup-types';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, pruneWorkflow, restoreWorkflow } from '../src/workflows';
-import { historyQuery } from '../src/workflows/definitions';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { historyQuery, repositoryQueueQuery } from '../src/workflows/definitions';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment, isProcessAlive, oneFolderConfig } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
@@ -73,15 +73,20 @@ describe('cancelled runs', () => {
     writeFileSync(slowFlag, '');
     const backup = await deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('backup-cancelled'), args: [{ deployment: deployment.config.deployment, policy: 'artifacts' }] });
     const beat = await waitFor('restic to be under way', async () => {
-      const heartbeat = await pendingHeartbeat(deployment.client, repositoryWorkflowId(deployment.config.deployment, 'local'));
+      const heartbeat = await pendingHeartbeat(deployment.client, repositoryWriterId(deployment.config.deployment, 'local'));
       return heartbeat?.pid !== undefined && (heartbeat.percentDone ?? 0) > 0.01 ? heartbeat : undefined;
     }, 120_000, 100);
     assert.ok(isProcessAlive(beat.pid!), 'restic runs');
 
     // The prune queues behind the backup (one writer per repository) and is cancelled while it waits.
     const prune = await deployment.client.workflow.start(pruneWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('prune-cancelled'), args: [{ deployment: deployment.config.deployment, repository: 'local' }] });
-    await waitFor('the prune to wait for the repository', async () => (await prune.fetchHistory()).events?.some((e) => e.startChildWorkflowExecutionFailedEventAttributes) ?? false, 30_000, 200);
+    const writer = deployment.client.workflow.getHandle(repositoryWriterId(deployment.config.deployment, 'local'));
+    await waitFor('the prune to wait in the repository\'s queue', async () => (await writer.query(repositoryQueueQuery)).waiting.some((w) => w.caller === prune.workflowId && w.kind === 'prune'), 30_000, 200);
     await cancelled(prune);
+    // Dropped from the queue; the backup still runs.
+    const queue = await writer.query(repositoryQueueQuery);
+    assert.deepEqual(queue.waiting, []);
+    assert.equal(queue.current?.caller, backup.workflowId);
     const pruneEntry = await ledgerEntry(prune.workflowId);
     assert.equal(pruneEntry.kind, 'prune');
     assert.equal(pruneEntry.status, 'cancelled');

@@ -18,7 +18,7 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow } from '../src/workflows';
 import { lastSuccessfulBackupQuery } from '../src/workflows/definitions';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testServers, uniqueName, waitFor, rootCause, type TestDeployment } from './support/harness';
 
 const servers = testServers();
@@ -26,7 +26,7 @@ const servers = testServers();
 
 /** Attempts of the backup activity in the repository workflow's latest run. */
 async function backupAttempts(deployment: TestDeployment, repository: string): Promise<number> {
-  const history = await deployment.client.workflow.getHandle(repositoryWorkflowId(deployment.config.deployment, repository)).fetchHistory();
+  const history = await deployment.client.workflow.getHandle(repositoryWriterId(deployment.config.deployment, repository)).fetchHistory();
   return Math.max(0, ...(history.events ?? []).map((e) => (e.activityTaskStartedEventAttributes ? Number(e.activityTaskStartedEventAttributes.attempt) : 0)));
 }
 

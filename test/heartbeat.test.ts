@@ -15,7 +15,7 @@ import { restoreRequestOf } from '../src/cli/operations';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, restoreWorkflow } from '../src/workflows';
 import { LONG_TRANSFERS } from '../src/workflows/retry-policies';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment, oneFolderConfig } from './support/harness';
 
 const SILENCE_SECONDS = 25;
@@ -67,8 +67,8 @@ describe('long activities heartbeat through their silent steps', () => {
     const { client, config } = deployment;
     const outcome = await client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-slow-forget'), args: [{ deployment: config.deployment, policy: 'artifacts' }] });
     assert.equal(outcome.status, 'ok');
-    const repositoryRun = (await client.workflow.getHandle(repositoryWorkflowId(config.deployment, 'local')).describe()).runId;
-    const retention = await activityRuns(client, repositoryWorkflowId(config.deployment, 'local'), repositoryRun, 'applyRetention');
+    const repositoryRun = (await client.workflow.getHandle(repositoryWriterId(config.deployment, 'local')).describe()).runId;
+    const retention = await activityRuns(client, repositoryWriterId(config.deployment, 'local'), repositoryRun, 'applyRetention');
     assert.equal(retention.length, 1, `applyRetention ran ${retention.length} times: ${JSON.stringify(retention)}`);
     assert.deepEqual([retention[0]!.attempt, retention[0]!.outcome], [1, 'completed']);
     assert.ok(retention[0]!.seconds >= SILENCE_SECONDS, `the slow step took ${retention[0]!.seconds} s: the wrapper did not slow it`);

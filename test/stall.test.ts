@@ -18,7 +18,7 @@ import type { BackupHeartbeat } from '../src/shared/backup-types';
 import { FailureType } from '../src/shared/failures';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow } from '../src/workflows';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { isProcessAlive, oneFolderConfig, startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
@@ -89,7 +89,7 @@ exec '${servers.resticBin}' "$@"
   test(`a restic stopped with SIGSTOP mid-backup: the attempt fails Stalled after ${STALL_AFTER_SECONDS} s, the stopped restic is gone, and the retry makes the one snapshot`, async () => {
     const { client, config } = deployment;
     assert.equal(config.stallAfter, `${STALL_AFTER_SECONDS}s`);
-    const writer = repositoryWorkflowId(config.deployment, 'local');
+    const writer = repositoryWriterId(config.deployment, 'local');
     const handle = await client.workflow.start(backupWorkflow, {
       taskQueue: sharedTaskQueue(config.deployment), workflowId: uniqueName('backup-stalled'),
       args: [{ deployment: config.deployment, policy: 'artifacts' }],

@@ -11,7 +11,7 @@ import { startMinio, type MinioServer } from '../src/servers/processes';
 import type { BackupOutcome } from '../src/shared/backup-types';
 import { pendingHeartbeat } from '../src/cli/progress';
 import { sharedTaskQueue } from '../src/shared/task-queues';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testSecrets, uniqueName, waitFor, type TestDeployment } from './support/harness';
 import { describeTree, writeRandomFile } from './support/trees';
 import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -57,7 +57,7 @@ test('MinIO stopped for 20 s in the middle of a backup and started again: the ba
     args: [{ deployment: config.deployment, policy: 'artifacts' }],
   });
   await waitFor('restic to be under way', async () => {
-    const beat = await pendingHeartbeat(client, repositoryWorkflowId(config.deployment, 'offsite'));
+    const beat = await pendingHeartbeat(client, repositoryWriterId(config.deployment, 'offsite'));
     return (beat?.percentDone ?? 0) > 0.02;
   }, 120_000, 100);
   await minio.kill();

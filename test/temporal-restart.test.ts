@@ -21,7 +21,7 @@ import { freePort, startTemporal, type TemporalServer } from '../src/servers/pro
 import type { BackupOutcome } from '../src/shared/backup-types';
 import { ledgerWorkflowId, type LastSuccessfulBackup } from '../src/shared/ledger';
 import { connectClient } from '../src/temporal/client';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { tempDir, testSecrets, testServers, uniqueName, waitFor, isProcessAlive } from './support/harness';
 import { writeRandomFile } from './support/trees';
 
@@ -126,7 +126,7 @@ test('the Temporal dev server SIGKILLed mid-backup and restarted on the same dat
   // ends. Later beats are throttled (to 80% of the heartbeat timeout), so waiting for a percentage
   // races a fast backup to its end.
   const progress = await waitFor('restic to start', async () => {
-    const beat = await pendingHeartbeat(first, repositoryWorkflowId(deploymentName, 'local'));
+    const beat = await pendingHeartbeat(first, repositoryWriterId(deploymentName, 'local'));
     return beat?.pid !== undefined ? beat : undefined;
   }, 120_000, 50).catch(async (error: Error) => {
     const description = await handle.describe().catch(() => undefined);
@@ -168,7 +168,7 @@ test('the Temporal dev server SIGKILLed mid-backup and restarted on the same dat
   t.diagnostic(`result ${((Date.now() - restartedAt) / 1000).toFixed(1)} s after the restart, ${((Date.now() - started) / 1000).toFixed(1)} s after the start; snapshot resumed from an earlier attempt: ${String(outcome.snapshots[0]?.resumed)}`);
 
   // What the outage cost: attempts of the backup activity, and what the worker logged about it.
-  const repositoryHistory = await second.workflow.getHandle(repositoryWorkflowId(deploymentName, 'local')).fetchHistory();
+  const repositoryHistory = await second.workflow.getHandle(repositoryWriterId(deploymentName, 'local')).fetchHistory();
   const attempts = repositoryHistory.events?.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 1) ?? [];
   const complaints = workerOutput.split('\n').filter((line) => /"level":(40|50|60)/.test(line));
   t.diagnostic(`activity attempts in the repository workflow: ${attempts.join(',')}; worker warnings/errors: ${complaints.length}${complaints.length > 0 ? ` (first: ${complaints[0]!.slice(0, 300)})` : ''}`);

@@ -11,7 +11,7 @@ import type { BackupOutcome } from '../src/shared/backup-types';
 import { pendingHeartbeat } from '../src/cli/progress';
 import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
-import { repositoryWorkflowId } from '../src/workflows/repository';
+import { repositoryWriterId } from '../src/workflows/repository';
 import { connectClient } from '../src/temporal/client';
 import { readEnvironment } from '../src/config/environment';
 import type { Client } from '@temporalio/client';
@@ -67,7 +67,7 @@ test('a worker SIGKILLed mid-backup: a second worker finishes it with exactly on
   });
   // Kill it once restic is visibly under way, not before it starts nor after it ends.
   const progress = await waitFor('restic to report progress', async () => {
-    const beat = await progressOf(repositoryWorkflowId(deploymentName, 'offsite'));
+    const beat = await progressOf(repositoryWriterId(deploymentName, 'offsite'));
     return beat?.pid !== undefined && (beat.percentDone ?? 0) > 0.02 ? beat : undefined;
   }, 120_000, 100).catch(async (error: Error) => {
     const description = await handle.describe();
@@ -117,10 +117,10 @@ test('a worker sent SIGTERM mid-backup stops cleanly: it exits 0, the backup is 
     workflowId: uniqueName('backup-sigterm'),
     args: [{ deployment: config.deployment, policy: 'artifacts' }],
   });
-  await waitFor('restic to report progress', async () => (await progressOf(repositoryWorkflowId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100)
+  await waitFor('restic to report progress', async () => (await progressOf(repositoryWriterId(deploymentName, 'offsite')))?.pid !== undefined, 120_000, 100)
     .catch(async (error: Error) => {
       const backup = await handle.describe().catch(() => undefined);
-      const writer = await client.workflow.getHandle(repositoryWorkflowId(deploymentName, 'offsite')).describe().catch(() => undefined);
+      const writer = await client.workflow.getHandle(repositoryWriterId(deploymentName, 'offsite')).describe().catch(() => undefined);
       throw new Error(`${error.message}\nbackup workflow: ${backup?.status.name}; repository workflow: ${writer?.status.name}, pending: ${JSON.stringify(writer?.raw.pendingActivities?.map((a) => [a.activityType?.name, a.attempt, a.lastFailure?.message]))}\nworker: ${worker.output().slice(-3000)}`);
     });
   const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));

@@ -9,6 +9,7 @@ import { createVerifyActivities } from './verify';
 import { createRecoveryActivities } from './recovery';
 import { createOperationsActivities } from './operations';
 import { createPlanActivities, type PlanDependencies } from './plans';
+import { createRepositoryQueueActivities } from './repository-queue';
 
 export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies & PlanDependencies;
 
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createVerifyActivities(deps),
     ...createRecoveryActivities(deps),
     ...createOperationsActivities(deps),
+    ...createRepositoryQueueActivities(deps),
   };
 }
 

@@ -5,13 +5,14 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
-import type { VerificationReport } from '../shared/backup-types';
+import type { RepositoryQueueView, VerificationReport } from '../shared/backup-types';
 import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../config/plans';
 import type { RestoreRequest as RestoreWorkflowRequest } from '../shared/requests';
 import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { backupWorkflow, listSnapshotsWorkflow, restoreWorkflow, verifyWorkflow } from '../workflows';
-import { lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, recoveryPointAgeQuery } from '../workflows/definitions';
+import { lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, recoveryPointAgeQuery, repositoryQueueQuery } from '../workflows/definitions';
+import { repositoryWriterId } from '../workflows/repository';
 import { buildHealth, type Health } from '../monitoring/health';
 import type { OperationsView } from '../shared/operations';
 import { formatBytes } from '../config/units';
@@ -58,6 +59,29 @@ export interface DeploymentStatus {
   health?: Health;
   /** No ledger workflow in Temporal: a deployment before its first backup, or a Temporal server whose data was lost. */
   ledgerMissing?: boolean;
+  /** Each busy repository's writer: the job it runs and those queued behind it. */
+  queues?: RepositoryQueueView[];
+}
+
+/** What each repository's writer does now and what waits behind it (only busy writers: an idle one has ended). */
+export async function repositoryQueues(client: Client, config: Config): Promise<RepositoryQueueView[]> {
+  const views = await Promise.all(Object.keys(config.repositories).map(async (name) => {
+    const handle = client.workflow.getHandle(repositoryWriterId(config.deployment, name));
+    const description = await handle.describe().catch(() => undefined);
+    if (description?.status.name !== 'RUNNING') return undefined;
+    return handle.query(repositoryQueueQuery).catch(() => undefined);
+  }));
+  return views.filter((v): v is RepositoryQueueView => v !== undefined);
+}
+
+/** One line per busy repository: "local: backup running (retention, 12 s) for <workflow>; waiting: check (verify-...)". */
+export function formatQueues(queues: RepositoryQueueView[], now = new Date()): string[] {
+  const since = (time: string) => formatAge(Math.max(0, Math.round((now.getTime() - Date.parse(time)) / 1000)));
+  return queues.map((q) => {
+    const running = q.current ? `${q.current.kind} running (${q.current.stage}${q.current.source ? ` ${q.current.source}` : ''}, ${since(q.current.startedAt)}) for ${q.current.caller}` : 'between jobs';
+    const waiting = q.waiting.length === 0 ? 'nothing waiting' : `${q.waiting.length} waiting: ${q.waiting.map((w) => `${w.kind} for ${w.caller} (${since(w.enqueuedAt)})`).join(', ')}`;
+    return `repository ${q.repository}: ${running}; ${waiting}`;
+  });
 }
 
 export async function deploymentStatus(client: Client, config: Config, defaultHost: string): Promise<DeploymentStatus> {
@@ -78,7 +102,8 @@ export async function deploymentStatus(client: Client, config: Config, defaultHo
   }
   // The CLI reached Temporal; repositories and databases are the worker's probes (its /health).
   const health = buildHealth({ config, last, operations, now: new Date(), services: { temporal: 'ok', repositories: {}, databases: {} } });
-  return { ledger: last, age, verified, operations, health, ledgerMissing, schedules: await describeSchedules(client, config, defaultHost) };
+  const [schedules, queues] = await Promise.all([describeSchedules(client, config, defaultHost), repositoryQueues(client, config)]);
+  return { ledger: last, age, verified, operations, health, ledgerMissing, schedules, queues };
 }
 
 export function formatAge(seconds: number): string {
@@ -129,7 +154,8 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
   const scheduleTable = schedules.length > 0
     ? renderTable(['schedule', 'state', 'next run', 'last run'], schedules)
     : `no schedules of deployment ${config.deployment} in this Temporal server: \`backupctl schedules apply\` creates them from the config`;
-  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${scheduleTable}`;
+  const queues = status.queues && status.queues.length > 0 ? formatQueues(status.queues, now) : ['no repository work running or queued'];
+  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${queues.join('\n')}\n\n${scheduleTable}`;
 }
 
 /** The snapshots, listed by a worker (it holds the repositories' secrets); says so when no worker polls. */

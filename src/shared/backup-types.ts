@@ -196,6 +196,47 @@ export interface RepositoryJob {
   attempts?: number;
   /** The backup workflow to signal (`snapshotsReady`) as soon as the snapshots exist, before retention. */
   reportSnapshotsTo?: string;
+  /** Verification's data check (`restic check --read-data-subset group/groups`), after everything else. */
+  check?: { group: number; groups: number };
+}
+
+export type RepositoryJobKind = 'backup' | 'prune' | 'check';
+
+/** A job handed to a repository's writer queue (signal-with-start); its answer goes back to `replyTo`. */
+export interface RepositoryRequest {
+  /** Unique per caller run, repository and kind: a repeated enqueue of the same id is dropped. */
+  id: string;
+  kind: RepositoryJobKind;
+  /** The workflow that waits for the answer (signals `repositoryJobStarted`, `repositoryJobDone`). */
+  replyTo: string;
+  enqueuedAt: string;
+  job: RepositoryJob;
+}
+
+/** How a queued job ended, sent back to the workflow that queued it. */
+export interface RepositoryReply {
+  id: string;
+  result?: RepositoryJobResult;
+  /** The root failure of the job (its type and message), when it failed. */
+  failure?: { type: string; message: string };
+  cancelled?: boolean;
+}
+
+/** What a repository's writer is doing and what waits behind it (`backupctl status`). */
+export interface RepositoryQueueView {
+  repository: string;
+  current?: { id: string; kind: RepositoryJobKind; caller: string; stage: string; source?: string; enqueuedAt: string; startedAt: string };
+  waiting: { id: string; kind: RepositoryJobKind; caller: string; enqueuedAt: string }[];
+  /** Jobs finished by this run of the writer (it continues as new after many). */
+  finished: number;
+}
+
+/** The state a writer starts from (a new queue, or the rest of one after continue-as-new). */
+export interface RepositoryWriterInput {
+  deployment: string;
+  repositoryName: string;
+  queue: RepositoryRequest[];
+  finished?: number;
 }
 
 /** What a repository's writer tells its backup workflow before retention: the success can be recorded. */
@@ -208,6 +249,7 @@ export interface RepositoryJobResult {
   snapshots: SnapshotRecord[];
   retention: RetentionResult[];
   pruned: boolean;
+  check?: RepositoryCheck;
 }
 
 /** Tag carried by the newest verified snapshot of a source; retention always keeps it. */

@@ -6,7 +6,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { ApplicationFailure, condition, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupOutcome, BackupProgress, RepositoryJob, RepositorySource, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
+import type { BackupOutcome, BackupProgress, RepositoryJob, RepositoryJobResult, RepositorySource, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
 import type { BucketSource } from '../config/schema';
 import { FailureType } from '../shared/failures';
 import type { BackupPlan, PlannedSource } from '../shared/plans';
@@ -15,7 +15,7 @@ import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery, snapshotsReadySignal } from './definitions';
 import { recordedRun, rootCause, startedBySchedule } from './outcomes';
 import { planOfRun } from './requests';
-import { repositoryWorkflowId, runAsRepositoryWriter } from './repository';
+import { legacyRepositoryWorkflowId, repositoryWriterClient, repositoryWriterId, runAsRepositoryWriter } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
@@ -98,11 +98,21 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
         }))
         : Promise.resolve([]);
       const jobs = repositoryJobs(plan, when).map((job) => (recordBeforeUpkeep ? { ...job, reportSnapshotsTo: info.workflowId } : job));
+      // Since 2026-12-05: each repository's writer is a queue that takes the job the moment the
+      // one before it ends (before: a child per job, started again after a backoff while busy).
+      const queued = jobs.length > 0 && patched('repository-queue') ? repositoryWriterClient() : undefined;
       const writers = jobs.map(async (job) => {
-        progress.repositoryWorkflowId = repositoryWorkflowId(job.deployment, job.repositoryName);
-        const result = await runAsRepositoryWriter(job, undefined, (waiting) => {
-          progress.stage = waiting ? 'waiting-for-repository' : 'backup';
-        });
+        let result: RepositoryJobResult;
+        if (queued) {
+          progress.repositoryWorkflowId = repositoryWriterId(job.deployment, job.repositoryName);
+          progress.stage = 'waiting-for-repository';
+          result = await queued.run(job, 'backup', { onStarted: () => { progress.stage = 'backup'; } });
+        } else {
+          progress.repositoryWorkflowId = legacyRepositoryWorkflowId(job.deployment, job.repositoryName);
+          result = await runAsRepositoryWriter(job, undefined, (waiting) => {
+            progress.stage = waiting ? 'waiting-for-repository' : 'backup';
+          });
+        }
         if (!recordBeforeUpkeep) progress.sourcesDone += job.backups.length;
         return result;
       });

@@ -1,6 +1,6 @@
 /** Signals and queries shared by workflows and their clients (the CLI uses these typed references). */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { BackupProgress, RunOutcome, SnapshotsReady } from '../shared/backup-types';
+import type { BackupProgress, RepositoryQueueView, RepositoryReply, RepositoryRequest, RunOutcome, SnapshotsReady } from '../shared/backup-types';
 import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
 import type { AuditEvent, OperationsPlan, OperationsView } from '../shared/operations';
 
@@ -19,3 +19,10 @@ export const operationsQuery = defineQuery<OperationsView>(LEDGER.operationsQuer
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 export const snapshotsReadySignal = defineSignal<[SnapshotsReady]>('snapshotsReady');
 export const repositoryJobQuery = defineQuery<{ stage: string; source?: string; done: number; total: number }>('job');
+
+/** A repository's writer queue: jobs in (signal-with-start), a cancel, what it does now, answers back to the caller. */
+export const enqueueRepositoryJobSignal = defineSignal<[RepositoryRequest]>('enqueueRepositoryJob');
+export const cancelRepositoryJobSignal = defineSignal<[{ id: string }]>('cancelRepositoryJob');
+export const repositoryQueueQuery = defineQuery<RepositoryQueueView>('queue');
+export const repositoryJobStartedSignal = defineSignal<[{ id: string }]>('repositoryJobStarted');
+export const repositoryJobDoneSignal = defineSignal<[RepositoryReply]>('repositoryJobDone');

@@ -1,7 +1,7 @@
 export { doctorWorkflow } from './doctor';
 export { backupWorkflow } from './backup';
 export { ledgerWorkflow } from './ledger';
-export { repositoryWorkflow } from './repository';
+export { repositoryWorkflow, repositoryWriterWorkflow } from './repository';
 export { pruneWorkflow } from './prune';
 export { restoreWorkflow } from './restore';
 export { listSnapshotsWorkflow } from './snapshots';

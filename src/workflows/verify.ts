@@ -5,7 +5,7 @@
  * compared with what was backed up, and its age against the RPO. Everything found goes to the
  * ledger (`lastVerified`); a run that found anything wrong fails, naming it.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome, VerificationReport } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
@@ -13,6 +13,7 @@ import type { VerifyPlan } from '../shared/plans';
 import type { DeploymentRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
 import { recordedRun } from './outcomes';
+import { repositoryWriterClient } from './repository';
 import { planOfRun } from './requests';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
@@ -27,6 +28,9 @@ export async function verifyWorkflow(request: DeploymentRequest): Promise<Verifi
     kind: 'verify', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', sources: plan.sources.map((s) => s.name), snapshots: [],
   };
+  // Since 2026-12-05: the data check (restic's exclusive lock) waits its turn in the repository's
+  // writer queue instead of meeting a backup at the lock and retrying.
+  const writer = plan.repositories.length > 0 && patched('repository-queue') ? repositoryWriterClient() : undefined;
   return recordedRun(outcome, async () => {
     const state = await calls.verificationState({ deployment: plan.deployment });
     const expected = await calls.lastSuccesses({ deployment: plan.deployment });
@@ -36,7 +40,12 @@ export async function verifyWorkflow(request: DeploymentRequest): Promise<Verifi
       Promise.all(plan.repositories.map(({ name, repository }) => {
         const previous = state.repositories[name];
         const last = previous && previous.groups === plan.groups ? previous.lastGroup : 0;
-        return transfers.checkRepositoryData({ name, repository, group: (last % plan.groups) + 1, groups: plan.groups });
+        const check = { group: (last % plan.groups) + 1, groups: plan.groups };
+        if (writer) {
+          return writer.run({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: false, check }, 'check')
+            .then((result) => result.check!);
+        }
+        return transfers.checkRepositoryData({ name, repository, ...check });
       })),
       Promise.all(plan.sources.map(({ name, source, host, repository, rpoSeconds }) => {
         const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host), retry: { ...LONG_TRANSFERS.retry, maximumAttempts: 3 } });
