@@ -20,6 +20,8 @@ import { createLogger, type Logger } from './logging/logger';
 import { installTemporalRuntimeLogger } from './logging/temporal-runtime';
 import { createProbes } from './monitoring/probes';
 import { startMonitoringServer, type MonitoringServer } from './monitoring/server';
+import { startConfiguredHeartbeat, type WorkerHeartbeat } from './monitoring/worker-heartbeat';
+import { parseDuration } from './config/units';
 import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
@@ -77,8 +79,9 @@ export async function startWorker({ config, environment, logger, env = process.e
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
   let monitoring: MonitoringServer | undefined;
-  // The monitoring server goes with the workers, also when one of them fails.
-  const done = Promise.all([shared.run(), host.run()]).finally(() => monitoring?.close()).then(async () => {
+  let heartbeat: WorkerHeartbeat | undefined;
+  // The monitoring server and the heartbeat go with the workers, also when one of them fails.
+  const done = Promise.all([shared.run(), host.run()]).finally(() => Promise.all([monitoring?.close(), heartbeat?.stop()])).then(async () => {
     await connection.close();
     if (client) await (await client.catch(() => undefined))?.connection.close();
     logger.info('worker stopped');
@@ -98,13 +101,20 @@ export async function startWorker({ config, environment, logger, env = process.e
     }
     logger.info({ endpoint: monitoring.url }, `health at ${monitoring.url}/health, metrics at ${monitoring.url}/metrics`);
   }
+  // Only while both still run: once they have stopped, nothing would stop the heartbeat again.
+  if (config.monitoring.heartbeatUrlEnv !== undefined && [shared, host].every((worker) => worker.getState() === 'RUNNING')) {
+    heartbeat = startConfiguredHeartbeat({
+      urlEnv: config.monitoring.heartbeatUrlEnv, everyMs: parseDuration(config.monitoring.heartbeatEvery)!, env, host: environment.host,
+      taskQueues, temporalAddress: environment.temporal.address, connection, workers: [shared, host], logger,
+    });
+  }
   return {
     done,
     taskQueues,
     ...(monitoring ? { monitoringUrl: monitoring.url } : {}),
     async shutdown() {
       stopWorkers();
-      await monitoring?.close();
+      await Promise.all([monitoring?.close(), heartbeat?.stop()]);
       await done;
     },
   };

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import { runDoctor } from '../src/cli/doctor';
+import { outsideMonitorCheck, runDoctor } from '../src/cli/doctor';
 import { configDigest } from '../src/config/digest';
 import { createLogger } from '../src/logging/logger';
 import { startWorker } from '../src/worker';
@@ -94,7 +94,22 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const report = await doctor();
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     const ids = report.checks.map((c) => c.id).sort();
-    assert.deepEqual(ids, ['config', 'disk:staging', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
+    assert.deepEqual(ids, ['config', 'disk:staging', 'monitoring:outside', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
+  });
+
+  test('without any outside monitor doctor passes with a warning that names the silence and the field to set', async () => {
+    const report = await doctor();
+    const row = report.checks.find((c) => c.id === 'monitoring:outside')!;
+    assert.equal(row.ok, true);
+    assert.equal(row.warning, true);
+    assert.match(row.detail, /with every worker stopped nothing alerts/);
+    assert.match(row.fix ?? '', /set monitoring\.heartbeatUrlEnv/);
+    // With the worker heartbeat configured (or a policy's pings) the row is plain green.
+    const watched = outsideMonitorCheck({ ...deployment.config, monitoring: { ...deployment.config.monitoring, heartbeatUrlEnv: 'HC_WORKER_URL', heartbeatEvery: '1m' } });
+    assert.deepEqual([watched.ok, watched.warning], [true, undefined]);
+    assert.match(watched.detail, /each worker pings the URL in HC_WORKER_URL every 1m/);
+    const policyPings = outsideMonitorCheck({ ...deployment.config, policies: { daily: { ...deployment.config.policies.daily!, heartbeatUrlEnv: 'HC_DAILY_URL' } } });
+    assert.deepEqual([policyPings.ok, policyPings.warning], [true, undefined]);
   });
 
   test('the backupctl doctor command prints a table of ✓ and exits 0, then ✗ with the fix and exits 1', async () => {
@@ -103,7 +118,9 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname(), RESTIC_BIN: servers.resticBin };
     const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
     assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
-    assert.match(green.stdout, /all 12 checks passed/);
+    assert.match(green.stdout, /all 13 checks passed, 1 with a warning/);
+    assert.match(green.stdout, /! +an outside monitor notices when every worker is down/);
+    assert.equal(green.stdout.match(/→ fix:/g)?.length, 1, 'only the warning has a fix line');
     // The bucket gone from the file, and from the worker's config (the worker's is the one that runs).
     writeFileSync(file, yaml.replace(`bucket: ${bucket}`, `bucket: ${bucket}-gone`));
     const offsite = deployment.config.repositories.offsite!;

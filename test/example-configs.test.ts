@@ -29,8 +29,9 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, restoreWorkflow } from '../src/workflows';
 import { historyQuery, lastSuccessfulBackupQuery } from '../src/workflows/definitions';
-import { createBucket, startDeployment, tempDir, testServers, uniqueName, rootCause, type TestDeployment } from './support/harness';
+import { createBucket, startDeployment, tempDir, testServers, uniqueName, rootCause, waitFor, type TestDeployment } from './support/harness';
 import { describeTree } from './support/trees';
+import { startPingReceiver, type PingReceiver } from './support/ping-receiver';
 
 const root = resolve(__dirname, '..');
 
@@ -99,9 +100,11 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
   const bucket = uniqueName('vps');
   const database = `jobs_${uniqueName('x').slice(2)}`;
   let deployment: TestDeployment;
+  let monitor: PingReceiver;
   const outcomes: Record<string, BackupOutcome> = {};
 
   before(async () => {
+    monitor = await startPingReceiver('worker');
     writeSampleDeployment(app);
     makeRepository(app);
     await createBucket(bucket);
@@ -121,7 +124,7 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
     const env = {
       MONGODB_URI: servers.mongodbUri, AWS_ACCESS_KEY_ID: servers.s3AccessKeyId, AWS_SECRET_ACCESS_KEY: servers.s3SecretAccessKey,
       RESTIC_PASSWORD: `pw-${uniqueName('a')}`, RESTIC_SECRETS_PASSWORD: `pw-${uniqueName('b')}`, SLACK_WEBHOOK_URL: 'http://127.0.0.1:9/unused',
-      SMTP_URL: 'smtp://127.0.0.1:9', HEALTHCHECKS_DATABASE_URL: 'http://127.0.0.1:9/ping/unused',
+      SMTP_URL: 'smtp://127.0.0.1:9', HEALTHCHECKS_DATABASE_URL: 'http://127.0.0.1:9/ping/unused', HEALTHCHECKS_WORKER_URL: monitor.url,
     };
     config.monitoring.port = 0;
     // The example's MongoDB database, shaped like the pipeline's state, under a name of this test.
@@ -139,6 +142,11 @@ describe('examples/vps.yaml: artifacts, secrets, MongoDB and the master CV\'s gi
       await client.close();
     }
     await deployment?.close();
+    await monitor?.close();
+  });
+
+  test('the worker pings the example\'s outside monitor (monitoring.heartbeatUrlEnv) as it starts', async () => {
+    await waitFor('a success ping from this deployment\'s worker', () => monitor.pings.some((p) => p.signal === '' && p.body.includes(sharedTaskQueue(deployment.config.deployment))));
   });
 
   test('every policy\'s backup succeeds, and the ledger holds each database\'s and repository\'s fingerprint', async () => {
@@ -211,6 +219,7 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
   const role = `${database}_app`;
   let replicaServer: MinioServer;
   let deployment: TestDeployment;
+  let monitor: PingReceiver;
   let mirror: string;
   const outcomes: Record<string, BackupOutcome> = {};
   const admin = () => new pg.Client({ connectionString: servers.postgresUrl });
@@ -271,10 +280,12 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     Object.assign(config.sources.uploads, { endpoint: servers.s3Endpoint, bucket: uploads, region: 'us-east-1', pathStyle: true });
     Object.assign(config.sources.uploads.replica, { endpoint: replicaServer.endpoint, bucket: `${uploads}-replica`, region: 'us-east-1', pathStyle: true });
     for (const repository of Object.values(config.repositories) as Record<string, unknown>[]) toMinio(repository, bucket);
+    monitor = await startPingReceiver('worker');
     const env = {
       DATABASE_URL: servers.postgresUrl, R2_ACCESS_KEY_ID: servers.s3AccessKeyId, R2_SECRET_ACCESS_KEY: servers.s3SecretAccessKey,
       AWS_ACCESS_KEY_ID: replicaServer.accessKeyId, AWS_SECRET_ACCESS_KEY: replicaServer.secretAccessKey, GITLAB_MIRROR_URL: mirror,
       RESTIC_PASSWORD: `pw-${uniqueName('a')}`, PAGERDUTY_ROUTING_KEY: 'unused', SMTP_URL: 'smtp://127.0.0.1:9',
+      HEALTHCHECKS_WORKER_URL: monitor.url,
     };
     deployment = await startDeployment(stringify(config), env, { cleanup: [work] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
@@ -283,6 +294,7 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
 
   after(async () => {
     await deployment?.close();
+    await monitor?.close();
     await replicaServer?.stop();
     const client = admin();
     await client.connect();
@@ -292,6 +304,10 @@ describe('examples/saas-postgres.yaml: PostgreSQL with roles, the uploads bucket
     } finally {
       await client.end();
     }
+  });
+
+  test('the worker pings the example\'s outside monitor (monitoring.heartbeatUrlEnv) as it starts', async () => {
+    await waitFor('a success ping from this deployment\'s worker', () => monitor.pings.some((p) => p.signal === '' && p.body.includes(sharedTaskQueue(deployment.config.deployment))));
   });
 
   test('every policy\'s backup succeeds; the database is one snapshot per database plus its manifest with the roles', () => {

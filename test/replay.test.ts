@@ -29,8 +29,14 @@ function workflowTypeOf(file: string): string | undefined {
 
 async function replayAll(options: ReplayWorkerOptions, names: string[]): Promise<{ file: string; error?: Error }[]> {
   const results: { file: string; error?: Error }[] = [];
-  const histories = names.map((file) => ({ workflowId: file, history: load(file) }));
-  for await (const result of Worker.runReplayHistories(options, histories)) results.push({ file: result.workflowId, error: result.error });
+  // Each run replays under its own workflow id (its code may use it, as the writer queue's request ids do); results come back in order.
+  const histories = names.map((file) => {
+    const history = load(file);
+    const started = (history.events?.[0]?.workflowExecutionStartedEventAttributes ?? {}) as { workflowId?: string };
+    return { workflowId: started.workflowId || file, history };
+  });
+  let index = 0;
+  for await (const result of Worker.runReplayHistories(options, histories)) results.push({ file: names[index++]!, error: result.error });
   return results;
 }
 
@@ -56,6 +62,17 @@ test('every workflow a person or a schedule starts has a history of a run starte
   const drill = readFileSync(join(folder, 'requests-drill.json'), 'utf8');
   assert.match(drill, /workflowExecutionUpdateAcceptedEventAttributes/);
   assert.match(drill, /"resolvePlan"/);
+});
+
+test('the writer queue and the workflows that use it have histories from both sides of patched(\'repository-queue\')', () => {
+  // After the change: the writer with a queued job cancelled, and a backup, prune and verification through it.
+  for (const file of ['queue-writer-queue.json', 'queue-backup-ok.json', 'queue-backup-cancelled.json', 'queue-prune-ok.json', 'queue-prune-cancelled-in-queue.json', 'queue-verify.json']) {
+    assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --prefix queue- (and --sources for the verification)`);
+  }
+  assert.match(readFileSync(join(folder, 'queue-writer-queue.json'), 'utf8'), /"cancelRepositoryJob"/);
+  // Before: the runs that still start a child writer per job.
+  assert.equal(workflowTypeOf('repository-backup.json'), 'repositoryWorkflow');
+  assert.match(readFileSync(join(folder, 'requests-backup-ok.json'), 'utf8'), /startChildWorkflowExecutionInitiatedEventAttributes/);
 });
 
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {

@@ -41,6 +41,7 @@ alerts:
   - { type: webhook, urlEnv: T_HOOK_URL }
   - { type: pagerduty, routingKeyEnv: T_PD_KEY }
   - { type: email, smtpUrlEnv: T_SMTP_URL, from: backups@example.net, to: [ops@example.net] }
+monitoring: { heartbeatUrlEnv: T_WORKER_HEARTBEAT_URL }
 `;
 
 describe('secrets the config names', () => {
@@ -57,6 +58,7 @@ describe('secrets the config names', () => {
     T_S3_SECRET: secret('repo-secret'),
     T_RESTIC_PASSWORD: secret('restic'),
     T_HEARTBEAT_URL: `https://hc.example.net/ping/${secret('hc')}`,
+    T_WORKER_HEARTBEAT_URL: `https://hc.example.net/ping/${secret('hc-worker')}`,
     T_SLACK_URL: `https://hooks.slack.example/services/${secret('slack')}`,
     T_HOOK_URL: `https://hook.example.net/?token=${secret('hook')}`,
     T_PD_KEY: secret('pagerduty'),

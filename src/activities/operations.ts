@@ -11,6 +11,7 @@ import type { Logger } from '../logging/logger';
 import type { AlertChannel, AlertNotice, AuditEvent, AuditLocation } from '../shared/operations';
 import { asFailure } from './failures';
 import { registerSecretValue } from '../logging/logger';
+import { heartbeatUrl, postHeartbeat, type HeartbeatSignal } from '../monitoring/heartbeat-ping';
 
 export interface OperationsDependencies {
   logger: Logger;
@@ -26,14 +27,7 @@ export interface AppendAuditInput {
   events: AuditEvent[];
 }
 
-export type HeartbeatSignal = 'start' | 'success' | 'fail';
-
-/** Healthchecks.io's convention: <url>/start, <url>, <url>/fail. */
-export function heartbeatUrl(base: string, signal: HeartbeatSignal): string {
-  const url = new URL(base);
-  if (signal !== 'success') url.pathname = `${url.pathname.replace(/\/$/, '')}/${signal}`;
-  return url.toString();
-}
+export { heartbeatUrl, type HeartbeatSignal };
 
 export function createOperationsActivities({ logger, env }: OperationsDependencies) {
   return {
@@ -87,16 +81,13 @@ export function createOperationsActivities({ logger, env }: OperationsDependenci
       const base = env[urlEnv];
       if (base) registerSecretValue(base);
       if (!base) throw ApplicationFailure.create({ type: 'ConfigInvalid', message: `environment variable ${urlEnv} (the policy's heartbeatUrlEnv) is not set`, nonRetryable: true });
-      let url: string;
       try {
-        url = heartbeatUrl(base, signal);
+        heartbeatUrl(base, signal);
       } catch {
         throw ApplicationFailure.create({ type: 'ConfigInvalid', message: `${urlEnv} does not hold a URL`, nonRetryable: true });
       }
-      const response = await fetch(url, { method: 'POST', body: message ?? '', signal: AbortSignal.timeout(10_000) });
-      // The URL is a secret of sorts (anyone holding it can ping): only its origin is logged.
-      if (!response.ok) throw new Error(`heartbeat ${signal} to ${new URL(url).origin} answered ${response.status}`);
-      return response.status;
+      // The URL is a secret of sorts (anyone holding it can ping): an error names its origin only.
+      return postHeartbeat(base, signal, message ?? '');
     },
   };
 }

@@ -14,6 +14,8 @@ import { doctorWorkflow } from '../workflows/doctor';
 import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
 import { renderTable } from './table';
 
+const WARN_MARK = '!';
+
 export interface DoctorOptions {
   config: Config;
   environment: WorkerEnvironment;
@@ -56,6 +58,27 @@ export function configAgreement(workers: Map<string, string | undefined>, own: s
   return { id: 'config', title, ok: false, detail: `the workers disagree: ${list}`, fix };
 }
 
+/**
+ * One row: does anything outside hear the workers? The ledger's dead man's switch and the alerts
+ * run on the workers: with every worker stopped (or Temporal down) only an outside monitor notices.
+ */
+export function outsideMonitorCheck(config: Config): CheckResult {
+  const id = 'monitoring:outside';
+  const title = 'an outside monitor notices when every worker is down';
+  const policies = Object.entries(config.policies).filter(([, policy]) => policy.heartbeatUrlEnv !== undefined).map(([name]) => name);
+  const pinged = policies.length > 0 ? `; policies ${policies.join(', ')} ping at each run` : '';
+  const variable = config.monitoring.heartbeatUrlEnv;
+  if (variable !== undefined) return { id, title, ok: true, detail: `each worker pings the URL in ${variable} every ${config.monitoring.heartbeatEvery}${pinged}` };
+  if (policies.length > 0) {
+    return { id, title, ok: true, detail: `policies ${policies.join(', ')} ping at each run (no monitoring.heartbeatUrlEnv: stopped workers are noticed only when a run is missed)` };
+  }
+  return {
+    id, title, ok: true, warning: true,
+    detail: 'no monitoring.heartbeatUrlEnv and no policy heartbeatUrlEnv: with every worker stopped nothing alerts (the dead man\'s switch and the alerts run on the workers)',
+    fix: 'set monitoring.heartbeatUrlEnv to a variable holding a Healthchecks.io-style check\'s ping URL (period: monitoring.heartbeatEvery, default 1m), or alert on absent(backupctl_health_status) in Prometheus',
+  };
+}
+
 async function pollerCount(client: Client, taskQueue: string): Promise<number> {
   const description = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
@@ -66,6 +89,8 @@ async function pollerCount(client: Client, taskQueue: string): Promise<number> {
 }
 
 export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: DoctorOptions): Promise<DoctorReport> {
+  // From the config alone: shown also when Temporal or the workers are down.
+  const outside = outsideMonitorCheck(config);
   const address = environment.temporal.address;
   const temporalTitle = `Temporal reachable at ${address} (namespace ${environment.temporal.namespace})`;
   let client: Client;
@@ -76,7 +101,7 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     const described = describeError(error);
     return {
       deployment: config.deployment,
-      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }],
+      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }, outside],
     };
   }
   try {
@@ -90,12 +115,12 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     }
     const workerTitle = `a worker polls task queue ${taskQueue}`;
     if (pollers === 0) {
-      checks.push({ id: 'worker', title: workerTitle, ok: false, detail: 'no worker is polling', fix: `start a worker: BACKUP_CONFIG=<this config> npm run worker (or backupctl worker)` });
+      checks.push({ id: 'worker', title: workerTitle, ok: false, detail: 'no worker is polling', fix: `start a worker: BACKUP_CONFIG=<this config> npm run worker (or backupctl worker)` }, outside);
       return { deployment: config.deployment, checks };
     }
     checks.push({ id: 'worker', title: workerTitle, ok: true, detail: `${pollers} poller(s)` });
     const hosts = [...new Set(Object.values(config.sources).map((source) => source.host ?? environment.host))];
-    checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)));
+    checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)), outside);
     const report = await client.workflow.execute(doctorWorkflow, {
       taskQueue,
       workflowId: `${config.deployment}-doctor-${randomUUID()}`,
@@ -111,10 +136,11 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
 export function formatDoctorReport(report: DoctorReport): string {
   // A failed check's fix goes on its own line under the result column.
   const flat = report.checks.flatMap((check) => [
-    [check.ok ? OK_MARK : FAIL_MARK, check.title, check.detail],
-    ...(check.ok ? [] : [['', '', fixLine(check.fix)]]),
+    [!check.ok ? FAIL_MARK : check.warning ? WARN_MARK : OK_MARK, check.title, check.detail],
+    ...(check.ok && !check.warning ? [] : [['', '', fixLine(check.fix)]]),
   ]);
   const failed = report.checks.filter((c) => !c.ok).length;
-  const summary = failed === 0 ? `all ${report.checks.length} checks passed` : `${failed} of ${report.checks.length} checks failed`;
+  const warnings = report.checks.filter((c) => c.ok && c.warning).length;
+  const summary = `${failed === 0 ? `all ${report.checks.length} checks passed` : `${failed} of ${report.checks.length} checks failed`}${warnings > 0 ? `, ${warnings} with a warning` : ''}`;
   return `${renderTable(['', 'check', 'result'], flat)}\n\n${report.deployment}: ${summary}`;
 }

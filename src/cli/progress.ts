@@ -56,7 +56,8 @@ export async function waitWithProgress(client: Client, handle: WorkflowHandle, o
     try {
       const progress = await handle.query(backupProgressQuery);
       lastProgress = progress;
-      const heartbeat = progress.repositoryWorkflowId ? await pendingHeartbeat(client, progress.repositoryWorkflowId) : undefined;
+      // While it waits in the repository's queue, the writer's restic is another run's.
+      const heartbeat = progress.repositoryWorkflowId && progress.stage !== 'waiting-for-repository' ? await pendingHeartbeat(client, progress.repositoryWorkflowId) : undefined;
       const line = renderProgressLine(progress, heartbeat);
       if (out.isTTY) out.write(`\r${line.padEnd(lastLine.length)}`);
       else if (line !== lastLine) out.write(`${line}\n`);

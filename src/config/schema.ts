@@ -190,6 +190,8 @@ export const configSchema = z.strictObject({
   monitoring: z.strictObject({
     port: z.number().int().min(0).max(65535).optional().describe('Port of the worker\'s /health and /metrics (unset: not served; 0: any free port).'),
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; 0.0.0.0 for a scraper on another machine.'),
+    heartbeatUrlEnv: envName.optional().describe('Variable holding a Healthchecks.io-style ping URL for the workers themselves: every heartbeatEvery a worker POSTs <url> while Temporal answers and its workers run, <url>/fail with the error when Temporal does not answer. When every worker is down nothing arrives, and the outside monitor alerts. One check (one URL) per host hears each host.'),
+    heartbeatEvery: duration.default('1m').describe('How often a worker pings monitoring.heartbeatUrlEnv (the first ping goes at start). Give the check this period and a grace of a few periods.'),
   }).prefault({}),
   stallAfter: duration.default('10m').describe('A backup, restore or check that shows no progress (no bytes, files or documents, no new restic output) this long is stopped and retried (failure type Stalled). Raise it for steps that are silent for long (pg_restore building large indexes).'),
 });

@@ -5,6 +5,8 @@ export interface CheckResult {
   /** What was checked, for the table. */
   title: string;
   ok: boolean;
+  /** Passed, but leaves a gap worth closing: shown with "!" and its fix; doctor still exits 0. */
+  warning?: boolean;
   /** What was found (a version, a size, the error). */
   detail: string;
   /** What to do about it, when not ok. */
