@@ -1,4 +1,4 @@
-# The backup worker: Node 20 running the TypeScript sources through tsx (no build step),
+# The backup worker: Node 24 LTS running the TypeScript sources through tsx (no build step),
 # restic for the repositories and the PostgreSQL client tools for dumps.
 #
 #   docker build -t backup-worker .
@@ -16,7 +16,7 @@ ARG RESTIC_VERSION
 RUN CGO_ENABLED=0 GOFLAGS=-trimpath go install -ldflags "-s -w" github.com/restic/restic/cmd/restic@v${RESTIC_VERSION} \
  && /go/bin/restic version
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ARG RESTIC_VERSION
 
 # ca-certificates: restic and the AWS SDK verify the S3 endpoint's TLS certificate.

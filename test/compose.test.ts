@@ -262,7 +262,7 @@ void test('the image runs the CLI as a non-root user with the worker as its defa
   const { stages } = parseDockerfile(readFileSync(dockerfile, 'utf8'));
   const final = stages.at(-1);
   assert.ok(final, 'the Dockerfile has no stage');
-  assert.match(final.from, /^node:20-/, 'the worker image is based on Node 20');
+  assert.match(final.from, /^node:24-/, 'the worker image is based on Node 24 LTS (Node 20 reached end of life on 2026-04-30)');
   const last = (keyword: string) => final.instructions.filter((i) => i.keyword === keyword).at(-1)?.text;
   const user = last('USER');
   assert.ok(user && !/^(root|0)(:|$)/.test(user), `the image must switch to a non-root user, not ${String(user)}`);
