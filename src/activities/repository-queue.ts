@@ -4,7 +4,7 @@
  */
 import type { Client } from '@temporalio/client';
 import type { RepositoryQueueView, RepositoryRequest, RepositoryWriterInput } from '../shared/backup-types';
-import { sharedTaskQueue } from '../shared/task-queues';
+import { hostTaskQueue, sharedTaskQueue } from '../shared/task-queues';
 // Types only: activities never load workflow code (nor @temporalio/workflow).
 import type { repositoryWriterWorkflow } from '../workflows/repository';
 
@@ -13,6 +13,9 @@ export interface RepositoryQueueDependencies {
 }
 
 export type RepositoryJobState = 'running' | 'waiting' | 'unknown';
+
+/** A poller seen within this long is a worker; the server lists a stopped one for minutes. */
+const POLLER_LIVE_MS = 70_000;
 
 export function createRepositoryQueueActivities({ temporalClient }: RepositoryQueueDependencies) {
   return {
@@ -26,6 +29,24 @@ export function createRepositoryQueueActivities({ temporalClient }: RepositoryQu
         signal: 'enqueueRepositoryJob',
         signalArgs: [request],
       });
+    },
+
+    /** The hosts, of those given, whose queue a worker polls now (seen within the last 70 s). */
+    async hostsPolled({ deployment, hosts }: { deployment: string; hosts: string[] }): Promise<string[]> {
+      const client = await temporalClient();
+      const polled: string[] = [];
+      for (const host of hosts) {
+        const description = await client.workflowService.describeTaskQueue({
+          namespace: client.options.namespace, taskQueue: { name: hostTaskQueue(deployment, host) }, taskQueueType: 2, // TASK_QUEUE_TYPE_ACTIVITY
+        });
+        const now = Date.now();
+        const live = (description.pollers ?? []).some((p) => {
+          const seen = p.lastAccessTime ? Number(p.lastAccessTime.seconds ?? 0) * 1000 + Math.floor((p.lastAccessTime.nanos ?? 0) / 1e6) : 0;
+          return now - seen < POLLER_LIVE_MS;
+        });
+        if (live) polled.push(host);
+      }
+      return polled;
     },
 
     /** Whether the running writer holds the job: running it, or with it in its queue. */

@@ -79,7 +79,7 @@ export function formatQueues(queues: RepositoryQueueView[], now = new Date()): s
   const since = (time: string) => formatAge(Math.max(0, Math.round((now.getTime() - Date.parse(time)) / 1000)));
   return queues.map((q) => {
     const running = q.current ? `${q.current.kind} running (${q.current.stage}${q.current.source ? ` ${q.current.source}` : ''}, ${since(q.current.startedAt)}) for ${q.current.caller}` : 'between jobs';
-    const waiting = q.waiting.length === 0 ? 'nothing waiting' : `${q.waiting.length} waiting: ${q.waiting.map((w) => `${w.kind} for ${w.caller} (${since(w.enqueuedAt)})`).join(', ')}`;
+    const waiting = q.waiting.length === 0 ? 'nothing waiting' : `${q.waiting.length} waiting: ${q.waiting.map((w) => `${w.kind} for ${w.caller} (${since(w.enqueuedAt)}${w.waitingForHost ? `, waiting for a worker on host ${w.waitingForHost}` : ''})`).join(', ')}`;
     return `repository ${q.repository}: ${running}; ${waiting}`;
   });
 }

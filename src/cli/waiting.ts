@@ -21,12 +21,16 @@ export interface NeededQueue {
   host?: string;
 }
 
-/** The shared queue, and the host queue of every file source among `sources` (host: the source's, or the CLI's). */
+/**
+ * The shared queue, and the host queue of every source among `sources` that runs on a host: a
+ * file source (host: the source's, or the CLI's) and any source that names its host (a database
+ * dumped by the worker beside it).
+ */
 export function neededQueues(config: Config, sources: string[], defaultHost: string): NeededQueue[] {
   const queues: NeededQueue[] = [{ taskQueue: sharedTaskQueue(config.deployment), kind: 'workflow' }];
   for (const name of sources) {
     const source = config.sources[name];
-    if (!source || (source.type !== 'files' && source.type !== 'secrets')) continue;
+    if (!source || (source.type !== 'files' && source.type !== 'secrets' && !source.host)) continue;
     const host = source.host ?? defaultHost;
     const taskQueue = hostTaskQueue(config.deployment, host);
     if (!queues.some((q) => q.taskQueue === taskQueue)) queues.push({ taskQueue, kind: 'activity', host });

@@ -211,6 +211,8 @@ export interface RepositoryRequest {
   replyTo: string;
   enqueuedAt: string;
   job: RepositoryJob;
+  /** Set by the writer: the host of this job that no worker polls now (the job waits, the others go first). */
+  waitingForHost?: string;
 }
 
 /** How a queued job ended, sent back to the workflow that queued it. */
@@ -226,7 +228,7 @@ export interface RepositoryReply {
 export interface RepositoryQueueView {
   repository: string;
   current?: { id: string; kind: RepositoryJobKind; caller: string; stage: string; source?: string; enqueuedAt: string; startedAt: string };
-  waiting: { id: string; kind: RepositoryJobKind; caller: string; enqueuedAt: string }[];
+  waiting: { id: string; kind: RepositoryJobKind; caller: string; enqueuedAt: string; waitingForHost?: string }[];
   /** Jobs finished by this run of the writer (it continues as new after many). */
   finished: number;
 }

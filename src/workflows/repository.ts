@@ -77,6 +77,8 @@ export function repositoryWriterId(deployment: string, repositoryName: string): 
   return `${deployment}-writer-${repositoryName}`;
 }
 
+const queueing = proxyActivities<Activities>(SHORT_CALLS);
+
 /** A writer continues as new after this many jobs, so its history stays short. */
 const JOBS_PER_RUN = 50;
 
@@ -120,13 +122,33 @@ export async function repositoryWriterWorkflow(input: RepositoryWriterInput): Pr
   setHandler(repositoryQueueQuery, (): RepositoryQueueView => ({
     repository: input.repositoryName,
     ...(current ? { current: { id: current.request.id, kind: current.request.kind, caller: current.request.replyTo, stage: progress.stage, ...(progress.source ? { source: progress.source } : {}), enqueuedAt: current.request.enqueuedAt, startedAt: current.startedAt } } : {}),
-    waiting: queue.map((q) => ({ id: q.id, kind: q.kind, caller: q.replyTo, enqueuedAt: q.enqueuedAt })),
+    waiting: queue.map((q) => ({ id: q.id, kind: q.kind, caller: q.replyTo, enqueuedAt: q.enqueuedAt, ...(q.waitingForHost ? { waitingForHost: q.waitingForHost } : {}) })),
     finished,
   }));
 
+  // The hosts a job's activities run on (its files, or a database dumped beside it).
+  const hostsOf = (request: RepositoryRequest) => [...new Set([...request.job.backups.map((b) => b.host), ...request.job.retention.map((r) => r.host)])];
+  /**
+   * The first queued job whose hosts all have a worker: a job of a host that is down waits (and
+   * says so) without holding the repository from the other hosts' jobs. Nothing runnable: wait for
+   * a new job or 30 s, then look again.
+   */
+  const takeRunnable = async (): Promise<RepositoryRequest | undefined> => {
+    for (;;) {
+      if (queue.length === 0) return undefined;
+      const hosts = [...new Set(queue.flatMap(hostsOf))];
+      const polled = new Set(hosts.length === 0 ? [] : await queueing.hostsPolled({ deployment: input.deployment, hosts }));
+      for (const q of queue) q.waitingForHost = hostsOf(q).find((h) => !polled.has(h));
+      const index = queue.findIndex((q) => q.waitingForHost === undefined);
+      if (index >= 0) return queue.splice(index, 1)[0];
+      const length = queue.length;
+      await condition(() => queue.length !== length, '30 seconds');
+    }
+  };
+
   try {
     for (;;) {
-      const request = queue.shift();
+      const request = await takeRunnable();
       if (!request) {
         // Answers to cancelled jobs still on their way go out before the writer ends.
         await condition(allHandlersFinished);
@@ -181,7 +203,6 @@ export interface RepositoryWriterClient {
   run(job: RepositoryJob, kind: RepositoryJobKind, options?: { onStarted?: () => void; maxWaitSeconds?: number }): Promise<RepositoryJobResult>;
 }
 
-const queueing = proxyActivities<Activities>(SHORT_CALLS);
 /** How often a waiting caller checks that the writer still holds its job (it may have been terminated). */
 const WRITER_CHECK_EVERY = '10 minutes';
 

@@ -1,0 +1,138 @@
+/**
+ * Several hosts, one control plane: a worker on the host with the files and one on the host with
+ * the database, each polling its own host queue and the shared one. Each source's backup and its
+ * verification's test restore run on its own host (the worker's identity in the history names
+ * it); with the database host's worker stopped, the files keep being backed up, the database's
+ * backup waits, the CLI names the queue nobody polls, and the backup completes once that worker
+ * is back. Real Temporal, real restic, the machine's PostgreSQL.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { initRepositories } from '../src/cli/init';
+import { policyQueues } from '../src/cli/waiting';
+import { createLogger } from '../src/logging/logger';
+import { sharedTaskQueue } from '../src/shared/task-queues';
+import { startWorker, type RunningWorker } from '../src/worker';
+import { backupWorkflow, verifyWorkflow } from '../src/workflows';
+import { repositoryWriterId } from '../src/workflows/repository';
+import { startDeployment, tempDir, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
+import { writeRandomFile } from './support/trees';
+import { writerRuns } from './support/writer-history';
+
+const FILES_HOST = 'files-host';
+const DATABASE_HOST = 'db-host';
+
+describe('several hosts, one control plane', () => {
+  const servers = testServers();
+  const root = tempDir('hosts');
+  const database = `hosts_${uniqueName('x').slice(2).replace(/-/g, '_')}`;
+  const variables = { password: `HOSTS_${uniqueName('p').slice(2).replace(/-/g, '_').toUpperCase()}_PW`, pg: `HOSTS_${uniqueName('u').slice(2).replace(/-/g, '_').toUpperCase()}_URL` };
+  const configFile = join(root, 'backup.yaml');
+  let deployment: TestDeployment;
+  const workers = new Map<string, RunningWorker>();
+
+  const startHost = async (host: string) => {
+    workers.set(host, await startWorker({
+      config: deployment.config, environment: { ...deployment.environment, host }, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds',
+    }));
+  };
+
+  before(async () => {
+    mkdirSync(join(root, 'app', 'applications'), { recursive: true });
+    for (let i = 0; i < 5; i += 1) writeRandomFile(join(root, 'app', 'applications', `dossier-${i}.pdf`), 200_000);
+    const admin = new pg.Client({ connectionString: servers.postgresUrl });
+    await admin.connect();
+    await admin.query(`create database ${database}`).finally(() => admin.end());
+    const db = new pg.Client({ connectionString: servers.postgresUrl.replace(/\/[^/]*$/, `/${database}`) });
+    await db.connect();
+    await db.query('create table invoices (id serial primary key, amount int)');
+    await db.query('insert into invoices (amount) select i from generate_series(1, 500) i');
+    await db.end();
+    const yaml = `deployment: ${uniqueName('hosts')}
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  artifacts: { type: files, root: ${join(root, 'app')}, paths: [applications], host: ${FILES_HOST} }
+  database: { type: postgres, urlEnv: ${variables.pg}, databases: [${database}], globals: false, host: ${DATABASE_HOST} }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${variables.password} }
+policies:
+  artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepLast: 10 } }
+  database: { sources: [database], repositories: [local], schedule: { every: 6h }, retention: { keepLast: 10 } }
+verification:
+  schedule: { cron: "0 5 * * *" }
+  readDataSubset: 1/1
+`;
+    writeFileSync(configFile, yaml);
+    deployment = await startDeployment(yaml, { [variables.password]: `pw-${uniqueName('p')}`, [variables.pg]: servers.postgresUrl }, { worker: false, cleanup: [root] });
+    await initRepositories(deployment.config, servers.resticBin, undefined, process.env);
+    await startHost(FILES_HOST);
+    await startHost(DATABASE_HOST);
+  });
+
+  after(async () => {
+    for (const worker of workers.values()) await worker.shutdown().catch(() => undefined);
+    await deployment?.close();
+    const admin = new pg.Client({ connectionString: servers.postgresUrl });
+    await admin.connect();
+    await admin.query(`select datname from pg_database where datname like '${database}%'`).then(async ({ rows }) => {
+      for (const row of rows as { datname: string }[]) await admin.query(`drop database if exists "${row.datname}" with (force)`);
+    }).finally(() => admin.end());
+  });
+
+  const taskQueue = () => sharedTaskQueue(deployment.config.deployment);
+  const backup = (policy: string) => deployment.client.workflow.start(backupWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName(`backup-${policy}`), args: [{ deployment: deployment.config.deployment, policy }] });
+  const hostOf = (identity: string | undefined) => / host=(\S+)/.exec(identity ?? '')?.[1];
+
+  test('each source is backed up and test-restored by the worker of its own host', async () => {
+    const runs = await Promise.all(['artifacts', 'database'].map(backup));
+    const outcomes = await Promise.all(runs.map((r) => r.result()));
+    assert.deepEqual(outcomes.map((o) => o.status), ['ok', 'ok']);
+    const { activities } = await writerRuns(deployment.client, repositoryWriterId(deployment.config.deployment, 'local'));
+    for (const [run, host] of [[runs[0]!, FILES_HOST], [runs[1]!, DATABASE_HOST]] as const) {
+      const backups = activities.filter((a) => a.type === 'backupSource' && a.job?.startsWith(`${run.workflowId}/`));
+      assert.equal(backups.length, 1);
+      assert.equal(backups[0]!.taskQueue, `${deployment.config.deployment}.host.${host}`);
+      assert.equal(hostOf(backups[0]!.identity), host, `backupSource of ${run.workflowId} ran on ${backups[0]!.identity}`);
+    }
+
+    const verify = await deployment.client.workflow.start(verifyWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('verify'), args: [{ deployment: deployment.config.deployment }] });
+    const report = await verify.result();
+    assert.deepEqual(report.sources.map((s) => [s.source, s.ok]), [['artifacts', true], ['database', true]], JSON.stringify(report.sources));
+    const history = await verify.fetchHistory();
+    const scheduled = new Map<string, string>();
+    const ranOn = new Map<string, string | undefined>();
+    for (const event of history.events ?? []) {
+      const attributes = event.activityTaskScheduledEventAttributes;
+      if (attributes?.activityType?.name === 'verifySource') scheduled.set(String(event.eventId), attributes.taskQueue!.name!);
+      const started = event.activityTaskStartedEventAttributes;
+      if (started && scheduled.has(String(started.scheduledEventId))) ranOn.set(scheduled.get(String(started.scheduledEventId))!, hostOf(started.identity ?? undefined));
+    }
+    assert.equal(ranOn.get(`${deployment.config.deployment}.host.${FILES_HOST}`), FILES_HOST, 'the files were test-restored on their host');
+    assert.equal(ranOn.get(`${deployment.config.deployment}.host.${DATABASE_HOST}`), DATABASE_HOST, 'the database was test-restored by its host\'s worker');
+  });
+
+  test('with the database host\'s worker stopped, the files are still backed up, the database\'s backup waits on its host\'s queue (the one the CLI watches) and completes when the worker is back', async () => {
+    await workers.get(DATABASE_HOST)!.shutdown();
+    workers.delete(DATABASE_HOST);
+    const hostQueue = `${deployment.config.deployment}.host.${DATABASE_HOST}`;
+    // What `backup --wait` watches for this policy, run from the files host: the database host's queue too.
+    assert.ok(policyQueues(deployment.config, 'database', FILES_HOST).some((q) => q.taskQueue === hostQueue && q.host === DATABASE_HOST));
+    const database = await backup('database');
+    const waiting = await waitFor('the database backup to wait on its host\'s queue', async () => {
+      const pending = (await database.describe()).raw.pendingActivities ?? [];
+      return pending.find((a) => a.activityOptions?.taskQueue?.name === hostQueue && a.state === 1 /* SCHEDULED */);
+    }, 30_000, 200);
+    assert.ok(waiting, 'a task waits on the database host\'s queue');
+    const files = await backup('artifacts');
+    assert.equal((await files.result()).status, 'ok', 'the files host\'s backup ran while the database host was down');
+    assert.equal((await database.describe()).status.name, 'RUNNING', 'the database backup still waits, it did not fail');
+
+    await startHost(DATABASE_HOST);
+    const outcome = await database.result();
+    assert.equal(outcome.status, 'ok');
+    assert.equal(outcome.snapshots.length, 1);
+  });
+});
