@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Duration } from '@temporalio/common';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { scrubActivityFailures } from './activities/failures';
 import { configureStallDetection } from './activities/heartbeat';
@@ -35,8 +36,12 @@ export interface RunningWorker {
   /** Stop polling; running activities get the grace time to finish, then are cancelled and retried elsewhere. */
   shutdown(): Promise<void>;
   taskQueues: { shared: string; host: string };
-  /** http://host:port of /health and /metrics, when config.monitoring.port is set. */
-  monitoringUrl?: string;
+  /**
+   * http://host:port of /health and /metrics, when config.monitoring.port (or BACKUP_MONITORING_PORT)
+   * is set and this worker holds the port (another worker on this host may hold it: then unset
+   * until that one stops and this one takes the port over).
+   */
+  readonly monitoringUrl?: string;
 }
 
 export interface StartWorkerOptions {
@@ -45,10 +50,36 @@ export interface StartWorkerOptions {
   logger: Logger;
   /** Environment the activities read secrets from (default: process.env). */
   env?: NodeJS.ProcessEnv;
+  /** How long running activities may finish once the worker stops. Default: BACKUP_SHUTDOWN_GRACE, else 30 s. */
   shutdownGraceTime?: Duration;
 }
 
-export async function startWorker({ config, environment, logger, env = process.env, shutdownGraceTime = '30 seconds' }: StartWorkerOptions): Promise<RunningWorker> {
+/** How often a worker whose monitoring port another process holds tries to take it. */
+export const MONITORING_PORT_RETRY_MS = 5_000;
+
+// One listener per signal for all the workers of this process (tests start several in one).
+const drainOnSignal = new Set<(signal: NodeJS.Signals) => void>();
+const onShutdownSignal = (signal: NodeJS.Signals) => {
+  // Once, like the Runtime's own hook: a second SIGTERM or Ctrl-C ends the process at once.
+  for (const name of Runtime.instance().options.shutdownSignals) process.off(name, onShutdownSignal);
+  for (const drain of drainOnSignal) drain(signal);
+};
+function drainOnShutdownSignal(drain: (signal: NodeJS.Signals) => void): () => void {
+  if (drainOnSignal.size === 0) for (const name of Runtime.instance().options.shutdownSignals) process.on(name, onShutdownSignal);
+  drainOnSignal.add(drain);
+  return () => {
+    drainOnSignal.delete(drain);
+    if (drainOnSignal.size === 0) for (const name of Runtime.instance().options.shutdownSignals) process.off(name, onShutdownSignal);
+  };
+}
+
+const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+
+export async function startWorker({ config, environment, logger, env = process.env, shutdownGraceTime: callerGrace }: StartWorkerOptions): Promise<RunningWorker> {
+  // The caller's grace, else BACKUP_SHUTDOWN_GRACE, else the default (test/compose.test.ts reads it here).
+  let shutdownGraceTime = '30 seconds' as Duration;
+  shutdownGraceTime = callerGrace ?? environment.shutdownGraceMs ?? shutdownGraceTime;
+  const graceMs = msToNumber(shutdownGraceTime);
   registerConfiguredSecrets(config, env);
   installTemporalRuntimeLogger(logger);
   configureStallDetection(config.stallAfter);
@@ -71,35 +102,85 @@ export async function startWorker({ config, environment, logger, env = process.e
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the
   // heartbeat timeout), so the progress bar and a crashed attempt's successor see fresh details.
-  // The config's digest in the identity: doctor reads every poller's and says when workers disagree.
-  const identity = `${process.pid}@${hostname()} config=${configDigest(config)}`;
+  // The host (BACKUP_HOST) and the config's digest in the identity: the history says which host ran
+  // each activity, and doctor reads every poller's digest and says when workers disagree.
+  const identity = `${process.pid}@${hostname()} host=${environment.host} config=${configDigest(config)}`;
   const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const, identity, interceptors: { activity: [scrubActivityFailures] } };
   const cache = environment.workflowCacheSize === undefined ? {} : { maxCachedWorkflows: environment.workflowCacheSize };
   const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');
   let monitoring: MonitoringServer | undefined;
+  let monitoringRetry: NodeJS.Timeout | undefined;
   let heartbeat: WorkerHeartbeat | undefined;
-  // The monitoring server and the heartbeat go with the workers, also when one of them fails.
-  const done = Promise.all([shared.run(), host.run()]).finally(() => Promise.all([monitoring?.close(), heartbeat?.stop()])).then(async () => {
-    await connection.close();
-    if (client) await (await client.catch(() => undefined))?.connection.close();
-    logger.info('worker stopped');
-  });
+  let drainingSince: number | undefined;
+  let graceOver: NodeJS.Timeout | undefined;
+  const runningActivities = () => shared.getStatus().numInFlightNonLocalActivities + host.getStatus().numInFlightNonLocalActivities;
   const stopWorkers = () => {
     for (const worker of [shared, host]) if (worker.getState() === 'RUNNING') worker.shutdown();
   };
-  if (config.monitoring.port !== undefined) {
-    try {
-      const probes = createProbes({ config, host: environment.host, env, client: temporalClient, logger });
-      monitoring = await startMonitoringServer({ config, host: config.monitoring.host, port: config.monitoring.port, read: () => probes.read(), logger });
-    } catch (error) {
-      // A taken port is a config error: say it and stop, rather than run unwatched.
-      stopWorkers();
-      await done.catch(() => undefined);
-      throw error;
+  // Stopping drains: no new tasks are polled, running activities get the grace time to finish; what
+  // is still running then is cancelled and Temporal retries it on another worker (of this host's queue).
+  const drain = (reason: string) => {
+    if (drainingSince !== undefined || ![shared, host].some((worker) => worker.getState() === 'RUNNING')) return;
+    drainingSince = Date.now();
+    const running = runningActivities();
+    logger.info({ reason, runningActivities: running, graceMs }, `draining (${reason}): polling stopped, ${running} activities running, up to ${seconds(graceMs)} for them to finish`);
+    stopWorkers();
+    if (running > 0) {
+      graceOver = setTimeout(() => {
+        const left = runningActivities();
+        if (left > 0) logger.warn({ runningActivities: left, graceMs }, `draining: the grace time (${seconds(graceMs)}) is over, ${left} activities still running are cancelled; Temporal retries them on another worker (BACKUP_SHUTDOWN_GRACE sets the grace)`);
+      }, graceMs);
+      graceOver.unref();
     }
-    logger.info({ endpoint: monitoring.url }, `health at ${monitoring.url}/health, metrics at ${monitoring.url}/metrics`);
+  };
+  const stopDrainingOnSignal = drainOnShutdownSignal((signal) => drain(signal));
+  // The monitoring server and the heartbeat go with the workers, also when one of them fails.
+  const done = Promise.all([shared.run(), host.run()]).finally(() => {
+    stopDrainingOnSignal();
+    clearInterval(monitoringRetry);
+    clearTimeout(graceOver);
+    return Promise.all([monitoring?.close(), heartbeat?.stop()]);
+  }).then(async () => {
+    await connection.close();
+    if (client) await (await client.catch(() => undefined))?.connection.close();
+    if (drainingSince === undefined) logger.info('worker stopped');
+    else logger.info({ drainedMs: Date.now() - drainingSince }, `worker stopped: drained in ${seconds(Date.now() - drainingSince)}`);
+  });
+  const monitoringPort = environment.monitoringPort ?? config.monitoring.port;
+  if (monitoringPort !== undefined) {
+    const probes = createProbes({ config, host: environment.host, env, client: temporalClient, logger });
+    const listen = () => startMonitoringServer({ config, host: config.monitoring.host, port: monitoringPort, read: () => probes.read(), logger });
+    const announce = (server: MonitoringServer) => logger.info({ endpoint: server.url }, `health at ${server.url}/health, metrics at ${server.url}/metrics`);
+    try {
+      monitoring = await listen();
+      announce(monitoring);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+        // Any other refusal (an address not on this host, a privileged port) is a config error: say it and stop, rather than run unwatched.
+        stopWorkers();
+        await done.catch(() => undefined);
+        throw error;
+      }
+      // Another process holds the port: on a host with two workers (a rolling restart starts the new
+      // one before stopping the old) the other worker serves /health and /metrics. This one runs on
+      // and takes the port when it is freed, so the endpoints come back once the other has stopped.
+      logger.warn({ host: config.monitoring.host, port: monitoringPort },
+        `monitoring: another process on this host holds ${config.monitoring.host}:${monitoringPort} (monitoring.port; another worker, during a rolling restart?): this worker serves no /health or /metrics until it is free; it tries again every ${seconds(MONITORING_PORT_RETRY_MS)} (BACKUP_MONITORING_PORT gives it a port of its own)`);
+      let trying = false;
+      monitoringRetry = setInterval(() => {
+        if (trying) return;
+        trying = true;
+        listen().then(async (server) => {
+          clearInterval(monitoringRetry);
+          if (drainingSince !== undefined || ![shared, host].every((worker) => worker.getState() === 'RUNNING')) return server.close();
+          monitoring = server;
+          announce(server);
+        }, (retryError: unknown) => logger.debug({ error: String(retryError) }, 'monitoring: the port is still taken')).finally(() => (trying = false));
+      }, MONITORING_PORT_RETRY_MS);
+      monitoringRetry.unref();
+    }
   }
   // Only while both still run: once they have stopped, nothing would stop the heartbeat again.
   if (config.monitoring.heartbeatUrlEnv !== undefined && [shared, host].every((worker) => worker.getState() === 'RUNNING')) {
@@ -111,9 +192,11 @@ export async function startWorker({ config, environment, logger, env = process.e
   return {
     done,
     taskQueues,
-    ...(monitoring ? { monitoringUrl: monitoring.url } : {}),
+    get monitoringUrl() {
+      return monitoring?.url;
+    },
     async shutdown() {
-      stopWorkers();
+      drain('shutdown');
       await Promise.all([monitoring?.close(), heartbeat?.stop()]);
       await done;
     },
@@ -144,8 +227,8 @@ async function main(): Promise<void> {
   }
   const config = loadConfig(environment.configPath);
   warnMissingSourceFolders(config, environment, logger);
-  // Worker.run() already stops on SIGINT/SIGTERM (the Runtime's shutdown signals): polling
-  // ends, running activities get the grace time, then the process exits.
+  // SIGINT/SIGTERM (the Runtime's shutdown signals) drain the worker: polling ends, running
+  // activities get the grace time (BACKUP_SHUTDOWN_GRACE), then the process exits 0.
   const worker = await startWorker({ config, environment, logger });
   await worker.done;
 }

@@ -22,7 +22,7 @@ import { DURATION_BUCKETS, type OpenAlert, type OperationsView } from '../src/sh
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { backupWorkflow } from '../src/workflows';
-import { createBucket, s3Client, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { createBucket, s3Client, startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 
 interface MetricFamily {
   name: string;
@@ -538,23 +538,50 @@ monitoring: { port: 0 }
 });
 
 describe('a worker whose monitoring port is taken', () => {
-  test('refuses to start and names monitoring.port (after stopping the workers it had created)', async () => {
-    const root = tempDir('monitoring-port');
-    const { names, values } = testSecrets('MONPORT');
-    const taken = await startMonitoringServer({ config, host: '127.0.0.1', port: 0, read: async () => { throw new Error('unused'); }, logger });
-    try {
-      const port = Number(new URL(taken.url).port);
-      await assert.rejects(startDeployment(`deployment: ${uniqueName('monport')}
+  const yaml = (root: string, passwordEnv: string, monitoring: string) => `deployment: ${uniqueName('monport')}
 sources:
   artifacts: { type: files, root: ${root}, paths: [.] }
 repositories:
-  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${passwordEnv} }
 policies:
   artifacts: { sources: [artifacts], repositories: [local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 } }
-monitoring: { port: ${port} }
-`, values), /monitoring\.port.*EADDRINUSE/);
+monitoring: ${monitoring}
+`;
+
+  test('by another process (a second worker on the host): runs on, warns once, serves nothing, and takes the port once it is free', async () => {
+    const root = tempDir('monitoring-port');
+    const { names, values } = testSecrets('MONPORT');
+    const lines: string[] = [];
+    const captured = createLogger({ level: 'info', format: 'json', destination: { write: (line: string) => lines.push(line) } });
+    const taken = await startMonitoringServer({ config, host: '127.0.0.1', port: 0, read: async () => { throw new Error('unused'); }, logger });
+    const port = Number(new URL(taken.url).port);
+    let deployment: TestDeployment | undefined;
+    try {
+      deployment = await startDeployment(yaml(root, names.password, `{ port: ${port} }`), values, { logger: captured });
+      assert.equal(deployment.worker.monitoringUrl, undefined);
+      const warnings = lines.filter((line) => /another process on this host holds/.test(line));
+      assert.equal(warnings.length, 1, lines.join(''));
+      assert.match(warnings[0]!, /"level":40/);
+      assert.match(warnings[0]!, new RegExp(`127\\.0\\.0\\.1:${port}.*serves no /health or /metrics`));
+      await taken.close();
+      const url = await waitFor('the worker to take the freed port', () => deployment!.worker.monitoringUrl, 15_000, 100);
+      assert.equal(url, `http://127.0.0.1:${port}`);
+      assert.equal((await fetch(`${url}/metrics`)).status, 200);
+      assert.equal(lines.filter((line) => /another process on this host holds/.test(line)).length, 1, 'the warning is said once');
     } finally {
       await taken.close();
+      await deployment?.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('an address not on this host is still a config error: the worker refuses to start and names the field', async () => {
+    const root = tempDir('monitoring-host');
+    const { names, values } = testSecrets('MONHOST');
+    try {
+      // 192.0.2.1 (TEST-NET-1) is on no interface here: EADDRNOTAVAIL, not a port someone holds.
+      await assert.rejects(startDeployment(yaml(root, names.password, '{ port: 0, host: 192.0.2.1 }'), values), /monitoring\.host.*EADDRNOTAVAIL/);
+    } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });

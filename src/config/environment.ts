@@ -4,6 +4,7 @@
  * config names them (e.g. `passwordEnv: RESTIC_PASSWORD`) and they have no defaults.
  */
 import { hostname } from 'node:os';
+import { parseDuration } from './units';
 
 export const ENVIRONMENT_VARIABLES = {
   BACKUP_CONFIG: 'Path of the YAML config file.',
@@ -20,6 +21,8 @@ export const ENVIRONMENT_VARIABLES = {
   LOG_LEVEL: 'pino level: trace, debug, info, warn, error. Default: info.',
   LOG_FORMAT: '"json" or "pretty". Default: pretty on a terminal, json otherwise.',
   BACKUP_WORKFLOW_CACHE: 'Workflows the worker keeps in memory between tasks (default: the SDK\'s). 0 replays every task from history, as the tests do.',
+  BACKUP_MONITORING_PORT: 'Overrides monitoring.port for this worker (0: any free port), e.g. for a second worker on the same host during a rolling restart.',
+  BACKUP_SHUTDOWN_GRACE: 'How long a stopping worker (SIGTERM, SIGINT) lets its running activities finish before they are cancelled and retried on another worker, e.g. 30s, 5m. Default: 30s.',
 } as const;
 
 export type EnvironmentVariable = keyof typeof ENVIRONMENT_VARIABLES;
@@ -42,6 +45,10 @@ export interface WorkerEnvironment {
   logFormat?: 'json' | 'pretty';
   /** Set: the worker's maxCachedWorkflows (0 in tests, so every workflow task replays). */
   workflowCacheSize?: number;
+  /** BACKUP_MONITORING_PORT: overrides config.monitoring.port (0: any free port). */
+  monitoringPort?: number;
+  /** BACKUP_SHUTDOWN_GRACE in milliseconds: the worker's shutdownGraceTime. */
+  shutdownGraceMs?: number;
 }
 
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnvironment {
@@ -61,6 +68,15 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnv
   const workflowCache = get('BACKUP_WORKFLOW_CACHE');
   if (workflowCache !== undefined && !/^\d+$/.test(workflowCache)) {
     throw new Error(`BACKUP_WORKFLOW_CACHE must be a whole number of workflows, not "${workflowCache}"`);
+  }
+  const monitoringPort = get('BACKUP_MONITORING_PORT');
+  if (monitoringPort !== undefined && (!/^\d+$/.test(monitoringPort) || Number(monitoringPort) > 65535)) {
+    throw new Error(`BACKUP_MONITORING_PORT must be a port number (0 to 65535; 0: any free port), not "${monitoringPort}"`);
+  }
+  const shutdownGrace = get('BACKUP_SHUTDOWN_GRACE');
+  const shutdownGraceMs = shutdownGrace === undefined ? undefined : /^0+[smhdw]?$/.test(shutdownGrace.trim()) ? 0 : parseDuration(shutdownGrace);
+  if (shutdownGrace !== undefined && shutdownGraceMs === undefined) {
+    throw new Error(`BACKUP_SHUTDOWN_GRACE must be a duration such as 30s, 5m or 1m30s, not "${shutdownGrace}"`);
   }
   if ((tlsCertPath === undefined) !== (tlsKeyPath === undefined)) {
     throw new Error('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together (mTLS needs both)');
@@ -82,5 +98,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): WorkerEnv
     logLevel: get('LOG_LEVEL') ?? 'info',
     logFormat,
     workflowCacheSize: workflowCache === undefined ? undefined : Number(workflowCache),
+    ...(monitoringPort === undefined ? {} : { monitoringPort: Number(monitoringPort) }),
+    ...(shutdownGraceMs === undefined ? {} : { shutdownGraceMs }),
   };
 }

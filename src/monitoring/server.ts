@@ -72,7 +72,8 @@ export async function startMonitoringServer({ config, host, port, read, logger, 
   server.keepAliveTimeout = 65_000;
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(new Error(`monitoring: cannot listen on ${host}:${port} (monitoring.host / monitoring.port): ${error.message}`));
+    // The code (EADDRINUSE: another process holds the port) is kept: the worker tells a taken port from a wrong address.
+    const onError = (error: NodeJS.ErrnoException) => reject(Object.assign(new Error(`monitoring: cannot listen on ${host}:${port} (monitoring.host / monitoring.port): ${error.message}`, { cause: error }), { code: error.code }));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);

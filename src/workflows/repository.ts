@@ -134,6 +134,7 @@ export async function repositoryWriterWorkflow(input: RepositoryWriterInput): Pr
    * a new job or 30 s, then look again.
    */
   const takeRunnable = async (): Promise<RepositoryRequest | undefined> => {
+    const since = new Date().getTime();
     for (;;) {
       if (queue.length === 0) return undefined;
       const hosts = [...new Set(queue.flatMap(hostsOf))];
@@ -141,8 +142,14 @@ export async function repositoryWriterWorkflow(input: RepositoryWriterInput): Pr
       for (const q of queue) q.waitingForHost = hostsOf(q).find((h) => !polled.has(h));
       const index = queue.findIndex((q) => q.waitingForHost === undefined);
       if (index >= 0) return queue.splice(index, 1)[0];
+      // A host down for long: its history must not grow without end while it waits.
+      if (workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof repositoryWriterWorkflow>({ deployment: input.deployment, repositoryName: input.repositoryName, queue, finished });
+      }
       const length = queue.length;
-      await condition(() => queue.length !== length, '30 seconds');
+      // Every 30 s for the first 10 minutes, then every 5 minutes; a new job wakes it at once.
+      await condition(() => queue.length !== length, new Date().getTime() - since < 600_000 ? '30 seconds' : '5 minutes');
     }
   };
 
