@@ -7,6 +7,7 @@
  * is back. Real Temporal, real restic, the machine's PostgreSQL.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -126,6 +127,19 @@ verification:
       return pending.find((a) => a.activityOptions?.taskQueue?.name === hostQueue && a.state === 1 /* SCHEDULED */);
     }, 30_000, 200);
     assert.ok(waiting, 'a task waits on the database host\'s queue');
+    // A person waiting on it at a terminal is told which queue and which host.
+    const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: FILES_HOST };
+    let err = '';
+    const cli = spawn(process.execPath, ['bin/backupctl.js', '--config', configFile, 'backup', '--policy', 'database', '--wait'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    cli.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    try {
+      await waitFor('the CLI to name the database host\'s queue', () => new RegExp(`task queue ${hostQueue} .*BACKUP_HOST=${DATABASE_HOST} `).test(err), 90_000, 200)
+        .catch((error: Error) => {
+          throw new Error(`${error.message}; the CLI printed: ${err}`);
+        });
+    } finally {
+      cli.kill('SIGTERM');
+    }
     const files = await backup('artifacts');
     assert.equal((await files.result()).status, 'ok', 'the files host\'s backup ran while the database host was down');
     assert.equal((await database.describe()).status.name, 'RUNNING', 'the database backup still waits, it did not fail');
