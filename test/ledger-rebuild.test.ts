@@ -19,7 +19,7 @@ import { parseConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
 import { createLogger } from '../src/logging/logger';
 import type { Snapshot } from '../src/restic/commands';
-import { freePort, startTemporal, type TemporalServer } from '../src/servers/processes';
+import { freePort, startTemporal, startTemporalServer, type PostgresTemporalServer, type TemporalServer } from '../src/servers/processes';
 import { ledgerWorkflowId, type LastSuccessfulBackup } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
@@ -37,7 +37,11 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
   const deploymentName = uniqueName('rebuild');
   const configFile = join(root, 'backup.yaml');
   const dbFile = join(root, 'temporal.db');
-  let temporal: TemporalServer | undefined;
+  // TEST_TEMPORAL_SERVER=postgres (the PostgreSQL pass of scripts/run-tests.ts): the Temporal server on PostgreSQL, wiped by re-creating its databases.
+  const onPostgres = process.env.TEST_TEMPORAL_SERVER === 'postgres';
+  let temporal: Pick<TemporalServer & PostgresTemporalServer, 'address' | 'stop'> | undefined;
+  /** The Temporal server loses its data and comes back empty on the same address. */
+  let wipeTemporal: () => Promise<void> = () => Promise.reject(new Error('no Temporal server'));
   let worker: RunningWorker | undefined;
   let client: Client | undefined;
   let config: Config;
@@ -78,7 +82,19 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
     Object.assign(process.env, values);
     config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });
     await initRepositories(config, servers.resticBin, undefined, process.env);
-    temporal = await startTemporal({ bin: servers.temporalBin, port: await freePort(), dbFile });
+    if (onPostgres) {
+      const server = await startTemporalServer({ postgresUrl: servers.postgresUrl, cliBin: servers.temporalBin });
+      temporal = server;
+      wipeTemporal = () => server.wipe();
+    } else {
+      const server = await startTemporal({ bin: servers.temporalBin, port: await freePort(), dbFile });
+      temporal = server;
+      wipeTemporal = async () => {
+        await server.kill();
+        rmSync(dbFile, { force: true });
+        await server.restart();
+      };
+    }
     environment = { ...readEnvironment({}), host: hostname(), resticBin: servers.resticBin, workflowCacheSize: 0 };
     environment.temporal = { ...environment.temporal, address: temporal.address, namespace: 'default' };
     await up();
@@ -122,9 +138,7 @@ describe('the ledger rebuilt from the repositories after the Temporal server is 
 
     // The host that ran Temporal is lost: its database goes with it.
     await down();
-    await temporal!.kill();
-    rmSync(dbFile, { force: true });
-    await temporal!.restart();
+    await wipeTemporal();
     await up();
     await assert.rejects(client!.workflow.getHandle(ledgerWorkflowId(deploymentName)).query(lastSuccessfulBackupQuery), /not found/i);
 

@@ -2,6 +2,8 @@
  * Temporal itself fails mid-backup: this file starts a Temporal dev server of its own (the shared
  * one in TEST_TEMPORAL_ADDRESS serves the other test files and must not be touched), SIGKILLs it
  * while restic runs, and starts it again on the same port and SQLite database.
+ * With TEST_TEMPORAL_SERVER=postgres (the PostgreSQL pass of scripts/run-tests.ts) its own server
+ * is the Temporal server on PostgreSQL instead, restarted on the same ports and databases.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +19,7 @@ import { startManualBackup } from '../src/cli/operations';
 import { pendingHeartbeat } from '../src/cli/progress';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
-import { freePort, startTemporal, type TemporalServer } from '../src/servers/processes';
+import { freePort, startTemporal, startTemporalServer, type PostgresTemporalServer, type TemporalServer } from '../src/servers/processes';
 import type { BackupOutcome } from '../src/shared/backup-types';
 import { ledgerWorkflowId, type LastSuccessfulBackup } from '../src/shared/ledger';
 import { connectClient } from '../src/temporal/client';
@@ -35,7 +37,7 @@ const repositoryPath = join(root, 'repository');
 const DOWN_MS = Number(process.env.TEMPORAL_RESTART_DOWN_MS ?? 5_000);
 const RESULT_DEADLINE_MS = 3 * 60_000;
 
-let temporal: TemporalServer | undefined;
+let temporal: Pick<TemporalServer & PostgresTemporalServer, 'address' | 'pid' | 'kill' | 'restart' | 'stop'> | undefined;
 let worker: ChildProcess | undefined;
 let workerOutput = '';
 const clients: Client[] = [];
@@ -99,7 +101,9 @@ before(async () => {
   const config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });
   await initRepositories(config, servers.resticBin, undefined, process.env);
   // A fixed port and a database file of our own, so the restarted server is the same cluster.
-  temporal = await startTemporal({ bin: servers.temporalBin, port: await freePort(), dbFile: join(root, 'temporal.db') });
+  temporal = process.env.TEST_TEMPORAL_SERVER === 'postgres'
+    ? await startTemporalServer({ postgresUrl: servers.postgresUrl, cliBin: servers.temporalBin })
+    : await startTemporal({ bin: servers.temporalBin, port: await freePort(), dbFile: join(root, 'temporal.db') });
   worker = await startWorkerAgainst(temporal.address);
 });
 
@@ -114,7 +118,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test('the Temporal dev server SIGKILLed mid-backup and restarted on the same database: the backup completes with exactly one snapshot, the ledger records it, and the repository checks clean', async (t) => {
+test(`the Temporal ${process.env.TEST_TEMPORAL_SERVER === 'postgres' ? 'server on PostgreSQL' : 'dev server'} SIGKILLed mid-backup and restarted on the same database: the backup completes with exactly one snapshot, the ledger records it, and the repository checks clean`, async (t) => {
   assert.ok(temporal && worker);
   const config = parseConfig(readFileSync(configFile, 'utf8'), configFile, { env: process.env });
   const first = await connect(temporal.address);

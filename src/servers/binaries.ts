@@ -12,14 +12,19 @@ import { RESTIC_MIN_VERSION, compareVersions, parseResticVersion } from '../rest
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsConstants, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 
 export { RESTIC_MIN_VERSION, compareVersions, parseResticVersion };
 
-export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic' | 'mailpit';
+export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic' | 'mailpit' | 'temporal-server' | 'temporal-sql-tool';
 
-export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb', 'mailpit'];
+export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb', 'mailpit', 'temporal-server', 'temporal-sql-tool'];
+
+/** The Temporal server (on PostgreSQL) that production runs; the version of docker-compose.temporal.yml. */
+export const TEMPORAL_SERVER_VERSION = '1.32.2';
+/** v1.32.2's go.mod asks for Go >= 1.26.10; `go` fetches this toolchain through the module proxy. */
+export const TEMPORAL_SERVER_TOOLCHAIN = 'go1.27.3';
 
 export interface PinnedBinary {
   /** Version used in the cache path and reported by `scripts/servers.ts build`. */
@@ -33,6 +38,10 @@ export interface PinnedBinary {
   ldflags?: string;
   /** Extra `go build` flags; must match earlier builds to hit the Go build cache. */
   buildFlags?: readonly string[];
+  /** File name `go install` writes when it differs from the binary's name (the package's last path element). */
+  goBinary?: string;
+  /** GOTOOLCHAIN to build with, when the module needs a newer Go than the local one. */
+  goToolchain?: string;
   /** What a human should install when nothing else works. */
   installHint: string;
 }
@@ -80,6 +89,22 @@ export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
     // tests only use SMTP and the HTTP API.
     ldflags: '-X github.com/axllent/mailpit/config.Version=v1.33.1',
     installHint: 'Mailpit (https://mailpit.axllent.org/docs/install/)',
+  },
+  'temporal-server': {
+    version: TEMPORAL_SERVER_VERSION,
+    envVar: 'TEMPORAL_SERVER_BIN',
+    goInstall: `go.temporal.io/server/cmd/server@v${TEMPORAL_SERVER_VERSION}`,
+    goBinary: 'server',
+    goToolchain: TEMPORAL_SERVER_TOOLCHAIN,
+    installHint: `the Temporal server ${TEMPORAL_SERVER_VERSION} (temporal-server of https://github.com/temporalio/temporal/releases)`,
+  },
+  'temporal-sql-tool': {
+    version: TEMPORAL_SERVER_VERSION,
+    envVar: 'TEMPORAL_SQL_TOOL_BIN',
+    goInstall: `go.temporal.io/server/cmd/tools/sql@v${TEMPORAL_SERVER_VERSION}`,
+    goBinary: 'sql',
+    goToolchain: TEMPORAL_SERVER_TOOLCHAIN,
+    installHint: `temporal-sql-tool ${TEMPORAL_SERVER_VERSION} (in the Temporal server release archive, or the temporalio/admin-tools image)`,
   },
 };
 
@@ -194,6 +219,12 @@ export async function binaryVersion(name: BinaryName, path: string): Promise<str
       const r = await run(path, ['version', '--no-release-check'], 10_000);
       return r.code === 0 ? /\sv?(\S+) compiled with/.exec(r.stdout)?.[1] : undefined;
     }
+    case 'temporal-server':
+    case 'temporal-sql-tool': {
+      // "temporal version 1.32.2" / "temporal-sql-tool version 1.32.2"
+      const r = await run(path, ['--version'], 10_000);
+      return r.code === 0 ? /version\s+v?(\d\S*)/.exec(r.stdout)?.[1] : undefined;
+    }
   }
 }
 
@@ -211,6 +242,11 @@ async function acceptFromPath(name: BinaryName, path: string): Promise<{ ok: boo
     case 'temporal':
     case 'minio':
     case 'mailpit':
+      return { ok: true, version };
+    case 'temporal-server':
+    case 'temporal-sql-tool':
+      // The schema files and the config are those of one version: another one on PATH is not it.
+      if (version !== PINNED_BINARIES[name].version) return { ok: false, version, why: `${path} is version ${version ?? '(unknown)'}, not ${PINNED_BINARIES[name].version}` };
       return { ok: true, version };
   }
 }
@@ -259,18 +295,21 @@ async function goBuild(name: BinaryName, goBin: string, env: NodeJS.ProcessEnv, 
       throw new Error(`no build recipe for ${name}`);
     }
     const buildEnv: NodeJS.ProcessEnv = { ...env, CGO_ENABLED: '0', GOBIN: tmpDir };
-    const attempts: Array<{ label: string; env: NodeJS.ProcessEnv }> = [{ label: 'local Go', env: buildEnv }];
+    const attempts: Array<{ label: string; env: NodeJS.ProcessEnv }> = spec.goToolchain !== undefined
+      ? [{ label: `GOTOOLCHAIN=${spec.goToolchain}`, env: { ...buildEnv, GOTOOLCHAIN: spec.goToolchain } }]
+      : [{ label: 'local Go', env: buildEnv }];
     // Only when the local toolchain fails: an older module may be refused by a newer Go.
-    if (env.GOTOOLCHAIN === undefined || env.GOTOOLCHAIN === '' || env.GOTOOLCHAIN === 'auto') {
+    if (spec.goToolchain === undefined && (env.GOTOOLCHAIN === undefined || env.GOTOOLCHAIN === '' || env.GOTOOLCHAIN === 'auto')) {
       attempts.push({ label: `GOTOOLCHAIN=${GO_FALLBACK_TOOLCHAIN}`, env: { ...buildEnv, GOTOOLCHAIN: GO_FALLBACK_TOOLCHAIN } });
     }
     const failures: string[] = [];
     for (const attempt of attempts) {
       log(`building ${name} ${spec.version} with ${attempt.label}: go ${args.join(' ')} (minutes on a cold Go cache)`);
       const result = await runGo(goBin, args, cwd, attempt.env);
-      if (result.code === 0 && isExecutableFile(join(tmpDir, name))) {
+      const output = join(tmpDir, spec.goModuleDir === undefined ? (spec.goBinary ?? name) : name);
+      if (result.code === 0 && isExecutableFile(output)) {
         await mkdir(targetDir, { recursive: true });
-        await rename(join(tmpDir, name), target);
+        await rename(output, target);
         return target;
       }
       failures.push(`${attempt.label} (exit ${String(result.code)}):\n${tail(result.stderr)}`);
@@ -284,7 +323,7 @@ async function goBuild(name: BinaryName, goBin: string, env: NodeJS.ProcessEnv, 
 function notFoundMessage(name: BinaryName, reasons: readonly string[]): string {
   const spec = PINNED_BINARIES[name];
   const recipe = spec.goInstall !== undefined
-    ? `CGO_ENABLED=0 go install${spec.ldflags ? ` -ldflags "${spec.ldflags}"` : ''} ${spec.goInstall}`
+    ? `${spec.goToolchain ? `GOTOOLCHAIN=${spec.goToolchain} ` : ''}CGO_ENABLED=0 go install${spec.ldflags ? ` -ldflags "${spec.ldflags}"` : ''} ${spec.goInstall}`
     : `cd ${spec.goModuleDir ?? '?'} && CGO_ENABLED=0 go build -o ${cachePath(name)} .`;
   return [
     `${name} not found. Install ${spec.installHint} on PATH, or set ${spec.envVar} to its absolute path,`,
@@ -366,4 +405,66 @@ async function doResolve(name: BinaryName, opts: ResolveOptions): Promise<Resolv
 /** Absolute path of a usable binary; see the module comment for the order of resolution. */
 export async function resolveBinary(name: BinaryName, opts: ResolveOptions = {}): Promise<string> {
   return (await resolveBinaryInfo(name, opts)).path;
+}
+
+/**
+ * The PostgreSQL schema of the pinned Temporal server (`schema/postgresql/v12` of its Go module:
+ * `temporal/versioned` and `visibility/versioned`), which temporal-sql-tool applies. Order:
+ * TEMPORAL_SCHEMA_DIR, then the copy in `.cache/servers/temporal-server-<version>/schema/...`,
+ * then a copy from the Go module cache (`go mod download -json` names the module's folder).
+ */
+export async function resolveTemporalSchemaDir(opts: ResolveOptions = {}): Promise<string> {
+  const env = opts.env ?? process.env;
+  const log = opts.logger ?? (() => undefined);
+  const isSchemaDir = (dir: string): boolean =>
+    existsSync(join(dir, 'temporal', 'versioned')) && existsSync(join(dir, 'visibility', 'versioned'));
+  const explicit = env.TEMPORAL_SCHEMA_DIR;
+  if (explicit !== undefined && explicit !== '') {
+    if (!isSchemaDir(resolve(explicit))) throw new Error(`TEMPORAL_SCHEMA_DIR=${explicit} has no temporal/versioned and visibility/versioned folders (it should be schema/postgresql/v12 of the Temporal server ${TEMPORAL_SERVER_VERSION} sources)`);
+    return resolve(explicit);
+  }
+  const cached = join(dirname(cachePath('temporal-server')), 'schema', 'postgresql', 'v12');
+  if (isSchemaDir(cached)) return cached;
+  if (opts.build === false) throw new Error(`the Temporal schema is not in ${cached} and building is disabled; set TEMPORAL_SCHEMA_DIR`);
+  const goBin = findGo(env);
+  if (goBin === undefined) throw new Error('the Temporal schema files need Go (`go mod download`) or TEMPORAL_SCHEMA_DIR');
+  const module = `go.temporal.io/server@v${TEMPORAL_SERVER_VERSION}`;
+  log(`downloading the schema of ${module}: go mod download -json ${module}`);
+  const tmpRoot = dirname(dirname(cached));
+  await mkdir(tmpRoot, { recursive: true });
+  const result = await runGo(goBin, ['mod', 'download', '-json', module], tmpRoot, { ...env, GOTOOLCHAIN: TEMPORAL_SERVER_TOOLCHAIN, GOFLAGS: '-mod=mod' });
+  let moduleDir: string | undefined;
+  try {
+    moduleDir = (JSON.parse(result.stdout) as { Dir?: string }).Dir;
+  } catch {
+    // reported below
+  }
+  const source = moduleDir === undefined ? undefined : join(moduleDir, 'schema', 'postgresql', 'v12');
+  if (result.code !== 0 || source === undefined || !isSchemaDir(source)) {
+    throw new Error(`cannot find the schema of ${module} (go mod download exit ${String(result.code)}):\n${tail(result.stdout + result.stderr)}`);
+  }
+  // Copy into a temp dir, make it writable (the module cache is read-only), then rename into place.
+  const tmpDir = await mkdtemp(join(tmpRoot, '.tmp-schema-'));
+  try {
+    await cp(source, join(tmpDir, 'v12'), { recursive: true });
+    await makeWritable(join(tmpDir, 'v12'));
+    await mkdir(dirname(cached), { recursive: true });
+    try {
+      await rename(join(tmpDir, 'v12'), cached);
+    } catch (error) {
+      if (!isSchemaDir(cached)) throw error; // a concurrent copy won the race
+    }
+  } finally {
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+  return cached;
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await makeWritable(path);
+    else await chmod(path, 0o644);
+  }
 }

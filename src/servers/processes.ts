@@ -1,6 +1,6 @@
 /**
- * Starts real servers for tests and local development: Temporal dev server, MinIO, FerretDB,
- * Mailpit (SMTP), and makes sure the machine's PostgreSQL runs. Each server gets a free loopback port and its
+ * Starts real servers for tests and local development: Temporal dev server, the Temporal server
+ * on PostgreSQL (what production runs), MinIO, FerretDB, Mailpit (SMTP), and makes sure the machine's PostgreSQL runs. Each server gets a free loopback port and its
  * own temporary data directory, and is waited for until it answers (no fixed sleeps).
  *
  * Every child is tracked and killed when this process exits, so a crashed test run does not
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
-import { resolveBinary } from './binaries';
+import { repoRoot, resolveBinary, resolveTemporalSchemaDir } from './binaries';
 
 // ---------------------------------------------------------------------------------------------
 // Child tracking and clean-up on exit
@@ -170,6 +170,20 @@ export function freePort(): Promise<number> {
       server.close(() => (port > 0 ? resolvePromise(port) : reject(new Error('no free port'))));
     });
   });
+}
+
+/** A free port in [10000, limit), tried at random (for servers that cannot store larger ones). */
+async function freePortBelow(limit: number): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (limit - 10_000));
+    try {
+      await assertPortFree(port);
+      return port;
+    } catch {
+      // taken: try another
+    }
+  }
+  throw new Error(`no free port below ${limit} after 100 tries`);
 }
 
 /** Fails clearly when a port the caller asked for is taken (instead of talking to a stranger). */
@@ -362,6 +376,175 @@ function temporalCliEnv(): NodeJS.ProcessEnv {
 
 function isGrpcNotFound(error: unknown): boolean {
   return typeof error === 'object' && error !== null && 'code' in error && (error as { code: unknown }).code === 5;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporal server (the production server, v1.32.2) on the machine's PostgreSQL
+
+export interface TemporalServerOptions {
+  /** postgres://user[:password]@host:port/anydb of a role that may create databases. */
+  postgresUrl: string;
+  namespace?: string;
+  /** Paths; default: resolveBinary('temporal-server' / 'temporal-sql-tool' / 'temporal') and resolveTemporalSchemaDir(). */
+  serverBin?: string;
+  sqlToolBin?: string;
+  /** The temporal CLI, used to register the namespace. */
+  cliBin?: string;
+  schemaDir?: string;
+  /** deploy/temporal/config.yaml and dynamicconfig.yaml of the repository by default. */
+  configFile?: string;
+  dynamicConfigFile?: string;
+  timeoutMs?: number;
+}
+
+export interface PostgresTemporalServer {
+  address: string;
+  namespace: string;
+  /** The two databases created for this server: history and visibility. */
+  databases: { main: string; visibility: string };
+  /** Stops the server and drops its databases (once, however often it is called). */
+  stop(): Promise<void>;
+  pid(): number | undefined;
+  /** SIGKILL, to simulate a crash of the cluster; restart() brings it back. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports and databases (stopping it first if it still runs). */
+  restart(): Promise<void>;
+  /** Drops the two databases (the server must be stopped; stop() does both). */
+  dropDatabases(): Promise<void>;
+  /** Loses all its data: SIGKILL, drop and re-create both databases, start again on the same ports. */
+  wipe(): Promise<void>;
+}
+
+/** The frontend port, the other services' ports and membership ports: the variables of deploy/temporal/config.yaml. */
+const TEMPORAL_SERVER_PORT_VARS = [
+  'FRONTEND_GRPC_PORT', 'FRONTEND_HTTP_PORT', 'FRONTEND_MEMBERSHIP_PORT',
+  'HISTORY_GRPC_PORT', 'HISTORY_MEMBERSHIP_PORT', 'MATCHING_GRPC_PORT', 'MATCHING_MEMBERSHIP_PORT',
+  'WORKER_GRPC_PORT', 'WORKER_MEMBERSHIP_PORT',
+] as const;
+
+/**
+ * Creates two fresh databases (temporal_<id>, temporal_visibility_<id>) in PostgreSQL, applies the
+ * schema with temporal-sql-tool, starts the Temporal server with deploy/temporal/config.yaml on
+ * free loopback ports, and registers the namespace with the temporal CLI.
+ */
+export async function startTemporalServer(opts: TemporalServerOptions): Promise<PostgresTemporalServer> {
+  const [serverBin, sqlToolBin, cliBin, schemaDir] = await Promise.all([
+    opts.serverBin ?? resolveBinary('temporal-server'),
+    opts.sqlToolBin ?? resolveBinary('temporal-sql-tool'),
+    opts.cliBin ?? resolveBinary('temporal'),
+    opts.schemaDir ?? resolveTemporalSchemaDir(),
+  ]);
+  const namespace = opts.namespace ?? 'default';
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  const configFile = opts.configFile ?? join(repoRoot(), 'deploy', 'temporal', 'config.yaml');
+  const dynamicConfigFile = opts.dynamicConfigFile ?? join(repoRoot(), 'deploy', 'temporal', 'dynamicconfig.yaml');
+  const url = new URL(opts.postgresUrl);
+  const pg = {
+    host: url.hostname || '127.0.0.1',
+    port: url.port || '5432',
+    user: decodeURIComponent(url.username) || 'postgres',
+    password: decodeURIComponent(url.password),
+  };
+  const id = randomBytes(4).toString('hex');
+  const databases = { main: `temporal_${id}`, visibility: `temporal_visibility_${id}` };
+  const sqlTool = async (database: string, args: readonly string[]): Promise<void> => {
+    const env = { ...process.env, SQL_PASSWORD: pg.password };
+    const result = await execFileResult(sqlToolBin, ['--plugin', 'postgres12', '--ep', pg.host, '-p', pg.port, '-u', pg.user, '--db', database, ...args], 120_000, env);
+    if (!result.ok) throw new Error(`temporal-sql-tool ${args[0]} on ${database} failed:\n${result.output}`);
+  };
+  let dropped: Promise<void> | undefined;
+  const dropDatabases = (): Promise<void> => (dropped ??= (async () => {
+    for (const db of [databases.main, databases.visibility]) await sqlTool(db, ['drop-database', '--force']);
+  })());
+  const createDatabases = async (): Promise<void> => {
+    dropped = undefined;
+    for (const [db, schema] of [[databases.main, 'temporal'], [databases.visibility, 'visibility']] as const) {
+      await sqlTool(db, ['create-database']);
+      await sqlTool(db, ['setup-schema', '-v', '0.0']);
+      await sqlTool(db, ['update-schema', '-d', join(schemaDir, schema, 'versioned')]);
+    }
+  };
+
+  installExitHandlers();
+  try {
+    await createDatabases();
+  } catch (error) {
+    await dropDatabases().catch(() => undefined);
+    throw error;
+  }
+
+  try {
+    return await retryOnPortClash(false, async () => {
+      const ports = new Map<string, number>();
+      for (const name of TEMPORAL_SERVER_PORT_VARS) {
+        // The cluster_membership table stores membership ports as smallint: the OS's ephemeral
+        // ports (32768 and up) fail with "out of range for type smallint".
+        let port = name.endsWith('_MEMBERSHIP_PORT') ? await freePortBelow(32768) : await freePort();
+        while ([...ports.values()].includes(port)) port = name.endsWith('_MEMBERSHIP_PORT') ? await freePortBelow(32768) : await freePort();
+        ports.set(name, port);
+      }
+      const frontendPort = ports.get('FRONTEND_GRPC_PORT')!;
+      const address = `127.0.0.1:${frontendPort}`;
+      // Only what the config reads, set explicitly: a LOG_LEVEL or PROMETHEUS_ENDPOINT meant for
+      // the worker must not reach the server.
+      const env: NodeJS.ProcessEnv = {
+        ...temporalCliEnv(),
+        LOG_LEVEL: process.env.TEMPORAL_SERVER_LOG_LEVEL ?? 'warn',
+        NUM_HISTORY_SHARDS: '4',
+        DBNAME: databases.main,
+        VISIBILITY_DBNAME: databases.visibility,
+        POSTGRES_SEEDS: pg.host,
+        DB_PORT: pg.port,
+        POSTGRES_USER: pg.user,
+        POSTGRES_PWD: pg.password,
+        BIND_ON_IP: '127.0.0.1',
+        TEMPORAL_BROADCAST_ADDRESS: '127.0.0.1',
+        PPROF_PORT: '0',
+        PROMETHEUS_ENDPOINT: '',
+        DYNAMIC_CONFIG_FILE_PATH: dynamicConfigFile,
+        ...Object.fromEntries([...ports].map(([name, port]) => [name, String(port)])),
+      };
+      const startOnce = async (): Promise<Launched> => {
+        const launched = launch('temporal-server', serverBin, ['--config-file', configFile, '--allow-no-auth', 'start'], env);
+        try {
+          await waitUntilReady(launched, `Temporal server on ${address}`, timeoutMs, () => tcpAnswers('127.0.0.1', frontendPort));
+          await waitForNamespace(launched, cliBin, address, namespace, timeoutMs);
+          return launched;
+        } catch (error) {
+          await killHard(launched);
+          throw error;
+        }
+      };
+      let server = await startOnce();
+      let stopped = false;
+      let stopping: Promise<void> | undefined;
+      return {
+        address, namespace, databases,
+        stop: () => {
+          stopped = true;
+          return (stopping ??= terminate(server).then(dropDatabases));
+        },
+        pid: () => (server.hasExited() ? undefined : server.child.pid),
+        kill: () => killHard(server),
+        restart: async () => {
+          if (stopped) throw new Error('the Temporal server was stopped for good; start a new one');
+          await terminate(server);
+          server = await startOnce();
+        },
+        dropDatabases,
+        wipe: async () => {
+          if (stopped) throw new Error('the Temporal server was stopped for good; start a new one');
+          await killHard(server);
+          await dropDatabases();
+          await createDatabases();
+          server = await startOnce();
+        },
+      };
+    });
+  } catch (error) {
+    await dropDatabases().catch(() => undefined);
+    throw error;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
