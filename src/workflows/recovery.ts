@@ -59,6 +59,14 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
     elapsedSeconds: Math.round((new Date().getTime() - workflowInfo().startTime.getTime()) / 1000), done: [], left: [], waitingForApproval: [],
   });
   setHandler(recoveryProgressQuery, resolving);
+  // An approval that arrives while the plan is resolved (a server delivers an update with the
+  // first workflow task) is refused with the reason, not "no handler"; nothing waits yet.
+  setHandler(approveStepUpdate, () => Promise.reject(new Error('no step waits for an approval while the plan is resolved')), {
+    validator: (input) => {
+      const step = typeof input === 'string' ? input : typeof input === 'object' && input !== null && typeof input.step === 'string' ? input.step : '?';
+      throw new Error(`step ${step} is not waiting for an approval now (the plan is still being resolved): approve it when \`backupctl drill status ${workflowInfo().workflowId}\` lists it under "waiting for approval"`);
+    },
+  });
   const plan = await planOfRun<RecoveryPlan>(request, 'recovery', 'recovery', 'disasterRecoveryWorkflow');
   const approvalsAudited = patched(WORKER_RESOLVES_PLANS);
   const info = workflowInfo();
