@@ -1,7 +1,8 @@
 /**
  * Local servers for development and tests.
  *
- *   npx tsx scripts/servers.ts build   resolve (or build) temporal, minio, ferretdb, restic and mailpit
+ *   npx tsx scripts/servers.ts build [NAME...]   resolve (or build) the servers and tools (all, or
+ *                                                the named ones, e.g. temporal-server temporal-sql-tool restic)
  *   npx tsx scripts/servers.ts start   start them all and print `export VAR=...` lines; Ctrl-C stops
  */
 import { BINARY_NAMES, PINNED_BINARIES, resolveBinaryInfo, type ResolvedBinary } from '../src/servers/binaries';
@@ -11,10 +12,13 @@ const log = (msg: string): void => {
   process.stderr.write(`${msg}\n`);
 };
 
-async function build(): Promise<void> {
+async function build(names: string[]): Promise<void> {
+  const unknown = names.filter((name) => !(BINARY_NAMES as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`unknown name ${unknown.join(', ')}: choose from ${BINARY_NAMES.join(', ')}`);
+  const chosen = names.length > 0 ? BINARY_NAMES.filter((name) => names.includes(name)) : BINARY_NAMES;
   const rows: ResolvedBinary[] = [];
   // One at a time: parallel Go builds on a small machine are slower than sequential ones.
-  for (const name of BINARY_NAMES) rows.push(await resolveBinaryInfo(name, { build: true, logger: log }));
+  for (const name of chosen) rows.push(await resolveBinaryInfo(name, { build: true, logger: log }));
   const table = [
     ['name', 'version', 'pinned', 'found', 'seconds', 'path'],
     ...rows.map((r) => [r.name, r.version ?? '?', PINNED_BINARIES[r.name].version, r.source, r.seconds.toFixed(1), r.path]),
@@ -81,10 +85,10 @@ async function start(): Promise<void> {
 
 async function main(): Promise<void> {
   const command = process.argv[2];
-  if (command === 'build') await build();
+  if (command === 'build') await build(process.argv.slice(3));
   else if (command === 'start') await start();
   else {
-    log('usage: npx tsx scripts/servers.ts build|start');
+    log(`usage: npx tsx scripts/servers.ts build [${BINARY_NAMES.join('|')}...] | start`);
     process.exitCode = 2;
   }
 }

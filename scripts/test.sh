@@ -15,7 +15,8 @@ fi
 # Tools some tests run, from Debian's packages when missing: docker-compose (test/compose.test.ts,
 # only its `config` command, no Docker engine), the AWS CLI (test/runbook.test.ts runs the
 # runbook's printed `aws s3 sync`) and Chromium (test/web-ui.test.ts drives the Temporal Web UI
-# with playwright-core, which downloads no browser). Quiet, but loud when it fails.
+# with playwright-core, which downloads no browser) and systemd-analyze (test/deploy.test.ts
+# verifies the units of deploy/systemd/). Quiet, but loud when it fails.
 install_tool() {
   local tool="$1" package="$2"
   command -v "$tool" >/dev/null 2>&1 && return 0
@@ -49,6 +50,7 @@ install_tool() {
 install_tool docker-compose docker-compose
 install_tool aws awscli
 install_tool chromium chromium
+install_tool systemd-analyze systemd
 
 npx eslint .
 npx tsc --noEmit -p tsconfig.json

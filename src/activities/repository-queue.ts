@@ -5,6 +5,7 @@
 import type { Client } from '@temporalio/client';
 import type { RepositoryQueueView, RepositoryRequest, RepositoryWriterInput } from '../shared/backup-types';
 import { hostTaskQueue, sharedTaskQueue } from '../shared/task-queues';
+import { livePollers } from '../temporal/pollers';
 // Types only: activities never load workflow code (nor @temporalio/workflow).
 import type { repositoryWriterWorkflow } from '../workflows/repository';
 
@@ -36,15 +37,7 @@ export function createRepositoryQueueActivities({ temporalClient }: RepositoryQu
       const client = await temporalClient();
       const polled: string[] = [];
       for (const host of hosts) {
-        const description = await client.workflowService.describeTaskQueue({
-          namespace: client.options.namespace, taskQueue: { name: hostTaskQueue(deployment, host) }, taskQueueType: 2, // TASK_QUEUE_TYPE_ACTIVITY
-        });
-        const now = Date.now();
-        const live = (description.pollers ?? []).some((p) => {
-          const seen = p.lastAccessTime ? Number(p.lastAccessTime.seconds ?? 0) * 1000 + Math.floor((p.lastAccessTime.nanos ?? 0) / 1e6) : 0;
-          return now - seen < POLLER_LIVE_MS;
-        });
-        if (live) polled.push(host);
+        if ((await livePollers(client, hostTaskQueue(deployment, host), 'activity', POLLER_LIVE_MS)) > 0) polled.push(host);
       }
       return polled;
     },

@@ -11,6 +11,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { hostTaskQueue, sharedTaskQueue } from '../shared/task-queues';
+import { livePollers as pollersOf, timestampMs } from '../temporal/pollers';
 import { inWorkflow } from './errors';
 
 export interface NeededQueue {
@@ -60,23 +61,9 @@ export interface QueueWatcher {
   stop(): void;
 }
 
-function timestampMs(ts: { seconds?: unknown; nanos?: number | null } | null | undefined): number | undefined {
-  if (!ts) return undefined;
-  return Number(String(ts.seconds ?? 0)) * 1000 + (ts.nanos ?? 0) / 1e6;
-}
-
 /** Workers polling a queue now (pollers the server last saw within liveWithinMs). */
-export async function livePollers(client: Client, queue: NeededQueue, liveWithinMs = 120_000): Promise<number> {
-  const description = await client.workflowService.describeTaskQueue({
-    namespace: client.options.namespace,
-    taskQueue: { name: queue.taskQueue },
-    taskQueueType: queue.kind === 'workflow' ? 1 : 2, // TASK_QUEUE_TYPE_WORKFLOW / _ACTIVITY
-  });
-  const now = Date.now();
-  return (description.pollers ?? []).filter((poller) => {
-    const seen = timestampMs(poller.lastAccessTime);
-    return seen === undefined || now - seen < liveWithinMs;
-  }).length;
+export function livePollers(client: Client, queue: NeededQueue, liveWithinMs = 120_000): Promise<number> {
+  return pollersOf(client, queue.taskQueue, queue.kind, liveWithinMs);
 }
 
 /** The queue a task-queue name stands for: `<deployment>.host.<host>` is a host's. */
