@@ -27,6 +27,7 @@ import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
 import { connectClient } from './temporal/client';
+import { diagnoseTls, TemporalTlsError } from './temporal/tls-diagnosis';
 import { workflowBundlePath } from './workflow-bundle';
 import type { Client } from '@temporalio/client';
 
@@ -83,7 +84,10 @@ export async function startWorker({ config, environment, logger, env = process.e
   registerConfiguredSecrets(config, env);
   installTemporalRuntimeLogger(logger);
   configureStallDetection(config.stallAfter);
-  const connection = await NativeConnection.connect(temporalConnectionOptions(environment));
+  const connectionOptions = temporalConnectionOptions(environment);
+  const connection = await NativeConnection.connect(connectionOptions).catch(async (error: unknown) => {
+    throw (await diagnoseTls(connectionOptions)) ?? error;
+  });
   let resticPath: Promise<string> | undefined;
   let client: Promise<Client> | undefined;
   // Connected on first use; a failed attempt is forgotten, so the next caller tries again.
@@ -235,7 +239,8 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    const fix = error instanceof TemporalTlsError ? `\n  fix: ${error.fix}` : '';
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}${fix}\n`);
     process.exit(1);
   });
 }

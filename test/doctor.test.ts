@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { initRepositories } from '../src/cli/init';
-import { outsideMonitorCheck, runDoctor } from '../src/cli/doctor';
+import { outsideMonitorCheck, runDoctor, temporalTransportCheck } from '../src/cli/doctor';
+import { readEnvironment, type WorkerEnvironment } from '../src/config/environment';
 import { configDigest } from '../src/config/digest';
 import { createLogger } from '../src/logging/logger';
 import { startWorker } from '../src/worker';
@@ -94,7 +95,7 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const report = await doctor();
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     const ids = report.checks.map((c) => c.id).sort();
-    assert.deepEqual(ids, ['config', 'disk:staging', 'monitoring:outside', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'worker'].sort());
+    assert.deepEqual(ids, ['config', 'disk:staging', 'monitoring:outside', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'temporal:tls', 'worker'].sort());
   });
 
   test('without any outside monitor doctor passes with a warning that names the silence and the field to set', async () => {
@@ -118,7 +119,7 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname(), RESTIC_BIN: servers.resticBin };
     const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
     assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
-    assert.match(green.stdout, /all 13 checks passed, 1 with a warning/);
+    assert.match(green.stdout, /all 14 checks passed, 1 with a warning/);
     assert.match(green.stdout, /! +an outside monitor notices when every worker is down/);
     assert.equal(green.stdout.match(/→ fix:/g)?.length, 1, 'only the warning has a fix line');
     // The bucket gone from the file, and from the worker's config (the worker's is the one that runs).
@@ -202,5 +203,38 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     } finally {
       await second.shutdown();
     }
+  });
+});
+
+describe('doctor: the connection to Temporal (from the environment alone)', () => {
+  const base = readEnvironment({});
+  const withTemporal = (temporal: Partial<WorkerEnvironment['temporal']>): WorkerEnvironment => ({ ...base, temporal: { ...base.temporal, ...temporal } });
+
+  test('plain gRPC is fine on the loopback and a warning to another host, naming what it exposes and the fix', () => {
+    assert.deepEqual([temporalTransportCheck(withTemporal({ address: '127.0.0.1:7233', tls: false })).warning], [undefined]);
+    const remote = temporalTransportCheck(withTemporal({ address: '10.0.0.5:7233', tls: false }));
+    assert.deepEqual([remote.ok, remote.warning], [true, true]);
+    assert.match(remote.detail, /plain gRPC to 10\.0\.0\.5:7233: .*start any workflow/);
+    assert.match(remote.fix ?? '', /deploy\/pki\/init-pki\.sh.*TEMPORAL_TLS_CERT/);
+  });
+
+  test('a client certificate is named with its end date, a warning 30 days before and a failure after', () => {
+    const dir = tempDir('doctor-pki');
+    execFileSync('bash', ['deploy/pki/init-pki.sh', dir, 'alice']);
+    const env = withTemporal({ address: '10.0.0.5:7233', tls: true, tlsCaPath: join(dir, 'ca.pem'), tlsCertPath: join(dir, 'clients', 'alice.pem'), tlsKeyPath: join(dir, 'clients', 'alice.key') });
+    const fresh = temporalTransportCheck(env);
+    assert.deepEqual([fresh.ok, fresh.warning], [true, undefined]);
+    assert.match(fresh.detail, /mutual TLS as CN=alice, certificate valid until \d{4}-\d\d-\d\d/);
+    const day = 86_400_000;
+    const soon = temporalTransportCheck(env, new Date(Date.now() + 810 * day));
+    assert.deepEqual([soon.ok, soon.warning], [true, true]);
+    assert.match(soon.detail, /expires in 1[45] days/);
+    const expired = temporalTransportCheck(env, new Date(Date.now() + 900 * day));
+    assert.equal(expired.ok, false);
+    assert.match(expired.detail, /expired on .*Temporal refuses it/);
+    assert.match(expired.fix ?? '', /run deploy\/pki\/init-pki\.sh DIR NAME again/);
+    const unreadable = temporalTransportCheck({ ...env, temporal: { ...env.temporal, tlsCertPath: join(dir, 'clients', 'alice.key') } });
+    assert.equal(unreadable.ok, false);
+    assert.match(unreadable.detail, /is not a readable PEM certificate/);
   });
 });

@@ -2,7 +2,8 @@
  * `backupctl doctor`: Temporal reachability and a polling worker are checked from here; every
  * other check runs as the doctor workflow on the deployment's workers.
  */
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import type { WorkerEnvironment } from '../config/environment';
 import type { Config } from '../config/schema';
@@ -10,6 +11,7 @@ import type { CheckResult, DoctorReport } from '../shared/doctor-types';
 import { hostTaskQueue, sharedTaskQueue } from '../shared/task-queues';
 import { configDigest, digestInIdentity } from '../config/digest';
 import { connectClient } from '../temporal/client';
+import { livePollers } from '../temporal/pollers';
 import { doctorWorkflow } from '../workflows/doctor';
 import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
 import { renderTable } from './table';
@@ -79,18 +81,52 @@ export function outsideMonitorCheck(config: Config): CheckResult {
   };
 }
 
-async function pollerCount(client: Client, taskQueue: string): Promise<number> {
-  const description = await client.workflowService.describeTaskQueue({
-    namespace: client.options.namespace,
-    taskQueue: { name: taskQueue },
-    taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
-  });
-  return description.pollers?.length ?? 0;
+const pollerCount = (client: Client, taskQueue: string): Promise<number> => livePollers(client, taskQueue, 'workflow', 120_000);
+
+const CERTIFICATE_WARNING_DAYS = 30;
+
+/**
+ * One row, from the environment alone: is the way to Temporal encrypted and this client known to
+ * it? Plain gRPC to another host lets anyone on the path read workflow inputs and start any
+ * workflow; a client certificate that expires stops every worker and CLI on that day.
+ */
+export function temporalTransportCheck(environment: WorkerEnvironment, now = new Date()): CheckResult {
+  const id = 'temporal:tls';
+  const title = 'the connection to Temporal is encrypted and authenticated';
+  const t = environment.temporal;
+  const host = /^\[?(.*?)\]?(:\d+)?$/.exec(t.address)?.[1] ?? t.address;
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (!t.tls) {
+    if (loopback) return { id, title, ok: true, detail: `plain gRPC on the loopback (${t.address}): only processes of this host reach it` };
+    return {
+      id, title, ok: true, warning: true,
+      detail: `plain gRPC to ${t.address}: anyone on the way reads the workflows' inputs and anyone who reaches the port can start any workflow, a restore over your data included`,
+      fix: 'run the server with mutual TLS (deploy/pki/init-pki.sh; README, "Production") and set TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY',
+    };
+  }
+  if (t.apiKey) return { id, title, ok: true, detail: `TLS, with an API key (${t.address})` };
+  if (!t.tlsCertPath) {
+    return { id, title, ok: true, warning: !loopback, detail: `TLS without a client certificate: the server knows every client alike (${t.address})`, fix: loopback ? undefined : 'give each worker and operator its own client certificate (deploy/pki/init-pki.sh DIR NAME) in TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY' };
+  }
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(readFileSync(t.tlsCertPath));
+  } catch (error) {
+    return { id, title, ok: false, detail: `TEMPORAL_TLS_CERT (${t.tlsCertPath}) is not a readable PEM certificate: ${(error as Error).message}`, fix: 'point TEMPORAL_TLS_CERT at this client\'s certificate (clients/NAME.pem of deploy/pki/init-pki.sh)' };
+  }
+  const subject = certificate.subject.replace(/\n/g, ', ');
+  const ends = new Date(certificate.validTo);
+  const days = Math.floor((ends.getTime() - now.getTime()) / 86_400_000);
+  const renew = `renew it: delete ${t.tlsCertPath} and its key, run deploy/pki/init-pki.sh DIR NAME again, and restart what uses it`;
+  if (days < 0) return { id, title, ok: false, detail: `the client certificate (${subject}) expired on ${ends.toISOString().slice(0, 10)}: Temporal refuses it`, fix: renew };
+  if (days < CERTIFICATE_WARNING_DAYS) return { id, title, ok: true, warning: true, detail: `mutual TLS; the client certificate (${subject}) expires in ${days} days (${ends.toISOString().slice(0, 10)})`, fix: renew };
+  return { id, title, ok: true, detail: `mutual TLS as ${subject}, certificate valid until ${ends.toISOString().slice(0, 10)}` };
 }
 
 export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: DoctorOptions): Promise<DoctorReport> {
   // From the config alone: shown also when Temporal or the workers are down.
   const outside = outsideMonitorCheck(config);
+  const transport = temporalTransportCheck(environment);
   const address = environment.temporal.address;
   const temporalTitle = `Temporal reachable at ${address} (namespace ${environment.temporal.namespace})`;
   let client: Client;
@@ -101,11 +137,11 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     const described = describeError(error);
     return {
       deployment: config.deployment,
-      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }, outside],
+      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }, transport, outside],
     };
   }
   try {
-    const checks: CheckResult[] = [{ id: 'temporal', title: temporalTitle, ok: true, detail: 'connected' }];
+    const checks: CheckResult[] = [{ id: 'temporal', title: temporalTitle, ok: true, detail: 'connected' }, transport];
     const taskQueue = sharedTaskQueue(config.deployment);
     const deadline = Date.now() + workerWaitMs;
     let pollers = await pollerCount(client, taskQueue);

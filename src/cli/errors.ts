@@ -10,6 +10,7 @@ import {
 } from '@temporalio/common';
 import { CommanderError } from 'commander';
 import { ConfigError } from '../config/load';
+import { TemporalTlsError } from '../temporal/tls-diagnosis';
 
 export const OK_MARK = '✓';
 export const FAIL_MARK = '✗';
@@ -162,6 +163,9 @@ export function describeError(error: unknown): RenderedError {
   if (namespace) return { ...base, message: messageOf(namespace), type: 'NamespaceNotFound', fix: 'set TEMPORAL_NAMESPACE to an existing namespace, or create it (temporal operator namespace create)', exitCode: 1 };
   const started = chain.find((link) => link instanceof WorkflowExecutionAlreadyStartedError);
   if (started) return { ...base, message: messageOf(started), type: 'AlreadyRunning', fix: 'a run with this id is still going: wait for it (open it in the Web UI) and try again', exitCode: 1 };
+
+  const tlsProblem = chain.find((link): link is TemporalTlsError => link instanceof TemporalTlsError);
+  if (tlsProblem) return { ...base, message: tlsProblem.message, type: tlsProblem.type, fix: tlsProblem.fix, exitCode: 1 };
 
   // The SDK's ServiceError, or grpc's own "Failed to connect before the deadline".
   const grpc = chain.some((link) => link instanceof ServiceError) || chain.some((link) => /^Failed to connect/.test(messageOf(link)));
