@@ -4,27 +4,37 @@
  * verification's test restore run on its own host (the worker's identity in the history names
  * it); with the database host's worker stopped, the files keep being backed up, the database's
  * backup waits, the CLI names the queue nobody polls, and the backup completes once that worker
- * is back. Real Temporal, real restic, the machine's PostgreSQL.
+ * is back. A drill of both sources restores each on its own host too (recoverSource and its
+ * cleanup ran on the worker of the source's host, per the drill's history); while it waits on its
+ * manual step, the files restored into its scratch folder equal the originals and the
+ * `<db>_drill_<run>` database has the original's rows; then it succeeds and leaves nothing behind.
+ * Real Temporal, real restic, the machine's PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { shortRunId } from '../src/activities/plans';
 import { initRepositories } from '../src/cli/init';
 import { policyQueues } from '../src/cli/waiting';
 import { createLogger } from '../src/logging/logger';
-import { sharedTaskQueue } from '../src/shared/task-queues';
+import { compareFingerprints } from '../src/shared/fingerprints';
+import { hostTaskQueue, sharedTaskQueue } from '../src/shared/task-queues';
+import { fingerprintDatabase } from '../src/sources/postgres';
 import { startWorker, type RunningWorker } from '../src/worker';
-import { backupWorkflow, verifyWorkflow } from '../src/workflows';
+import { backupWorkflow, disasterRecoveryWorkflow, verifyWorkflow } from '../src/workflows';
+import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 import { repositoryWriterId } from '../src/workflows/repository';
 import { startDeployment, tempDir, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
-import { writeRandomFile } from './support/trees';
+import { describeTree, writeRandomFile } from './support/trees';
 import { writerRuns } from './support/writer-history';
 
 const FILES_HOST = 'files-host';
 const DATABASE_HOST = 'db-host';
+/** The drill's manual step: it waits there, with both sources restored, while the test compares them. */
+const INSPECT_STEP = 'inspect';
 
 describe('several hosts, one control plane', () => {
   const servers = testServers();
@@ -65,6 +75,12 @@ policies:
 verification:
   schedule: { cron: "0 5 * * *" }
   readDataSubset: 1/1
+recovery:
+  steps:
+    - { name: ${INSPECT_STEP}, tier: medium, manual: "compare the restored copies with the originals", deadline: 10m, reminder: 5m }
+drills:
+  schedule: { cron: "0 6 1 * *" }
+  scratchDirectory: ${join(root, 'scratch')}
 `;
     writeFileSync(configFile, yaml);
     deployment = await startDeployment(yaml, { [variables.password]: `pw-${uniqueName('p')}`, [variables.pg]: servers.postgresUrl }, { worker: false, cleanup: [root] });
@@ -148,5 +164,77 @@ verification:
     const outcome = await database.result();
     assert.equal(outcome.status, 'ok');
     assert.equal(outcome.snapshots.length, 1);
+  });
+  test('a drill restores each source on its own host: the files on the files host, the database on the database host, each equal to its original, and cleans up there', async () => {
+    // Self-sufficient: both hosts' workers up (the test before stops one and starts it again) and both policies backed up.
+    for (const host of [FILES_HOST, DATABASE_HOST]) if (!workers.has(host)) await startHost(host);
+    const outcomes = await Promise.all(['artifacts', 'database'].map(async (policy) => (await backup(policy)).result()));
+    assert.deepEqual(outcomes.map((o) => o.status), ['ok', 'ok']);
+    // Their upkeep (retention, under restic's exclusive lock) runs in the writer after they report: over before the drill reads the repository.
+    const writer = deployment.client.workflow.getHandle(repositoryWriterId(deployment.config.deployment, 'local'));
+    await waitFor('the repository\'s writer to empty its queue', async () => (await writer.describe()).status.name !== 'RUNNING', 120_000, 200);
+
+    const drill = await deployment.client.workflow.start(disasterRecoveryWorkflow, { taskQueue: taskQueue(), workflowId: uniqueName('drill'), args: [{ deployment: deployment.config.deployment, mode: 'drill' }] });
+    const run = shortRunId(drill.firstExecutionRunId);
+    // Both sources (one tier: medium) are restored before the tier's manual step waits: their scratch copies are there to compare.
+    const waiting = await waitFor('the drill to restore both sources and wait on its manual step', async () => {
+      if ((await drill.describe()).status.name !== 'RUNNING') return 'ended' as const;
+      const progress = await drill.query(recoveryProgressQuery);
+      return progress.waitingForApproval.includes(INSPECT_STEP) ? progress : undefined;
+    }, 180_000, 500);
+    if (waiting === 'ended') {
+      await drill.result();
+      assert.fail('the drill ended before it waited on its manual step');
+    }
+    assert.deepEqual(waiting.done.filter((step) => step.startsWith('restore ')).sort(), ['restore artifacts', 'restore database']);
+    const scratch = join(root, 'scratch');
+    const restoredFiles = join(scratch, `${deployment.config.deployment}-${run}`, 'artifacts', 'applications');
+    assert.deepEqual(describeTree(restoredFiles), describeTree(join(root, 'app', 'applications')), 'the restored files equal the originals (contents, modes, times)');
+    const drillDatabase = `${database}_drill_${run}`;
+    const urlOf = (name: string) => servers.postgresUrl.replace(/\/[^/]*$/, `/${name}`);
+    const [original, restored] = await Promise.all([fingerprintDatabase(urlOf(database), database), fingerprintDatabase(urlOf(drillDatabase), drillDatabase)]);
+    const comparison = compareFingerprints({ kind: 'postgres', databases: [original] }, { kind: 'postgres', databases: [restored] }, { [database]: drillDatabase });
+    assert.equal(comparison.equal, true, comparison.differences.join('; '));
+    const db = new pg.Client({ connectionString: urlOf(drillDatabase) });
+    await db.connect();
+    const { rows } = await db.query<{ n: string; total: string }>('select count(*) as n, sum(amount) as total from invoices').finally(() => db.end());
+    assert.deepEqual(rows[0], { n: '500', total: String((500 * 501) / 2) }, 'the drill database holds the original\'s rows');
+
+    await drill.executeUpdate(approveStepUpdate, { args: [{ step: INSPECT_STEP, approver: 'several-hosts test' }] });
+    const report = await drill.result();
+    assert.equal(report.ok, true, report.error);
+    assert.deepEqual(report.sources.map((s) => [s.source, s.comparison?.equal]).sort(), [['artifacts', true], ['database', true]], JSON.stringify(report.sources));
+    assert.match(report.sources.find((s) => s.source === 'artifacts')!.comparison!.what, /^[1-9]\d* files restored/);
+    assert.match(report.sources.find((s) => s.source === 'database')!.comparison!.what, new RegExp(`${database} restored into ${drillDatabase}.*equal`));
+
+    // Which worker ran each source's restore (and the removal of its scratch copy): the drill's history.
+    const converter = deployment.client.options.loadedDataConverter.payloadConverter;
+    const ran: { type: string; source: string; taskQueue: string; host?: string }[] = [];
+    const scheduled = new Map<string, { type: string; source: string; taskQueue: string }>();
+    for (const event of (await drill.fetchHistory()).events ?? []) {
+      const attributes = event.activityTaskScheduledEventAttributes;
+      if (attributes && (attributes.activityType?.name === 'recoverSource' || attributes.activityType?.name === 'cleanupDrillTarget')) {
+        const input = converter.fromPayload<{ source: { name: string } }>(attributes.input!.payloads![0]!);
+        scheduled.set(String(event.eventId), { type: attributes.activityType.name, source: input.source.name, taskQueue: attributes.taskQueue!.name! });
+      }
+      const started = event.activityTaskStartedEventAttributes;
+      const of = started ? scheduled.get(String(started.scheduledEventId)) : undefined;
+      if (of) ran.push({ ...of, host: hostOf(started!.identity ?? undefined) });
+    }
+    const deploymentName = deployment.config.deployment;
+    assert.deepEqual(ran.map((a) => [a.type, a.source, a.taskQueue, a.host]).sort(), [
+      ['cleanupDrillTarget', 'artifacts', hostTaskQueue(deploymentName, FILES_HOST), FILES_HOST],
+      ['cleanupDrillTarget', 'database', hostTaskQueue(deploymentName, DATABASE_HOST), DATABASE_HOST],
+      ['recoverSource', 'artifacts', hostTaskQueue(deploymentName, FILES_HOST), FILES_HOST],
+      ['recoverSource', 'database', hostTaskQueue(deploymentName, DATABASE_HOST), DATABASE_HOST],
+    ], `each source's restore and cleanup ran on its host's queue, by that host's worker: ${JSON.stringify(ran)}`);
+
+    // Nothing left: no scratch copy, no drill database.
+    assert.ok(report.cleanup.length > 0 && report.cleanup.every((c) => c.ok), JSON.stringify(report.cleanup));
+    assert.deepEqual(existsSync(scratch) ? readdirSync(scratch) : [], []);
+    const admin = new pg.Client({ connectionString: servers.postgresUrl });
+    await admin.connect();
+    const left = await admin.query('select 1 from pg_database where datname = $1', [drillDatabase]).finally(() => admin.end());
+    assert.equal(left.rowCount, 0, `${drillDatabase} was dropped`);
   });
 });
