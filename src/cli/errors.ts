@@ -167,6 +167,19 @@ export function describeError(error: unknown): RenderedError {
   const tlsProblem = chain.find((link): link is TemporalTlsError => link instanceof TemporalTlsError);
   if (tlsProblem) return { ...base, message: tlsProblem.message, type: tlsProblem.type, fix: tlsProblem.fix, exitCode: 1 };
 
+  // The server's authorizer (a JWT / API key): PERMISSION_DENIED or UNAUTHENTICATED, whatever wraps it.
+  const denied = chain.find((link) => {
+    const code = (link as { code?: unknown }).code;
+    return code === 7 || code === 16 || /^(7 PERMISSION_DENIED|16 UNAUTHENTICATED)/.test(messageOf(link));
+  });
+  if (denied) {
+    return {
+      ...base, message: `Temporal at ${temporalAddress()} refused the request: ${messageOf(denied).split('\n')[0]}`, type: 'TemporalUnauthorized',
+      fix: `TEMPORAL_API_KEY is missing, expired, signed by a key the server does not trust, or lacks a permission on namespace ${process.env.TEMPORAL_NAMESPACE || 'default'} (<namespace>:write to start work, :read to look): get a new key from whoever runs the server (the server's log says which)`,
+      exitCode: 1,
+    };
+  }
+
   // The SDK's ServiceError, or grpc's own "Failed to connect before the deadline".
   const grpc = chain.some((link) => link instanceof ServiceError) || chain.some((link) => /^Failed to connect/.test(messageOf(link)));
   if (grpc && chain.some((link) => CONNECT_PROBLEM.test(messageOf(link)))) {

@@ -8,7 +8,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -311,23 +311,8 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
           throw error;
         }
       };
-      let server = await startOnce();
-      let stopped = false;
-      let stopping: Promise<void> | undefined;
-      return {
-        address, uiUrl, namespace, dbFile,
-        stop: () => {
-          stopped = true;
-          return (stopping ??= terminate(server).then(() => removeTempDir(dir)));
-        },
-        pid: () => (server.hasExited() ? undefined : server.child.pid),
-        kill: () => killHard(server),
-        restart: async () => {
-          if (stopped) throw new Error('the Temporal dev server was stopped for good; start a new one');
-          await terminate(server);
-          server = await startOnce();
-        },
-      };
+      const { stop, pid, kill, restart } = await restartable('the Temporal dev server', startOnce, () => removeTempDir(dir));
+      return { address, uiUrl, namespace, dbFile, stop, pid, kill, restart };
     });
   } catch (error) {
     await removeTempDir(dir);
@@ -335,21 +320,63 @@ export async function startTemporal(opts: TemporalOptions = {}): Promise<Tempora
   }
 }
 
+/** A server process that can be killed, restarted and stopped for good (then `cleanUp` runs once). */
+interface Restartable {
+  stop(): Promise<void>;
+  pid(): number | undefined;
+  kill(): Promise<void>;
+  /** Stops it (SIGTERM, then SIGKILL) and starts it again. */
+  restart(): Promise<void>;
+  /** Kills it (SIGKILL), runs `between`, and starts it again. */
+  replace(between: () => Promise<void>): Promise<void>;
+}
+
+async function restartable(what: string, startOnce: () => Promise<Launched>, cleanUp: () => Promise<void>): Promise<Restartable> {
+  let server = await startOnce();
+  let stopped = false;
+  let stopping: Promise<void> | undefined;
+  const alive = (): void => {
+    if (stopped) throw new Error(`${what} was stopped for good; start a new one`);
+  };
+  return {
+    stop: () => {
+      stopped = true;
+      return (stopping ??= terminate(server).then(cleanUp));
+    },
+    pid: () => (server.hasExited() ? undefined : server.child.pid),
+    kill: () => killHard(server),
+    restart: async () => {
+      alive();
+      await terminate(server);
+      server = await startOnce();
+    },
+    replace: async (between) => {
+      alive();
+      await killHard(server);
+      await between();
+      server = await startOnce();
+    },
+  };
+}
+
 /** Waits until the frontend serves `namespace`, registering it if it is missing. */
-async function waitForNamespace(server: Launched, bin: string, address: string, namespace: string, timeoutMs: number): Promise<void> {
+async function waitForNamespace(server: Launched, bin: string, address: string, namespace: string, timeoutMs: number, tls?: TemporalServerTls, apiKey?: string): Promise<void> {
   let connection: Connection | undefined;
   try {
     let registered = false;
     await waitUntilReady(server, `Temporal namespace ${namespace} on ${address}`, timeoutMs, async () => {
       // Connecting inside the poll lets waitUntilReady notice a server that died meanwhile.
-      connection ??= await Connection.connect({ address, connectTimeout: 2_000 });
+      connection ??= await Connection.connect({ address, connectTimeout: 2_000, tls: tls ? clientTlsConfig(tls) : false, apiKey });
       try {
         await connection.workflowService.describeNamespace({ namespace });
       } catch (error) {
         // start-dev registers --namespace itself; this covers an older dbFile without it.
         if (!registered && isGrpcNotFound(error)) {
           registered = true;
-          const created = await execFileResult(bin, ['operator', 'namespace', 'create', '--address', address, '--namespace', namespace], 30_000, temporalCliEnv());
+          const tlsFlags = tls ? ['--tls-ca-path', tls.caFile, '--tls-cert-path', tls.clientCertFile, '--tls-key-path', tls.clientKeyFile, '--tls-server-name', tls.serverName] : [];
+          const created = await execFileResult(bin, ['operator', 'namespace', 'create', '--address', address, '--namespace', namespace, ...tlsFlags], 30_000, {
+            ...temporalCliEnv(), ...(apiKey !== undefined ? { TEMPORAL_API_KEY: apiKey, TEMPORAL_TLS: String(tls !== undefined) } : {}),
+          });
           if (!created.ok && !/already/i.test(created.output)) throw new Error(`registering namespace ${namespace} failed: ${created.output}`);
         }
         return false;
@@ -367,6 +394,15 @@ async function waitForNamespace(server: Launched, bin: string, address: string, 
   } finally {
     await connection?.close();
   }
+}
+
+/** The SDK's TLS options for a client of a server started with `tls`. */
+function clientTlsConfig(tls: TemporalServerTls) {
+  return {
+    serverNameOverride: tls.serverName,
+    serverRootCACertificate: readFileSync(tls.caFile),
+    clientCertPair: { crt: readFileSync(tls.clientCertFile), key: readFileSync(tls.clientKeyFile) },
+  };
 }
 
 /** The CLI reads TEMPORAL_* variables (TLS, API key, address), which are meant for the real cluster. */
@@ -393,8 +429,29 @@ export interface TemporalServerOptions {
   schemaDir?: string;
   /** deploy/temporal/config.yaml and dynamicconfig.yaml of the repository by default. */
   configFile?: string;
+  /** Mutual TLS: the frontend and the server's own services require certificates of this CA. */
+  tls?: TemporalServerTls;
+  /**
+   * JWT authorization (Temporal Cloud's API-key path, deploy/temporal/config.yaml): the JWKS the
+   * server trusts (file:// or http(s)://), and a token with "temporal-system:admin" that registers
+   * the namespace. The server then also runs the internal-frontend service, for its own worker.
+   */
+  jwt?: { keySourceUri: string; adminApiKey: string };
+  /** More variables for deploy/temporal/config.yaml, e.g. TEMPORAL_TLS_REQUIRE_CLIENT_AUTH: 'false'. */
+  extraEnv?: Record<string, string>;
   dynamicConfigFile?: string;
   timeoutMs?: number;
+}
+
+/** The files of deploy/pki/init-pki.sh: the server's and one client's, which registers the namespace. */
+export interface TemporalServerTls {
+  caFile: string;
+  serverCertFile: string;
+  serverKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+  /** A name in the server certificate (init-pki.sh's default: "temporal"). */
+  serverName: string;
 }
 
 export interface PostgresTemporalServer {
@@ -420,6 +477,7 @@ const TEMPORAL_SERVER_PORT_VARS = [
   'FRONTEND_GRPC_PORT', 'FRONTEND_HTTP_PORT', 'FRONTEND_MEMBERSHIP_PORT',
   'HISTORY_GRPC_PORT', 'HISTORY_MEMBERSHIP_PORT', 'MATCHING_GRPC_PORT', 'MATCHING_MEMBERSHIP_PORT',
   'WORKER_GRPC_PORT', 'WORKER_MEMBERSHIP_PORT',
+  'INTERNAL_FRONTEND_GRPC_PORT', 'INTERNAL_FRONTEND_HTTP_PORT', 'INTERNAL_FRONTEND_MEMBERSHIP_PORT',
 ] as const;
 
 /**
@@ -502,43 +560,37 @@ export async function startTemporalServer(opts: TemporalServerOptions): Promise<
         PPROF_PORT: '0',
         PROMETHEUS_ENDPOINT: '',
         DYNAMIC_CONFIG_FILE_PATH: dynamicConfigFile,
+        ...(opts.tls ? {
+          TEMPORAL_TLS_SERVER_CERT: opts.tls.serverCertFile,
+          TEMPORAL_TLS_SERVER_KEY: opts.tls.serverKeyFile,
+          TEMPORAL_TLS_SERVER_CA_CERT: opts.tls.caFile,
+          TEMPORAL_TLS_FRONTEND_SERVER_NAME: opts.tls.serverName,
+          TEMPORAL_TLS_INTERNODE_SERVER_NAME: opts.tls.serverName,
+        } : {}),
+        // internal-frontend is not among temporal-server's default services.
+        ...(opts.jwt ? { TEMPORAL_JWT_KEY_SOURCE1: opts.jwt.keySourceUri, TEMPORAL_SERVICES: 'frontend,internal-frontend,history,matching,worker' } : {}),
+        ...opts.extraEnv,
         ...Object.fromEntries([...ports].map(([name, port]) => [name, String(port)])),
       };
       const startOnce = async (): Promise<Launched> => {
         const launched = launch('temporal-server', serverBin, ['--config-file', configFile, '--allow-no-auth', 'start'], env);
         try {
           await waitUntilReady(launched, `Temporal server on ${address}`, timeoutMs, () => tcpAnswers('127.0.0.1', frontendPort));
-          await waitForNamespace(launched, cliBin, address, namespace, timeoutMs);
+          await waitForNamespace(launched, cliBin, address, namespace, timeoutMs, opts.tls, opts.jwt?.adminApiKey);
           return launched;
         } catch (error) {
           await killHard(launched);
           throw error;
         }
       };
-      let server = await startOnce();
-      let stopped = false;
-      let stopping: Promise<void> | undefined;
+      const running = await restartable('the Temporal server', startOnce, dropDatabases);
       return {
-        address, namespace, databases,
-        stop: () => {
-          stopped = true;
-          return (stopping ??= terminate(server).then(dropDatabases));
-        },
-        pid: () => (server.hasExited() ? undefined : server.child.pid),
-        kill: () => killHard(server),
-        restart: async () => {
-          if (stopped) throw new Error('the Temporal server was stopped for good; start a new one');
-          await terminate(server);
-          server = await startOnce();
-        },
-        dropDatabases,
-        wipe: async () => {
-          if (stopped) throw new Error('the Temporal server was stopped for good; start a new one');
-          await killHard(server);
+        address, namespace, databases, dropDatabases,
+        stop: running.stop, pid: running.pid, kill: running.kill, restart: running.restart,
+        wipe: () => running.replace(async () => {
           await dropDatabases();
           await createDatabases();
-          server = await startOnce();
-        },
+        }),
       };
     });
   } catch (error) {
