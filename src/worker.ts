@@ -190,7 +190,7 @@ export async function startWorker({ config, environment, logger, env = process.e
   if (config.monitoring.heartbeatUrlEnv !== undefined && [shared, host].every((worker) => worker.getState() === 'RUNNING')) {
     heartbeat = startConfiguredHeartbeat({
       urlEnv: config.monitoring.heartbeatUrlEnv, everyMs: parseDuration(config.monitoring.heartbeatEvery)!, env, host: environment.host,
-      taskQueues, temporalAddress: environment.temporal.address, connection, workers: [shared, host], logger,
+      taskQueues, temporalAddress: environment.temporal.address, namespace: environment.temporal.namespace, connection, workers: [shared, host], logger,
     });
   }
   return {

@@ -8,21 +8,27 @@
  * cleanup ran on the worker of the source's host, per the drill's history); while it waits on its
  * manual step, the files restored into its scratch folder equal the originals and the
  * `<db>_drill_<run>` database has the original's rows; then it succeeds and leaves nothing behind.
+ * A database job queued in the repository's writer before its host's worker stopped is set aside
+ * (status: "waiting for a worker on host db-host") while the files host's backups go through the
+ * writer, and runs once the worker is back.
  * Real Temporal, real restic, the machine's PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { shortRunId } from '../src/activities/plans';
 import { initRepositories } from '../src/cli/init';
 import { policyQueues } from '../src/cli/waiting';
 import { createLogger } from '../src/logging/logger';
+import type { RepositoryQueueView } from '../src/shared/backup-types';
 import { compareFingerprints } from '../src/shared/fingerprints';
 import { hostTaskQueue, sharedTaskQueue } from '../src/shared/task-queues';
 import { fingerprintDatabase } from '../src/sources/postgres';
+import { livePollers } from '../src/temporal/pollers';
 import { startWorker, type RunningWorker } from '../src/worker';
 import { backupWorkflow, disasterRecoveryWorkflow, verifyWorkflow } from '../src/workflows';
 import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
@@ -236,5 +242,52 @@ drills:
     await admin.connect();
     const left = await admin.query('select 1 from pg_database where datname = $1', [drillDatabase]).finally(() => admin.end());
     assert.equal(left.rowCount, 0, `${drillDatabase} was dropped`);
+  });
+
+  test('a job queued before its host\'s worker stopped waits in the writer\'s queue without holding the repository: status names the host, other hosts\' backups go on, and it runs once the worker is back', async () => {
+    for (const host of [FILES_HOST, DATABASE_HOST]) if (!workers.has(host)) await startHost(host);
+    const writerId = repositoryWriterId(deployment.config.deployment, 'local');
+    const queueView = () => deployment.client.workflow.getHandle(writerId).query<RepositoryQueueView>('queue').catch(() => undefined);
+    // Hold the writer on a files backup: its restic (a child of this process, which runs the workers) stopped.
+    const files = await backup('artifacts');
+    const restic = await waitFor('the files backup\'s restic', () => {
+      const children = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n');
+      const line = children.find((l) => l.includes(servers.resticBin) && / backup /.test(l));
+      return line ? Number(line.trim().split(/\s+/)[0]) : undefined;
+    }, 60_000, 50);
+    process.kill(restic, 'SIGSTOP');
+    try {
+      const database = await backup('database');
+      await waitFor('the database job to queue behind it', async () => (await queueView())?.waiting.some((w) => w.caller === database.workflowId), 60_000, 200);
+      await workers.get(DATABASE_HOST)!.shutdown();
+      workers.delete(DATABASE_HOST);
+      // The server lists a stopped worker's poller for a while; the writer counts one seen within 70 s.
+      const hostQueue = hostTaskQueue(deployment.config.deployment, DATABASE_HOST);
+      await waitFor('the stopped worker\'s poller to age out', async () => (await livePollers(deployment.client, hostQueue, 'activity', 70_000)) === 0, 150_000, 2_000);
+      process.kill(restic, 'SIGCONT');
+      assert.equal((await files.result()).status, 'ok');
+      const view = await waitFor('the writer to set the database job aside for its host', async () => {
+        const v = await queueView();
+        return v?.waiting.some((w) => w.caller === database.workflowId && w.waitingForHost === DATABASE_HOST) ? v : undefined;
+      }, 60_000, 200);
+      assert.equal(view.current, undefined, 'the waiting job does not hold the repository');
+      const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: FILES_HOST };
+      // Not spawnSync: this process runs the workers that answer the status queries.
+      const status = await promisify(execFile)(process.execPath, ['bin/backupctl.js', '--config', configFile, 'status'], { env, encoding: 'utf8' });
+      assert.match(status.stdout, new RegExp(`repository local: .*backup for ${database.workflowId} \\([^)]*, waiting for a worker on host ${DATABASE_HOST}\\)`), status.stdout + status.stderr);
+      // Another host's backup goes through the same writer meanwhile.
+      assert.equal((await (await backup('artifacts')).result()).status, 'ok');
+      assert.equal((await database.describe()).status.name, 'RUNNING');
+      await startHost(DATABASE_HOST);
+      const outcome = await database.result();
+      assert.equal(outcome.status, 'ok');
+      assert.equal(outcome.snapshots.length, 1);
+    } finally {
+      try {
+        process.kill(restic, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+    }
   });
 });

@@ -131,11 +131,14 @@ export async function queryLedger(client: Client, deployment: string, timeoutMs:
   return { last, verified, operations };
 }
 
-/** Whether the Temporal frontend answers (GetSystemInfo, no namespace or workflow needed). */
+/**
+ * Whether Temporal answers this worker about its namespace (DescribeNamespace: GetSystemInfo
+ * answers any caller, even one whose API key the server's authorizer refuses for everything else).
+ */
 export async function probeTemporal(client: () => Promise<Client>, timeoutMs: number): Promise<'ok' | 'critical'> {
   try {
     const connected = await withTimeout(client(), timeoutMs, 'Temporal');
-    await connected.connection.withDeadline(Date.now() + timeoutMs, () => connected.workflowService.getSystemInfo({}));
+    await connected.connection.withDeadline(Date.now() + timeoutMs, () => connected.workflowService.describeNamespace({ namespace: connected.options.namespace }));
     return 'ok';
   } catch {
     return 'critical';

@@ -119,6 +119,8 @@ export interface WorkerHeartbeatSetup {
   host: string;
   taskQueues: { shared: string; host: string };
   temporalAddress: string;
+  /** Asked for (DescribeNamespace) rather than GetSystemInfo, which answers even a client the server's authorizer refuses. */
+  namespace: string;
   /** The workers' own connection: what answers is what the workers poll through. */
   connection: Pick<NativeConnection, 'withDeadline' | 'workflowService'>;
   workers: Pick<Worker, 'getState'>[];
@@ -157,7 +159,7 @@ export function startConfiguredHeartbeat(setup: WorkerHeartbeatSetup): WorkerHea
     temporal,
     describe: `backupctl worker ${setup.host} pid ${process.pid} (${setup.taskQueues.shared}, ${setup.taskQueues.host})`,
     temporalAnswers: async (timeoutMs) => {
-      await setup.connection.withDeadline(Date.now() + timeoutMs, () => setup.connection.workflowService.getSystemInfo({}));
+      await setup.connection.withDeadline(Date.now() + timeoutMs, () => setup.connection.workflowService.describeNamespace({ namespace: setup.namespace }));
     },
     workersRunning: () => setup.workers.every((worker) => worker.getState() === 'RUNNING'),
     logger,

@@ -36,26 +36,30 @@ export async function verifyWorkflow(request: DeploymentRequest): Promise<Verifi
     const expected = await calls.lastSuccesses({ deployment: plan.deployment });
     // The random end of the run id: UUIDv7 run ids start with a timestamp that concurrent runs share.
     const runId = info.runId.replace(/-/g, '').slice(-8);
-    const [repositories, sources] = await Promise.all([
-      Promise.all(plan.repositories.map(({ name, repository }) => {
-        const previous = state.repositories[name];
-        const last = previous && previous.groups === plan.groups ? previous.lastGroup : 0;
-        const check = { group: (last % plan.groups) + 1, groups: plan.groups };
-        if (writer) {
-          return writer.run({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: false, check }, 'check')
-            .then((result) => result.check!);
-        }
-        return transfers.checkRepositoryData({ name, repository, ...check });
-      })),
-      Promise.all(plan.sources.map(({ name, source, host, repository, rpoSeconds }) => {
-        const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host), retry: { ...LONG_TRANSFERS.retry, maximumAttempts: 3 } });
-        return onHost.verifySource({
-          deployment: plan.deployment, sourceName: name, source, repositoryName: repository?.name, repository: repository?.repository,
-          stagingDirectory: plan.staging.directory, testRestore: plan.testRestore, rpoSeconds, runId,
-          ...(repository && expected[`${name}/${repository.name}`] ? { expectedSnapshot: expected[`${name}/${repository.name}`] } : {}),
-        });
-      })),
-    ]);
+    const checkRepositories = () => Promise.all(plan.repositories.map(({ name, repository }) => {
+      const previous = state.repositories[name];
+      const last = previous && previous.groups === plan.groups ? previous.lastGroup : 0;
+      const check = { group: (last % plan.groups) + 1, groups: plan.groups };
+      if (writer) {
+        return writer.run({ deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: false, check }, 'check')
+          .then((result) => result.check!);
+      }
+      return transfers.checkRepositoryData({ name, repository, ...check });
+    }));
+    const verifySources = () => Promise.all(plan.sources.map(({ name, source, host, repository, rpoSeconds }) => {
+      const onHost = proxyActivities<Activities>({ ...LONG_TRANSFERS, taskQueue: hostTaskQueue(plan.deployment, host), retry: { ...LONG_TRANSFERS.retry, maximumAttempts: 3 } });
+      return onHost.verifySource({
+        deployment: plan.deployment, sourceName: name, source, repositoryName: repository?.name, repository: repository?.repository,
+        stagingDirectory: plan.staging.directory, testRestore: plan.testRestore, rpoSeconds, runId,
+        ...(repository && expected[`${name}/${repository.name}`] ? { expectedSnapshot: expected[`${name}/${repository.name}`] } : {}),
+      });
+    }));
+    // Since 2026-12-05: the test restores (restic's shared lock) run first and the data check
+    // (its exclusive lock) after them, instead of side by side, where a restore met the check's
+    // lock ("repository is locked") and was retried.
+    const [repositories, sources] = patched('verify-check-after-restores')
+      ? await verifySources().then(async (verified) => [await checkRepositories(), verified] as const)
+      : await Promise.all([checkRepositories(), verifySources()]);
     const report: VerificationReport = { repositories, sources };
     outcome.verification = report;
     const problems = [
