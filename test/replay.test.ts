@@ -75,6 +75,16 @@ test('the writer queue and the workflows that use it have histories from both si
   assert.match(readFileSync(join(folder, 'requests-backup-ok.json'), 'utf8'), /startChildWorkflowExecutionInitiatedEventAttributes/);
 });
 
+test('a verification since patched(\'verify-check-after-restores\') restores its sources before it queues the data check', () => {
+  const file = 'verify-check-after-restores.json';
+  assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --sources and keep its verify history`);
+  const events = (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: Array<{ activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } }> }).events;
+  const scheduled = events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter((name): name is string => !!name);
+  const lastRestore = scheduled.lastIndexOf('verifySource');
+  const check = scheduled.indexOf('enqueueRepositoryJob');
+  assert.ok(lastRestore >= 0 && check > lastRestore, `activities in order: ${scheduled.join(', ')}`);
+});
+
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {
   const results = await replayAll({ workflowBundle: { codePath: await workflowBundlePath() } }, files);
   assert.equal(results.length, files.length);
