@@ -92,7 +92,7 @@ const CERTIFICATE_WARNING_DAYS = 30;
  */
 export function temporalTransportCheck(environment: WorkerEnvironment, now = new Date()): CheckResult {
   const id = 'temporal:tls';
-  const title = 'the connection to Temporal is encrypted and authenticated';
+  const title = 'only known clients can talk to Temporal';
   const t = environment.temporal;
   const host = /^\[?(.*?)\]?(:\d+)?$/.exec(t.address)?.[1] ?? t.address;
   const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
