@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -56,7 +56,8 @@ describe('configuration', () => {
   });
 
   const badInputs: { name: string; edit: (yaml: string) => string; env?: NodeJS.ProcessEnv; expect: RegExp[] }[] = [
-    { name: 'an unknown field is named with its path', edit: (y) => y.replace('    type: files\n', '    type: files\n    pathz: [x]\n'), expect: [/backup\.yaml:\d+: sources\.artifacts: unknown field "pathz"/] },
+    { name: 'an unknown field is named with its path', edit: (y) => y.replace('    type: files\n', '    type: files\n    pathz: [x]\n'), expect: [/backup\.yaml:\d+: sources\.artifacts\.pathz: unknown field "pathz" \(did you mean "paths"\?\)/] },
+    { name: 'an unknown field far from the known ones lists the known fields', edit: (y) => y.replace('    type: files\n', '    type: files\n    zzzzzz: 1\n'), expect: [/sources\.artifacts\.zzzzzz: unknown field "zzzzzz" \(known here: type, .*paths.*\)/] },
     { name: 'a wrong type says what was expected', edit: (y) => y.replace('keepDaily: 7', 'keepDaily: "seven"'), expect: [/policies\.daily\.retention\.keepDaily: expected a number, got a string/] },
     { name: 'a missing environment variable is an error at start-up', edit: (y) => y, env: { RESTIC_PASSWORD: 'y'.repeat(12) }, expect: [/sources\.db\.uriEnv: environment variable MONGODB_URI is not set/] },
     { name: 'a bad cron expression names the field that is wrong', edit: (y) => y.replace('"0 2 * * *"', '"0 25 * * *"'), expect: [/policies\.daily\.schedule\.cron: .*hour field "25"/] },
@@ -137,4 +138,25 @@ describe('config units', () => {
     assert.match(cronProblem('0 0 32 * *') ?? '', /day of month/);
     assert.match(cronProblem('*/0 * * * *') ?? '', /step/);
   });
+});
+
+test('an unknown field is reported at its own line, not at its mapping\'s first line, with the closest known field', () => {
+  const yaml = readFileSync(join(__dirname, '..', 'examples', 'vps.yaml'), 'utf8');
+  const lines = yaml.split('\n');
+  const at = lines.findIndex((line) => line.startsWith('    exclude:'));
+  assert.ok(at > 0, 'examples/vps.yaml has an exclude: line under a source');
+  lines.splice(at + 1, 0, '    excludes: ["*.log"]', '    hots: vps-1');
+  const problems = (() => {
+    try {
+      parseConfig(lines.join('\n'), 'vps.yaml', { checkEnv: false });
+    } catch (error) {
+      return (error as Error).message.split('\n');
+    }
+    return [];
+  })();
+  assert.deepEqual(problems, [
+    `vps.yaml:${at + 2}: sources.artifacts.excludes: unknown field "excludes" (did you mean "exclude"?)`,
+    `vps.yaml:${at + 3}: sources.artifacts.hots: unknown field "hots" (did you mean "host"?)`,
+  ]);
+  assert.throws(() => parseConfig(yaml.replace(/^staging:/m, 'stagign:'), 'vps.yaml', { checkEnv: false }), /vps\.yaml:\d+: stagign: unknown field "stagign" \(did you mean "staging"\?\)/);
 });

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema';
 
@@ -64,6 +64,71 @@ function lineOf(doc: Document, counter: LineCounter, path: (string | number)[]):
   return undefined;
 }
 
+/** The line of `key` itself in the mapping at `path` (not the mapping's first line). */
+function keyLineOf(doc: Document, counter: LineCounter, path: (string | number)[], key: string): number | undefined {
+  const map = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  if (!isMap(map)) return undefined;
+  const pair = map.items.find((item) => isScalar(item.key) && item.key.value === key);
+  return pair && isNode(pair.key) && pair.key.range ? counter.linePos(pair.key.range[0]).line : undefined;
+}
+
+/** Edit distance (insertions, deletions, substitutions, and swaps of two neighbours). */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i += 1) {
+    for (let j = 1; j <= b.length; j += 1) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known name closest to `name` when it is plausibly a misspelling of it (case aside, or a few edits away). */
+export function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (!best || distance < best.distance) best = { candidate, distance };
+  }
+  return best && best.distance <= Math.max(1, Math.min(3, Math.floor(best.candidate.length / 3))) ? best.candidate : undefined;
+}
+
+/**
+ * The fields a strict mapping at `path` accepts, found by walking the schema along the path (a
+ * discriminated union by the input's `type`). Undefined where the walk cannot tell.
+ */
+function knownFieldsAt(schema: z.ZodType, path: (string | number)[], input: unknown): string[] | undefined {
+  type Def = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; valueType?: z.ZodType; element?: z.ZodType; options?: z.ZodType[]; in?: z.ZodType };
+  const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
+  let current: z.ZodType | undefined = schema;
+  let value: unknown = input;
+  for (let depth = 0; current; ) {
+    const def = defOf(current);
+    if (['optional', 'default', 'nullable', 'prefault', 'readonly', 'catch', 'nonoptional'].includes(def.type)) current = def.innerType;
+    else if (def.type === 'pipe') current = def.in;
+    else if (def.type === 'union') {
+      const kind = value && typeof value === 'object' ? (value as { type?: unknown }).type : undefined;
+      current = def.options?.find((option) => {
+        const shape = defOf(option).shape;
+        const literal = shape?.type && defOf(shape.type) as Def & { values?: unknown[] };
+        return literal && Array.isArray(literal.values) ? literal.values.includes(kind) : false;
+      }) ?? def.options?.find((option) => defOf(option).type === 'object');
+    } else if (depth === path.length) return def.type === 'object' && def.shape ? Object.keys(def.shape) : undefined;
+    else {
+      const part = path[depth]!;
+      value = value && typeof value === 'object' ? (value as Record<string | number, unknown>)[part] : undefined;
+      depth += 1;
+      if (def.type === 'object') current = def.shape?.[String(part)];
+      else if (def.type === 'record') current = def.valueType;
+      else if (def.type === 'array') current = def.element;
+      else return undefined;
+    }
+  }
+  return undefined;
+}
+
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   // No check that source folders exist: after a disaster they are gone and the worker must still
@@ -88,9 +153,20 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
   const raw: unknown = doc.toJS();
   const parsed = configSchema.safeParse(raw ?? {}, { reportInput: true });
   if (!parsed.success) {
-    throw new ConfigError(file, parsed.error.issues.map((issue) => {
+    throw new ConfigError(file, parsed.error.issues.flatMap((issue): ConfigProblem[] => {
       const issuePath = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
-      return { path: issuePath, line: lineOf(doc, counter, issuePath), message: describeIssue(issue) };
+      if (issue.code === 'unrecognized_keys') {
+        // One problem per unknown key, at the key's own line, with the closest known field.
+        const known = knownFieldsAt(configSchema, issuePath, raw);
+        return issue.keys.map((key) => {
+          const closest = known && closestName(key, known);
+          return {
+            path: [...issuePath, key], line: keyLineOf(doc, counter, issuePath, key) ?? lineOf(doc, counter, issuePath),
+            message: `unknown field "${key}"${closest ? ` (did you mean "${closest}"?)` : known ? ` (known here: ${known.join(', ')})` : ' (check the spelling; see the configuration reference in README.md)'}`,
+          };
+        });
+      }
+      return [{ path: issuePath, line: lineOf(doc, counter, issuePath), message: describeIssue(issue) }];
     }));
   }
   const config = resolvePaths(parsed.data, options.baseDirectory ?? process.cwd());
