@@ -96,13 +96,18 @@ describe('mutual TLS between the Temporal server and every client', () => {
   });
 
   test('a worker and the CLI with certificates of the server\'s CA back up, and /health sees Temporal', async () => {
-    worker = await startWorkerProcess(configFile, { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace, [passwordEnv]: 'mtls-test-password', ...clientTls(pki, 'worker-a') });
+    // The config's monitoring.port is overridden for this worker (BACKUP_MONITORING_PORT, as for a second worker of a host).
+    const overridePort = await freePort();
+    worker = await startWorkerProcess(configFile, {
+      TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace, [passwordEnv]: 'mtls-test-password', BACKUP_MONITORING_PORT: String(overridePort), ...clientTls(pki, 'worker-a'),
+    });
     const backup = await cli(['backup', '--policy', 'artifacts', '--wait'], clientTls(pki, 'operator-b'));
     assert.equal(backup.code, 0, `backup: ${backup.stdout}${backup.stderr}`);
     const status = await cli(['status', '--json'], clientTls(pki, 'operator-b'));
     assert.equal(status.code, 0, status.stderr);
     assert.ok(JSON.parse(status.stdout), 'status answers over mutual TLS');
-    const health = await (await fetch(`http://127.0.0.1:${monitoringPort}/health`)).json() as { services: { temporal: string } };
+    await assert.rejects(fetch(`http://127.0.0.1:${monitoringPort}/health`), 'the config\'s port is not served: the override replaced it');
+    const health = await (await fetch(`http://127.0.0.1:${overridePort}/health`)).json() as { services: { temporal: string } };
     assert.equal(health.services.temporal, 'ok', 'the worker\'s probes reach Temporal over mutual TLS');
     assert.equal((await workflowsStarted()).length, 1);
     const doctor = await cli(['doctor'], clientTls(pki, 'operator-b'));
