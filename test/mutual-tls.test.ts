@@ -14,9 +14,8 @@ import { Connection, Client } from '@temporalio/client';
 import { freePort, startTemporalServer, type PostgresTemporalServer } from '../src/servers/processes';
 import { oneFolderConfig, tempDir, testServers, uniqueName } from './support/harness';
 import { writeRandomFile } from './support/trees';
+import { runCli, withoutTemporalVariables, type CliRun } from './support/cli-process';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
-
-interface CliRun { code: number | null; stdout: string; stderr: string }
 
 describe('mutual TLS between the Temporal server and every client', () => {
   const servers = testServers();
@@ -36,20 +35,9 @@ describe('mutual TLS between the Temporal server and every client', () => {
     TEMPORAL_TLS_KEY: join(dir, 'clients', `${name}.key`),
     TEMPORAL_TLS_SERVER_NAME: 'temporal',
   });
-  const noTemporalVars = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('TEMPORAL_')));
+  const noTemporalVars = withoutTemporalVariables;
 
-  const cli = (args: string[], env: Record<string, string>): Promise<CliRun> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/backupctl.js', '--config', configFile, ...args], {
-      env: { ...noTemporalVars(), TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace, [passwordEnv]: 'mtls-test-password', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  const cli = (args: string[], env: Record<string, string>): Promise<CliRun> => runCli(configFile, args, { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace, [passwordEnv]: 'mtls-test-password', ...env });
 
   /** Workflows of this deployment, listed by a client with a valid certificate. */
   const workflowsStarted = async (): Promise<string[]> => {

@@ -21,9 +21,8 @@ import { connectClient } from '../src/temporal/client';
 import { startTemporalServer, type PostgresTemporalServer } from '../src/servers/processes';
 import { oneFolderConfig, tempDir, testServers, uniqueName } from './support/harness';
 import { writeRandomFile } from './support/trees';
+import { runCli, withoutTemporalVariables, type CliRun } from './support/cli-process';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
-
-interface CliRun { code: number | null; stdout: string; stderr: string }
 
 const KID = 'backupctl-test-key';
 /** gRPC status code PERMISSION_DENIED: what the server's authorizer answers. */
@@ -64,20 +63,9 @@ describe('API keys (JWTs) on the Temporal server with its default authorizer', (
     TEMPORAL_TLS_SERVER_NAME: 'temporal',
     ...(apiKey === undefined ? {} : { TEMPORAL_API_KEY: apiKey }),
   });
-  const noTemporalVars = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('TEMPORAL_')));
+  const noTemporalVars = withoutTemporalVariables;
 
-  const cli = (args: string[], env: Record<string, string>): Promise<CliRun> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/backupctl.js', '--config', configFile, ...args], {
-      env: { ...noTemporalVars(), [passwordEnv]: 'api-key-test-password', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  const cli = (args: string[], env: Record<string, string>): Promise<CliRun> => runCli(configFile, args, { [passwordEnv]: 'api-key-test-password', ...env });
 
   /** Workflows of this deployment, listed with the admin key. */
   const workflowsStarted = async (): Promise<string[]> => {
