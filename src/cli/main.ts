@@ -10,7 +10,8 @@ import { runDev } from './dev';
 import { formatDoctorReport, runDoctor } from './doctor';
 import { initRepositories } from './init';
 import { renderTable } from './table';
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config/schema';
 import { formatBytes } from '../config/units';
@@ -33,9 +34,14 @@ import { auditLocation } from '../config/operations-plan';
 import { AUDIT_RETENTION_DAYS } from '../shared/operations';
 import { waitWithProgress } from './progress';
 import { neededQueues, policyQueues, waitWatched } from './waiting';
+import { checkName } from './suggest';
+import { addExamples, environmentHelp } from './examples';
+
+const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
 const program = new Command('backupctl')
   .description('Durable, verified backups on Temporal and restic')
+  .version(version, '-V, --version', 'print the version of backupctl')
   .addOption(new Option('-c, --config <file>', 'config file').env('BACKUP_CONFIG'))
   .showHelpAfterError('(backupctl <command> --help shows the options)')
   // A wrong command line or option value exits 2 (commander prints the message).
@@ -53,13 +59,21 @@ function configPath(): string {
 }
 
 function checkPolicy(config: Config, policy: string): void {
-  if (!config.policies[policy]) throw new UsageError(`no policy named "${policy}" in ${configFile()} (known: ${Object.keys(config.policies).join(', ')})`);
+  checkName('policy', policy, Object.keys(config.policies), configFile());
+}
+
+function checkSources(config: Config, sources: readonly string[] | undefined): void {
+  for (const source of sources ?? []) checkName('source', source, Object.keys(config.sources), configFile());
+}
+
+function checkRepositories(config: Config, repositories: readonly string[] | undefined): void {
+  for (const repository of repositories ?? []) checkName('repository', repository, Object.keys(config.repositories), configFile());
 }
 
 program.command('doctor')
   .description('check that everything a backup needs is reachable and correct; exits 1 if any check fails')
   .option('--json', 'print the report as JSON')
-  .option('--worker-wait <seconds>', 'how long to wait for a worker to poll (seconds, or a duration such as 1m)', secondsOption, 15_000)
+  .addOption(new Option('--worker-wait <seconds>', 'how long to wait for a worker to poll (seconds, or a duration such as 1m)').argParser(secondsOption).default(15_000, '15 seconds'))
   .action(async (options: { json?: boolean; workerWait: number }) => {
     const environment = readEnvironment();
     const config = loadConfig(configFile());
@@ -72,6 +86,8 @@ program.command('init')
   .description('create the buckets and restic repositories the config names (existing ones are left alone)')
   .option('-r, --repository <name...>', 'only these repositories')
   .action(async (options: { repository?: string[] }) => {
+    // A misspelt --repository is named before the variables the config needs are checked.
+    checkRepositories(loadConfig(configFile(), { checkEnv: false }), options.repository);
     const config = loadConfig(configFile());
     registerConfiguredSecrets(config);
     const results = await initRepositories(config, await resolveBinary('restic', { build: false }), options.repository);
@@ -85,9 +101,11 @@ program.command('init')
     process.stdout.write(`${renderTable(['repository', 'action', 'detail'], rows)}\n`);
   });
 
-async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>): Promise<T> {
+/** `check` runs on the config before connecting: a misspelt name fails (exit 2) without Temporal. */
+async function withClient<T>(fn: (client: Client, config: Config, host: string) => Promise<T>, check?: (config: Config) => void): Promise<T> {
   const environment = readEnvironment();
   const config = loadConfig(configFile(), { checkEnv: false });
+  check?.(config);
   registerConfiguredSecrets(config);
   const client = await connectClient(environment);
   try {
@@ -119,8 +137,13 @@ schedules.command('apply')
 
 schedules.command('list')
   .description('the schedules, their state and next runs')
-  .action(() => withClient(async (client, config, host) => {
+  .option('--json', 'print as JSON')
+  .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
     const list = await describeSchedules(client, config, host);
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      return;
+    }
     process.stdout.write(`${renderTable(['schedule', 'state', 'next runs', 'last run'], list.map((s) => [s.scheduleId, s.paused ? 'paused' : 'active', s.nextRuns.join(', '), s.lastRun ?? '-']))}\n`);
   }));
 
@@ -128,11 +151,10 @@ schedules.command('trigger <policy>')
   .description('run a policy\'s schedule now')
   .option('--wait', 'wait for the run and show its progress')
   .action((policy: string, options: { wait?: boolean }) => withClient(async (client, config, host) => {
-    checkPolicy(config, policy);
     const handle = await triggerSchedule(client, config, policy);
     process.stdout.write(`started ${handle.workflowId}\n`);
     if (options.wait) printOutcome(await waitWithProgress(client, handle, process.stderr, policyQueues(config, policy, host), { configFile: configPath() }));
-  }));
+  }, (config) => checkPolicy(config, policy)));
 
 for (const verb of ['pause', 'resume'] as const) {
   schedules.command(`${verb} [policy]`)
@@ -147,7 +169,7 @@ for (const verb of ['pause', 'resume'] as const) {
         await recordAuditEvent(client, config.deployment, { kind: 'schedule-change', actor: currentActor(), at: new Date().toISOString(), result: `${verb}d`, details: { schedule: handle.scheduleId, note: options.note ?? null } });
         process.stdout.write(`${verb}d ${handle.scheduleId}\n`);
       }
-    }));
+    }, (config) => { if (policy) checkPolicy(config, policy); }));
 }
 
 function printOutcome(outcome: BackupOutcome): void {
@@ -160,14 +182,13 @@ program.command('backup')
   .option('-p, --policy <name>', 'only this policy')
   .option('--wait', 'wait for the backup, with a progress bar')
   .action((options: { policy?: string; wait?: boolean }) => withClient(async (client, config, host) => {
-    if (options.policy) checkPolicy(config, options.policy);
     const policies = options.policy ? [options.policy] : Object.keys(config.policies);
     for (const policy of policies) {
       const handle = await startManualBackup(client, config, policy, host);
       process.stdout.write(`started ${handle.workflowId}\n`);
       if (options.wait) printOutcome(await waitWithProgress(client, handle, process.stderr, policyQueues(config, policy, host), { configFile: configPath() }));
     }
-  }));
+  }, (config) => { if (options.policy) checkPolicy(config, options.policy); }));
 
 program.command('verify')
   .description('verify now: read back the next group of each repository\'s packs, restore each source\'s newest snapshot into a scratch target and compare it, check its age against the RPO')
@@ -213,11 +234,11 @@ program.command('snapshots')
   .action((options: { source?: string; json?: boolean }) => withClient(async (client, config) => {
     const list = await listSnapshots(client, config, options.source, { configFile: configPath() });
     process.stdout.write(options.json ? `${JSON.stringify(list, null, 2)}\n` : `${formatSnapshots(list)}\n`);
-  }));
+  }, (config) => checkSources(config, options.source ? [options.source] : undefined)));
 
 program.command('restore')
   .description('restore a source: files into an empty folder (or in place, with --in-place --yes); a database into a database name; git into a folder; a bucket from its replica into a bucket')
-  .requiredOption('-s, --source <name>', 'the source to restore')
+  .requiredOption('-s, --source <name...>', 'the source to restore (one; drill start takes several)')
   .option('--snapshot <id>', 'a snapshot id (default: the newest of the source)')
   .option('-r, --repository <name>', 'the repository to restore from')
   .option('-t, --target <target>', 'files and git: an empty or new folder; mongodb and postgres: a database name (default: the original name); s3-bucket: a bucket on the source\'s endpoint')
@@ -226,32 +247,43 @@ program.command('restore')
   .option('--in-place', 'files: restore over the source\'s own folder')
   .option('--yes', 'confirm an in-place restore')
   .option('--include <path...>', 'files: only these paths (relative to the source root)')
-  .action((options: { source: string; snapshot?: string; repository?: string; target?: string; database?: string; force?: boolean; inPlace?: boolean; yes?: boolean; include?: string[] }) => withClient(async (client, config, host) => {
-    const source = config.sources[options.source];
-    if (!source) throw new UsageError(`no source named "${options.source}" in ${configFile()} (known: ${Object.keys(config.sources).join(', ')})`);
-    const files = source.type === 'files' || source.type === 'secrets';
-    const database = source.type === 'mongodb' || source.type === 'postgres';
-    if (files && !options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
-    if (!files && !database && !options.target) throw new UsageError(`pass --target <${source.type === 's3-bucket' ? 'bucket' : 'folder'}> to restore ${source.type} source ${options.source} into`);
-    if (options.inPlace && !files) throw new UsageError(`--in-place restores files only; ${options.source} is a ${source.type} source: pass --target`);
-    if (options.inPlace && !options.yes) throw new UsageError(`--in-place overwrites the files of source ${options.source}: add --yes to confirm`);
-    if ((options.database || options.force) && files) throw new UsageError('--database and --force are for database and bucket sources');
-    const folderTarget = files || source.type === 'git';
-    const handle = await startRestore(client, {
-      config, source: options.source, snapshot: options.snapshot, repository: options.repository,
-      target: options.target ? (folderTarget ? resolve(options.target) : options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include,
-      database: options.database, force: options.force, defaultHost: host,
-    });
-    process.stderr.write(`started ${handle.workflowId}\n`);
-    const result = await waitWatched<RestoreResult>(client, handle, neededQueues(config, [options.source], host), { configFile: configPath() });
-    if (result.comparison) {
-      process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target} in ${result.durationSeconds.toFixed(1)} s\n`);
-      process.stdout.write(`verified: ${result.comparison.what}: equal to the backup's fingerprint (${describeRestored(source.type, result)})\n`);
-      for (const warning of result.warnings ?? []) process.stdout.write(`warning: ${warning}\n`);
-    } else {
-      process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
-    }
-  }));
+  .action((options: { source: string[]; snapshot?: string; repository?: string; target?: string; database?: string; force?: boolean; inPlace?: boolean; yes?: boolean; include?: string[] }) => {
+    if (options.source.length !== 1) throw new UsageError(`restore takes one --source (got ${options.source.join(', ')}): run one restore per source, or backupctl drill start --source ${options.source.join(' --source ')} to restore several into scratch targets`);
+    const [name = ''] = options.source;
+    /** Everything the command line alone can get wrong, checked before connecting to Temporal. */
+    const check = (config: Config): void => {
+      checkSources(config, [name]);
+      checkRepositories(config, options.repository ? [options.repository] : undefined);
+      const source = config.sources[name];
+      if (!source) return;
+      const files = source.type === 'files' || source.type === 'secrets';
+      const database = source.type === 'mongodb' || source.type === 'postgres';
+      if (files && !options.inPlace && !options.target) throw new UsageError('pass --target <folder>, or --in-place --yes to overwrite the source\'s folder');
+      if (!files && !database && !options.target) throw new UsageError(`pass --target <${source.type === 's3-bucket' ? 'bucket' : 'folder'}> to restore ${source.type} source ${name} into`);
+      if (options.inPlace && !files) throw new UsageError(`--in-place restores files only; ${name} is a ${source.type} source: pass --target`);
+      if (options.inPlace && !options.yes) throw new UsageError(`--in-place overwrites the files of source ${name}: add --yes to confirm`);
+      if ((options.database || options.force) && files) throw new UsageError('--database and --force are for database and bucket sources');
+    };
+    return withClient(async (client, config, host) => {
+      const source = config.sources[name];
+      if (!source) throw new UsageError(`no source named "${name}"`);
+      const folderTarget = source.type === 'files' || source.type === 'secrets' || source.type === 'git';
+      const handle = await startRestore(client, {
+        config, source: name, snapshot: options.snapshot, repository: options.repository,
+        target: options.target ? (folderTarget ? resolve(options.target) : options.target) : undefined, inPlace: options.inPlace, confirmInPlace: options.yes, include: options.include,
+        database: options.database, force: options.force, defaultHost: host,
+      });
+      process.stderr.write(`started ${handle.workflowId}\n`);
+      const result = await waitWatched<RestoreResult>(client, handle, neededQueues(config, [name], host), { configFile: configPath() });
+      if (result.comparison) {
+        process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target} in ${result.durationSeconds.toFixed(1)} s\n`);
+        process.stdout.write(`verified: ${result.comparison.what}: equal to the backup's fingerprint (${describeRestored(source.type, result)})\n`);
+        for (const warning of result.warnings ?? []) process.stdout.write(`warning: ${warning}\n`);
+      } else {
+        process.stdout.write(`restored snapshot ${result.snapshotId.slice(0, 8)} of ${result.source} into ${result.target}: ${result.filesRestored} files, ${formatBytes(result.bytesRestored)} in ${result.durationSeconds.toFixed(1)} s\n`);
+      }
+    }, check);
+  });
 
 program.command('runbook')
   .description('print the recovery procedure of this deployment as Markdown, generated from the config (variable names only, never secrets)')
@@ -269,6 +301,7 @@ function describeRestored(type: string, result: RestoreResult): string {
 
 program.command('worker')
   .description('run a worker for this host (same as npm run worker)')
+  .addHelpText('after', environmentHelp)
   .action(async () => {
     const environment = readEnvironment();
     const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
@@ -287,5 +320,7 @@ program.command('dev')
   .action(async (options: { data: string; once?: boolean; uiPort: number; port: number }) => {
     process.exitCode = await runDev({ dataDirectory: options.data, once: options.once === true, uiPort: options.uiPort, port: options.port });
   });
+
+addExamples(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => process.exit(handleError(error)));

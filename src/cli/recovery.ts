@@ -11,6 +11,7 @@ import { sharedTaskQueue } from '../shared/task-queues';
 import { disasterRecoveryWorkflow } from '../workflows';
 import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
 import { UsageError } from './errors';
+import { checkName } from './suggest';
 import { formatAge } from './operations';
 import { renderTable } from './table';
 import { neededQueues, waitWatched } from './waiting';
@@ -77,7 +78,14 @@ function waitForReport(client: Client, config: Config, host: string, handle: Wor
   return waitWatched<RecoveryReport>(client, handle, neededQueues(config, sources ?? Object.keys(config.sources), host), { configFile });
 }
 
-type WithClient = (action: (client: Client, config: Config, host: string) => Promise<void>) => Promise<void>;
+type WithClient = (action: (client: Client, config: Config, host: string) => Promise<void>, check?: (config: Config) => void) => Promise<void>;
+
+/** Unknown --source names fail before connecting to Temporal, with the closest known name. */
+function sourcesCheck(sources: string[] | undefined, configFile: () => string): (config: Config) => void {
+  return (config) => {
+    for (const source of sources ?? []) checkName('source', source, Object.keys(config.sources), configFile());
+  };
+}
 
 /** `configPath`: the config file to name in the hints (the CLI's --config or BACKUP_CONFIG). */
 export function registerRecoveryCommands(program: Command, withClient: WithClient, configPath: () => string): void {
@@ -85,13 +93,13 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
   drill.command('start')
     .description('start a drill of every source (or --source S…): restore into scratch targets, run the manual steps, validate, report, clean up')
     .option('--point <point>', 'latest (default), latest-verified, a snapshot id, or as-of:<ISO time>')
-    .option('--source <name...>', 'only these sources')
+    .option('-s, --source <name...>', 'only these sources (repeatable: --source a --source b, or --source a b)')
     .option('--wait', 'wait for the report')
     .action((options: { point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
       const handle = await startRecovery(client, config, { mode: 'drill', host, point: options.point, sources: options.source });
       process.stdout.write(`started ${handle.workflowId}\n`);
       if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
-    }));
+    }, sourcesCheck(options.source, configPath)));
   drill.command('status <workflowId>').description('the current step, elapsed time and what is left')
     .action((workflowId: string) => withClient(async (client) => {
       process.stdout.write(`${formatProgress(await client.workflow.getHandle(workflowId).query(recoveryProgressQuery))}\n`);
@@ -116,12 +124,14 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     .option('--yes', 'confirm: this writes into production targets')
     .option('--force', 'replace targets that hold data')
     .option('--point <point>', 'latest (default), latest-verified, a snapshot id, or as-of:<ISO time>')
-    .option('--source <name...>', 'only these sources')
+    .option('-s, --source <name...>', 'only these sources (repeatable: --source a --source b, or --source a b)')
     .option('--wait', 'wait for the report')
     .action((options: { yes?: boolean; force?: boolean; point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
-      if (!options.yes) throw new UsageError('recover writes into the configured (production) targets: add --yes to confirm (a drill restores into scratch targets: backupctl drill start)');
       const handle = await startRecovery(client, config, { mode: 'recover', host, point: options.point, sources: options.source, confirmed: true, force: options.force });
       process.stdout.write(`started ${handle.workflowId}\n`);
       if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
+    }, (config) => {
+      if (!options.yes) throw new UsageError('recover writes into the configured (production) targets: add --yes to confirm (a drill restores into scratch targets: backupctl drill start)');
+      sourcesCheck(options.source, configPath)(config);
     }));
 }
