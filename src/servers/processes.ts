@@ -10,13 +10,14 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import { repoRoot, resolveBinary, resolveTemporalSchemaDir } from './binaries';
+import { tcpAnswers } from './tcp';
 
 // ---------------------------------------------------------------------------------------------
 // Child tracking and clean-up on exit
@@ -193,20 +194,6 @@ async function assertPortFree(port: number | undefined): Promise<void> {
     const server = createServer();
     server.once('error', (error) => reject(new Error(`port ${port} on 127.0.0.1 is already in use (${error.message})`)));
     server.listen(port, '127.0.0.1', () => server.close(() => resolvePromise()));
-  });
-}
-
-/** Whether something accepts TCP connections at host:port. */
-export function tcpAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const socket = connect({ host, port });
-    const finish = (ok: boolean): void => {
-      socket.destroy();
-      resolvePromise(ok);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
   });
 }
 

@@ -5,8 +5,9 @@
  * connection with the same options and reads the handshake's outcome (in TLS 1.3 the server's
  * verdict on the client certificate arrives as an alert just after the handshake).
  */
-import { connect as tcpConnect, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { tcpAnswers } from '../servers/tcp';
 import type { TemporalConnectionOptions } from './connection';
 
 export type TemporalTlsProblem = 'TemporalTlsRefused' | 'TemporalTlsUntrusted';
@@ -57,20 +58,6 @@ function handshake(socket: TLSSocket, settleMs: number, timeoutMs: number): Prom
     });
     socket.once('error', (error: NodeJS.ErrnoException) => done({ error, afterHandshake: handshook }));
     socket.once('close', () => done(handshook ? { error: Object.assign(new Error('the server closed the connection'), { code: 'ECONNRESET' }), afterHandshake: true } : {}));
-  });
-}
-
-/** Whether anything listens at the address (a TCP connect): a TLS diagnosis needs a peer. */
-function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect({ host, port });
-    const finish = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
   });
 }
 
