@@ -158,7 +158,7 @@ const fmt = (n: number) => (n >= 10 ? n.toFixed(0) : n.toFixed(2));
 const lines = [
   `# Temporal actions per day: ${config.deployment} (\`${configFile.replace(`${root}/`, '')}\`)`,
   '',
-  'Command: `npx tsx bench/temporal-actions.ts` (part of `npm run bench`). Actions: workflow and child starts, activity executions, timers, signals and updates; queries are free. Per-run counts come from the saved histories of real runs (`test/histories`), scaled by the config.',
+  'Command: `npx tsx bench/temporal-actions.ts` (run alone, not a part of `npm run bench`). Actions: workflow and child starts, activity executions, timers, signals and updates; queries are free. Per-run counts come from the saved histories of real runs (`test/histories`), scaled by the config.',
   '',
   '| what | runs a day | actions a run | actions a day | detail |',
   '|---|---:|---:|---:|---|',

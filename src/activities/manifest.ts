@@ -172,7 +172,7 @@ export async function buildManifest(input: { deployment: string; policy: string;
     git: await gitState(input.source.root),
     envKeys: keys,
     recovery: {
-      procedure: 'README.md, section "Restore" of the backupctl project; restic alone also works: restic -r <repository> restore <snapshot>:<root> --target <folder>',
+      procedure: 'backupctl restore (docs/reference.md of the backupctl project); restic alone also works: restic -r <repository> restore <snapshot>:<root> --target <folder>',
       command: `backupctl restore --source ${input.sourceName} --target <folder>`,
     },
   };

@@ -66,7 +66,7 @@ export const FIXES: Record<string, string> = {
   StorageUnreachable: 'check that the storage endpoint is reachable from the worker (network, DNS, TLS); start the run again once it is',
   PartialSnapshot: 'some files could not be read (the message says which): fix their permissions or exclude them, then back up again',
   Cancelled: 'the run was cancelled; start it again when ready',
-  InputVersionUnsupported: 'a workflow takes a request of names only (README: "Workflow types and inputs"): start it with backupctl of the workers\' release; if a schedule started it, run backupctl schedules apply',
+  InputVersionUnsupported: 'a workflow takes a request of names only (docs/reference.md, "Workflow types and inputs"): start it with backupctl of the workers\' release; if a schedule started it, run backupctl schedules apply',
   DeploymentNotServed: 'start the workflow with the deployment the workers serve (their config\'s deployment), on that deployment\'s task queue <deployment>.shared',
   StepNotConfigured: 'add the step to recovery.steps in the workers\' config (and restart them), or leave it out: a worker runs only the steps its own config names',
   Stalled: 'nothing moved for stallAfter (default 10m): check the storage, the database or the disk the step was using; the next attempt starts on its own; raise stallAfter for steps that are silent for long (huge index builds)',

@@ -34,7 +34,7 @@ function formatProblem(file: string, problem: ConfigProblem): string {
 function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'unrecognized_keys':
-      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling; see the configuration reference in README.md)`;
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (check the spelling; see docs/configuration.md)`;
     case 'invalid_type': {
       const received = (issue as { input?: unknown }).input;
       const got = received === undefined ? 'nothing (the field is required)' : Array.isArray(received) ? 'a list' : received === null ? 'null' : `a ${typeof received}`;
@@ -140,7 +140,7 @@ export function parseConfig(text: string, file: string, options: LoadOptions & {
           const closest = known && closestName(key, known);
           return {
             path: [...issuePath, key], line: keyLineOf(doc, counter, issuePath, key) ?? lineOf(doc, counter, issuePath),
-            message: `unknown field "${key}"${closest ? ` (did you mean "${closest}"?)` : known ? ` (known here: ${known.join(', ')})` : ' (check the spelling; see the configuration reference in README.md)'}`,
+            message: `unknown field "${key}"${closest ? ` (did you mean "${closest}"?)` : known ? ` (known here: ${known.join(', ')})` : ' (check the spelling; see docs/configuration.md)'}`,
           };
         });
       }
