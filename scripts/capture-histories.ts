@@ -11,6 +11,9 @@
  * the alert's delivery workflow (to a local HTTP receiver); a backup pinging its outside heartbeat
  * and recording its success before retention (its repository writer signals the snapshots first).
  *
+ * --drills captures the ledger hearing a failed drill and one over its RTO (added 2026-12-05, the
+ * history from before patched('drill-failed-critical')).
+ *
  * --sources captures only the runs of database, git and bucket sources (added 2026-11-26): a
  * policy of MongoDB (FerretDB), PostgreSQL (the machine's, or TEST_POSTGRES_URL) and git, a bucket
  * replicated between two MinIO servers, a MongoDB restore, doctor over all of them, and a
@@ -49,6 +52,7 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
+import { historyQuery } from '../src/workflows/definitions';
 import { repositoryWriterId } from '../src/workflows/repository';
 import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 
@@ -390,7 +394,93 @@ audit: { directory: ${join(root, 'audit')} }
   }
 }
 
-(process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
+/**
+ * The ledger hearing two drills (added 2026-12-05, before patched('drill-failed-critical')): one
+ * that failed (a recovery step exits 3) and one that succeeded over its RTO target, with a chat
+ * channel routed warnings and a pager routed critical alerts.
+ */
+async function captureDrills(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-drills-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const received: string[] = [];
+  const receiver = createServer((request, response) => {
+    received.push(request.url ?? '');
+    request.resume();
+    request.on('end', () => response.end('ok'));
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const tag = randomBytes(3).toString('hex').toUpperCase();
+  const password = `CAPTURE_${tag}_PASSWORD`;
+  process.env[password] = randomBytes(16).toString('hex');
+  process.env[`CAPTURE_${tag}_CHAT`] = `${base}/chat`;
+  process.env[`CAPTURE_${tag}_PAGER`] = `${base}/pager`;
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'data'), { recursive: true });
+  writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+  const config = parseConfig(`deployment: capture-drills
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  app: { type: files, root: ${app}, paths: [data] }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${password} }
+policies:
+  files: { sources: [app], repositories: [local], schedule: { every: 1h }, retention: { keepLast: 3 }, tier: critical }
+recovery:
+  steps:
+    - { name: start-app, tier: critical, run: "exit 3", inDrill: true, timeout: 30s }
+drills:
+  schedule: { cron: "0 6 1 * *" }
+  scratchDirectory: ${join(root, 'scratch')}
+  rtoTarget: 1s
+alerts:
+  - { name: chat, type: webhook, urlEnv: CAPTURE_${tag}_CHAT, severities: [warning] }
+  - { name: pager, type: webhook, urlEnv: CAPTURE_${tag}_PAGER, severities: [critical] }
+audit: { directory: ${join(root, 'audit')} }
+`, 'capture.yaml', { env: process.env });
+  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
+  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
+  await initRepositories(config, resticBin, undefined, process.env);
+  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+  const client = await connectClient(environment);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  const waitUntil = async (what: string, probe: () => boolean | Promise<boolean>) => {
+    for (let i = 0; i < 300; i += 1) {
+      if (await probe()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
+  const recorded = async (workflowId: string) => (await ledger.query(historyQuery, 50)).some((h) => h.workflowId === workflowId);
+  try {
+    await applyOperationsPlan(client, config, 'capture@host');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: id('backup'), args: [{ deployment: config.deployment, policy: 'files' }] });
+    const failedId = id('drill-failed');
+    await settle(client.workflow.execute(disasterRecoveryWorkflow, { taskQueue, workflowId: failedId, args: [{ deployment: config.deployment, mode: 'drill' }] }));
+    await waitUntil('the failed drill recorded', () => recorded(failedId));
+    config.recovery.steps = config.recovery.steps.map((step) => ({ ...step, run: 'true' }));
+    const slowId = id('drill-over-rto');
+    await settle(client.workflow.execute(disasterRecoveryWorkflow, { taskQueue, workflowId: slowId, args: [{ deployment: config.deployment, mode: 'drill' }] }));
+    await waitUntil('the slow drill recorded', () => recorded(slowId));
+    await waitUntil('a notice delivered', () => received.length > 0);
+    await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number } }>('operations')).audit.pending === 0);
+    await save(server, 'ledger-drills', ledgerWorkflowId(config.deployment));
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await temporal.stop();
+    receiver.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--drills') ? captureDrills() : process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exit(1);
 });

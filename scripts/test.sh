@@ -16,7 +16,8 @@ fi
 # only its `config` command, no Docker engine), the AWS CLI (test/runbook.test.ts runs the
 # runbook's printed `aws s3 sync`) and Chromium (test/web-ui.test.ts drives the Temporal Web UI
 # with playwright-core, which downloads no browser) and systemd-analyze (test/deploy.test.ts
-# verifies the units of deploy/systemd/). Quiet, but loud when it fails.
+# verifies the units of deploy/systemd/) and ssh-keygen (test/operators.test.ts signs and verifies
+# operators' requests with real keys). Quiet, but loud when it fails.
 install_tool() {
   local tool="$1" package="$2"
   command -v "$tool" >/dev/null 2>&1 && return 0
@@ -51,6 +52,7 @@ install_tool docker-compose docker-compose
 install_tool aws awscli
 install_tool chromium chromium
 install_tool systemd-analyze systemd
+install_tool ssh-keygen openssh-client
 
 npx eslint .
 npx tsc --noEmit -p tsconfig.json

@@ -160,3 +160,13 @@ test('an unknown field is reported at its own line, not at its mapping\'s first 
   ]);
   assert.throws(() => parseConfig(yaml.replace(/^staging:/m, 'stagign:'), 'vps.yaml', { checkEnv: false }), /vps\.yaml:\d+: stagign: unknown field "stagign" \(did you mean "staging"\?\)/);
 });
+
+test('scratch servers: per source (urlEnv for PostgreSQL, uriEnv for MongoDB) and a global one per kind; their variables must be set like any secret', () => {
+  const withScratch = validYaml().replace('    uriEnv: MONGODB_URI\n', '    uriEnv: MONGODB_URI\n    scratch: { uriEnv: SCRATCH_MONGODB_URI }\n')
+    .concat('scratch:\n  postgres: { urlEnv: SCRATCH_PG_URL }\n');
+  const config = parseConfig(withScratch, 'shop.yaml', { env: { ...env, SCRATCH_MONGODB_URI: 'mongodb://127.0.0.1:2/', SCRATCH_PG_URL: 'postgres://u@127.0.0.1:3/postgres' } });
+  assert.deepEqual(config.sources.db?.type === 'mongodb' && config.sources.db.scratch, { uriEnv: 'SCRATCH_MONGODB_URI' });
+  assert.deepEqual(config.scratch, { postgres: { urlEnv: 'SCRATCH_PG_URL' } });
+  assert.throws(() => parseConfig(withScratch, 'shop.yaml', { env }), /sources\.db\.scratch\.uriEnv: environment variable SCRATCH_MONGODB_URI is not set/);
+  assert.throws(() => parseConfig(withScratch.replace('scratch: { uriEnv:', 'scratch: { uriEnvv:'), 'shop.yaml', { checkEnv: false }), /sources\.db\.scratch\.uriEnvv: unknown field "uriEnvv" \(did you mean "uriEnv"\?\)/);
+});

@@ -95,7 +95,38 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const report = await doctor();
     assert.deepEqual(report.checks.filter((c) => !c.ok), []);
     const ids = report.checks.map((c) => c.id).sort();
-    assert.deepEqual(ids, ['config', 'disk:staging', 'monitoring:outside', 'mongodb:jobs', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'source:artifacts', 'staging:writable', 'temporal', 'temporal:tls', 'worker'].sort());
+    assert.deepEqual(ids, ['config', 'disk:staging', 'monitoring:outside', 'mongodb:jobs', 'operators', 'postgres:accounts', 'repository:local', 'repository:offsite', 'restic', 's3:offsite', 'scratch:accounts', 'scratch:jobs', 'source:artifacts', 'staging:writable', 'temporal', 'temporal:tls', 'worker'].sort());
+  });
+
+  test('scratch restores on the production server are a warning naming the cost and the field; a scratch server is checked for reachability', async () => {
+    const report = await doctor();
+    const production = report.checks.find((c) => c.id === 'scratch:accounts')!;
+    assert.deepEqual([production.ok, production.warning], [true, true]);
+    assert.match(production.detail, /the source's own server \(production, 127\.0\.0\.1:\d+, from .*\): each verification and drill creates and drops <db>_verify_<run> and <db>_drill_<run> there: load and disk on production, and the user .* needs the right to create databases/);
+    assert.match(production.fix ?? '', /set sources\.accounts\.scratch\.urlEnv \(or scratch\.postgres\.urlEnv/);
+    assert.match(report.checks.find((c) => c.id === 'scratch:jobs')!.fix ?? '', /sources\.jobs\.scratch\.uriEnv/);
+    assert.ok(!production.detail.includes(pgPassword), 'no password in the row');
+    // A scratch server for every PostgreSQL source (the machine's own cluster, not the source's): green.
+    const scratchVariable = `${names.postgresUrl}_SCRATCH`;
+    const withScratchServer = async (url: string): Promise<DoctorReport> => {
+      process.env[scratchVariable] = url;
+      // The worker's config (this very object) gets the global scratch server for one run; the CLI keeps the one the worker started with.
+      const started = structuredClone(deployment.config);
+      deployment.config.scratch = { postgres: { urlEnv: scratchVariable } };
+      try {
+        return await doctor(started);
+      } finally {
+        delete deployment.config.scratch;
+        delete process.env[scratchVariable];
+      }
+    };
+    const configured = await withScratchServer(servers.postgresUrl);
+    const row = configured.checks.find((c) => c.id === 'scratch:accounts')!;
+    assert.deepEqual([row.ok, row.warning], [true, undefined], JSON.stringify(row));
+    assert.match(row.detail, new RegExp(`scratch server [^ ]+:\\d+ \\(from ${scratchVariable}, scratch\\.postgres\\.urlEnv\\) reachable`));
+    // One that does not answer fails doctor, with the variable to check.
+    const down = await withScratchServer('postgres://postgres@127.0.0.1:9/postgres');
+    assertOnlyFailing(down, 'scratch:accounts', /scratch server 127\.0\.0\.1:9 .*ECONNREFUSED/, new RegExp(`${scratchVariable} is running and reachable`));
   });
 
   test('without any outside monitor doctor passes with a warning that names the silence and the field to set', async () => {
@@ -119,9 +150,11 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     const env = { ...process.env, TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname(), RESTIC_BIN: servers.resticBin };
     const green = await run(process.execPath, ['bin/backupctl.js', '--config', file, 'doctor'], { env });
     assert.match(green.stdout, /✓ +restic repository offsite opens with its password/);
-    assert.match(green.stdout, /all 14 checks passed, 1 with a warning/);
+    assert.match(green.stdout, /all 17 checks passed, 4 with a warning/);
+    assert.match(green.stdout, /! +where verification and drills restore source accounts/);
     assert.match(green.stdout, /! +an outside monitor notices when every worker is down/);
-    assert.equal(green.stdout.match(/→ fix:/g)?.length, 1, 'only the warning has a fix line');
+    assert.match(green.stdout, /! +who may start what \(operators and roles\) +no operators: in the config/);
+    assert.equal(green.stdout.match(/→ fix:/g)?.length, 4, 'only the warnings have a fix line');
     // The bucket gone from the file, and from the worker's config (the worker's is the one that runs).
     writeFileSync(file, yaml.replace(`bucket: ${bucket}`, `bucket: ${bucket}-gone`));
     const offsite = deployment.config.repositories.offsite!;

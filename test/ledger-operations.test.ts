@@ -108,6 +108,40 @@ describe('ledger operations', () => {
     assert.equal(state.operations.lastDrill?.met, false);
   });
 
+  test('a failed drill opens a critical alert of its own; one over its RTO a warning; a drill that proves the recovery resolves the first, one within its RTO both', () => {
+    const state = emptyLedgerState();
+    applyOperationsPlan(state, plan(0));
+    const drill = (id: string, finished: number, extra: Partial<RunOutcome>): RunOutcome => ({
+      kind: 'drill', status: 'ok', ok: true, deployment: 'd', workflowId: id, startedAt: at(finished - 50), finishedAt: at(finished), snapshots: [], ...extra,
+    });
+    const report = (rtoSeconds: number | undefined) => ({ rtoSeconds, rtoTargetSeconds: 3600, tiers: [] }) as unknown as RunOutcome['recovery'];
+    applyOutcome(state, drill('drill-failed', 100, { status: 'failed', ok: false, recovery: report(undefined), error: { type: 'CommandFailed', message: 'step start-app exited 3' } }));
+    assert.deepEqual(Object.values(state.operations.alerts).map((a) => [a.key, a.severity]), [['*/drill-failed', 'critical']]);
+    assert.match(state.operations.alerts['*/drill-failed']!.summary, /recovery is unproven: step start-app exited 3/);
+    assert.equal(state.operations.lastDrill?.result, 'failed');
+    const trigger = state.operations.notices.at(-1)!;
+    assert.deepEqual(channelsFor(state.operations.plan, trigger).map((c) => c.name), ['hook', 'pager'], 'the pager, routed critical only, hears it');
+    // Over its RTO: the workflow fails, but with its recovery measured and no error.
+    applyOutcome(state, drill('drill-slow', 9000, { status: 'failed', ok: false, recovery: report(7200) }));
+    assert.deepEqual(Object.values(state.operations.alerts).map((a) => [a.key, a.severity]), [['*/drill-over-rto', 'warning']]);
+    assert.match(state.operations.alerts['*/drill-over-rto']!.summary, /took 2 h against an RTO target of 60 min/);
+    assert.equal(state.operations.lastDrill?.result, 'over-rto');
+    assert.deepEqual(state.operations.notices.slice(-2).map((n) => [n.action, n.cause]), [['resolve', 'drill-failed'], ['trigger', 'drill-over-rto']]);
+    assert.deepEqual(channelsFor(state.operations.plan, state.operations.notices.at(-1)!).map((c) => c.name), ['hook'], 'the pager does not hear a warning');
+    applyOutcome(state, drill('drill-ok', 20_000, { recovery: report(600) }));
+    assert.deepEqual(state.operations.alerts, {});
+    assert.equal(state.operations.lastDrill?.result, 'ok');
+  });
+
+  test('a ledger run from before patched(\'drill-failed-critical\') keeps the warning for a failed drill', () => {
+    const state = emptyLedgerState();
+    applyOperationsPlan(state, plan(0));
+    applyOutcome(state, {
+      kind: 'drill', status: 'failed', ok: false, deployment: 'd', workflowId: 'drill-old', startedAt: at(0), finishedAt: at(100), snapshots: [], error: { type: 'CommandFailed', message: 'exit 3' },
+    }, { failedDrillIsCritical: () => false });
+    assert.deepEqual(Object.values(state.operations.alerts).map((a) => [a.key, a.severity]), [['*/drill-over-rto', 'warning']]);
+  });
+
   test('an audit write refused for good opens one warning for the deployment, repeats only count, the next write resolves it', () => {
     const state = emptyLedgerState();
     applyOperationsPlan(state, plan(0));

@@ -93,7 +93,7 @@ function operations(overrides: Partial<OperationsView> = {}): OperationsView {
       // Per bound, not cumulative: 2 runs ≤ 5 s, 1 ≤ 60 s, 1 ≤ 300 s, 1 over the last bound.
       durations: { artifacts: { buckets: [2, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1], sum: 11_000.5, count: 5 } },
     },
-    lastDrill: { at: hoursAgo(72), workflowId: 'drill-1', rtoSeconds: 5_400, rtoTargetSeconds: 4 * HOUR, met: true },
+    lastDrill: { at: hoursAgo(72), workflowId: 'drill-1', rtoSeconds: 5_400, rtoTargetSeconds: 4 * HOUR, met: true, result: 'ok' },
     audit: { seq: 42, head: 'abc', pending: 0 },
     deadlines: { artifacts: hoursAgo(-28), secrets: hoursAgo(-100), jobs: hoursAgo(-7) },
     ...overrides,
@@ -204,6 +204,8 @@ describe('health: the first assessment\'s /health from the ledger and the probes
     const paged = buildHealth(healthInput({ operations: operations({ openAlerts: [alert('artifacts', 'backup-failed', 'critical')] }) }));
     assert.equal(paged.status, 'critical');
     assert.equal(paged.alerts[0]?.cause, 'backup-failed');
+    // A failed drill leaves the recovery unproven: the deployment is critical, as after a failed verification.
+    assert.equal(buildHealth(healthInput({ operations: operations({ openAlerts: [alert('*', 'drill-failed', 'critical')] }) })).status, 'critical');
   });
 
   test('Temporal, a repository or a database down makes the deployment critical; a database another host checks does not', () => {
@@ -273,6 +275,7 @@ describe('metrics: Prometheus text from the same snapshot', () => {
     assert.equal(sample(families, 'backupctl_repository_all_data_read_timestamp_seconds', { repository: 'offsite' }), Date.parse(hoursAgo(40)) / 1000);
     assert.equal(sample(families, 'backupctl_drill_rto_seconds', {}), 5_400);
     assert.equal(sample(families, 'backupctl_drill_rto_target_seconds', {}), 4 * HOUR);
+    assert.equal(sample(families, 'backupctl_drill_ok', {}), 1);
     assert.equal(sample(families, 'backupctl_repository_stored_bytes', { repository: 'offsite' }), 3 * 2 ** 30);
     assert.ok(Math.abs(sample(families, 'backupctl_storage_monthly_cost_estimate', { repository: 'offsite' }) - 3 * 0.023) < 1e-9);
     assert.equal(family(families, 'backupctl_storage_monthly_cost_estimate').metrics.some((m) => m.labels?.repository === 'local'), false, 'no price, no estimate');
@@ -330,6 +333,10 @@ describe('the Grafana dashboard and the Prometheus rules use only metrics that e
     assert.match(byName.get('BackupStale')?.expr ?? '', /\(backupctl_recovery_point_age_seconds\) > on\(deployment, source\) .*\(backupctl_rpo_seconds\)/);
     assert.match(byName.get('BackupVerificationFailed')?.expr ?? '', /\(backupctl_verification_ok\) == 0/);
     assert.match(byName.get('BackupctlMetricsAbsent')?.expr ?? '', /absent\(backupctl_[a-z_]+\)/);
+    // A failed drill pages (the recovery is unproven); one over its RTO only warns.
+    assert.match(byName.get('BackupDrillFailed')?.expr ?? '', /\(backupctl_drill_ok\) == 0/);
+    assert.equal(byName.get('BackupDrillFailed')?.labels.severity, 'critical');
+    assert.equal(byName.get('BackupDrillOverRto')?.labels.severity, 'warning');
     for (const rule of all) {
       assert.ok(['critical', 'warning'].includes(rule.labels.severity), rule.alert);
       assert.ok(rule.annotations.summary, rule.alert);

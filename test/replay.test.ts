@@ -85,6 +85,20 @@ test('a verification since patched(\'verify-check-after-restores\') restores its
   assert.ok(lastRestore >= 0 && check > lastRestore, `activities in order: ${scheduled.join(', ')}`);
 });
 
+test('a ledger from before patched(\'drill-failed-critical\') heard a failed drill and sent its warning to the chat channel', () => {
+  const file = 'ledger-drills.json';
+  assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --drills (from code before the patch)`);
+  const text = readFileSync(join(folder, file), 'utf8');
+  assert.doesNotMatch(text, /drill-failed-critical/, 'captured before the patch: no marker of it');
+  type Event = { workflowExecutionSignaledEventAttributes?: { signalName: string; input: { payloads: { data: string }[] } }; startChildWorkflowExecutionInitiatedEventAttributes?: unknown };
+  const events = (JSON.parse(text) as { events: Event[] }).events;
+  const outcomes = events.flatMap((e) => (e.workflowExecutionSignaledEventAttributes?.signalName === 'recordBackup' ? [e.workflowExecutionSignaledEventAttributes.input.payloads[0]!.data] : []))
+    .map((data) => JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { kind: string; status: string; error?: { message: string } });
+  // A drill that failed and one over its RTO (failed too, without an error); the warning's delivery between them.
+  assert.deepEqual(outcomes.filter((o) => o.kind === 'drill').map((o) => [o.status, Boolean(o.error)]), [['failed', true], ['failed', false]]);
+  assert.equal(events.filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, 1, 'without the patch the new code pages instead, then warns again: the replay fails');
+});
+
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {
   const results = await replayAll({ workflowBundle: { codePath: await workflowBundlePath() } }, files);
   assert.equal(results.length, files.length);

@@ -8,7 +8,8 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
-import type { BucketSource, FilesSource, GitSource, Repository, S3Repository, Source } from '../config/schema';
+import type { BucketSource, Config, FilesSource, GitSource, Repository, S3Repository, Source } from '../config/schema';
+import { scratchDatabaseNames, scratchFieldHint, scratchServer, serverAddress, type DatabaseSource } from '../config/scratch';
 import { checkBucketSource } from '../sources/bucket';
 import { checkGitRepository } from '../sources/git';
 import { checkPgDumpVersion } from '../sources/postgres';
@@ -26,13 +27,147 @@ export interface DoctorDependencies {
   logger: Logger;
   resticBin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
+  /** The worker's config: its `scratch` servers (where test restores and drills go) are checked too. */
+  config?: Config;
 }
 
 function failed(id: string, title: string, detail: string, fix: string): CheckResult {
   return { id, title, ok: false, detail: scrubSecrets(detail), fix };
 }
 
-export function createDoctorActivities({ logger, resticBin, env }: DoctorDependencies) {
+/** Whether the URL's user may create databases (CREATEDB or superuser); undefined when the server does not say. */
+async function createDatabaseRight(url: string): Promise<boolean | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ may: boolean }>('select rolcreatedb or rolsuper as may from pg_roles where rolname = current_user');
+    return rows[0]?.may;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export function createDoctorActivities({ logger, resticBin, env, config }: DoctorDependencies) {
+  /**
+   * Where verification's test restores and drills create and drop their databases: a warning when
+   * it is the source's own (production) server; a scratch server must answer and let the user
+   * create databases.
+   */
+  const scratchCheck = async (name: string, source: DatabaseSource): Promise<CheckResult> => {
+    const id = `scratch:${name}`;
+    const title = `where verification and drills restore source ${name}`;
+    const server = scratchServer(config, name, source);
+    const fieldHint = scratchFieldHint(name, source);
+    const names = scratchDatabaseNames(source);
+    const value = optionalSecret(env, server.variable);
+    const address = serverAddress(source, value);
+    if (server.production) {
+      let rights = '';
+      if (source.type === 'postgres' && value) {
+        rights = await createDatabaseRight(value).then((may) => (may === false ? '; its user may NOT create databases, so every test restore fails' : ''), () => '');
+      }
+      return {
+        id, title, ok: true, warning: true,
+        detail: `the source's own server (production${address ? `, ${address}` : ''}, from ${server.variable}): each verification and drill creates and drops ${names} there: load and disk on production, and the user in ${server.variable} needs the right to create databases (a read-only backup user cannot verify)${rights}`,
+        fix: `set ${fieldHint} to a variable holding a separate server's ${source.type === 'postgres' ? 'postgres:// URL (a user with CREATEDB)' : 'connection string'}; recover still writes into the source's own server`,
+      };
+    }
+    if (!value) return failed(id, title, `${server.variable} (${server.field}) is not set`, `export ${server.variable} on the worker, or remove ${server.field}`);
+    const own = serverAddress(source, optionalSecret(env, source.type === 'postgres' ? source.urlEnv : source.uriEnv));
+    const same = own !== undefined && own === address;
+    try {
+      if (source.type === 'postgres') {
+        const may = await createDatabaseRight(value);
+        if (may === false) return failed(id, title, `scratch server ${address} (from ${server.variable}) answers, but its user may not create databases`, `grant the user in ${server.variable} CREATEDB (ALTER ROLE … CREATEDB), or use another user`);
+      } else {
+        const client = new MongoClient(value, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
+        try {
+          await client.connect();
+          await client.db('admin').command({ ping: 1 });
+        } finally {
+          await client.close().catch(() => undefined);
+        }
+      }
+    } catch (error) {
+      return failed(id, title, `scratch server ${address ?? '?'} (from ${server.variable}): ${scrubSecrets((error as Error).message)}`, `check that the server in ${server.variable} is running and reachable from this worker, and its user and password`);
+    }
+    if (same) {
+      return {
+        id, title, ok: true, warning: true,
+        detail: `${server.field} names ${server.variable}, which points at ${address}: the source's own server, so scratch databases ${names} still land on production`,
+        fix: `point ${server.variable} at a separate server`,
+      };
+    }
+    return { id, title, ok: true, detail: `scratch server ${address} (from ${server.variable}, ${server.field}) reachable: ${names} are created and dropped there, not on production` };
+  };
+
+  const mongoReachable = async (input: { name: string; source: Extract<Source, { type: 'mongodb' }> }): Promise<CheckResult> => {
+    const id = `mongodb:${input.name}`;
+    const title = `MongoDB of source ${input.name} reachable`;
+    const uri = optionalSecret(env, input.source.uriEnv);
+    if (!uri) return failed(id, title, `${input.source.uriEnv} is not set`, `export ${input.source.uriEnv} on the worker`);
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
+    try {
+      await client.connect();
+      await client.db('admin').command({ ping: 1 });
+      const names = input.source.databases ?? (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases
+        .map((d) => d.name).filter((n) => !['admin', 'local', 'config'].includes(n));
+      let estimatedBytes = 0;
+      for (const name of names) {
+        const stats = await client.db(name).stats();
+        estimatedBytes += Number(stats.dataSize ?? 0);
+      }
+      return { id, title, ok: true, detail: `${names.length} database(s), about ${formatBytes(estimatedBytes)} to dump`, estimatedBytes };
+    } catch (error) {
+      const message = scrubSecrets((error as Error).message);
+      const auth = /auth|credential|password|Unauthorized/i.test(message);
+      return failed(id, title, message, auth ? `fix the user or password in ${input.source.uriEnv}` : `check that the server in ${input.source.uriEnv} is running and reachable from this worker`);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  };
+
+  const postgresReachable = async (input: { name: string; source: Extract<Source, { type: 'postgres' }> }): Promise<CheckResult> => {
+    const id = `postgres:${input.name}`;
+    const title = `PostgreSQL of source ${input.name} reachable`;
+    const url = optionalSecret(env, input.source.urlEnv);
+    if (!url) return failed(id, title, `${input.source.urlEnv} is not set`, `export ${input.source.urlEnv} on the worker`);
+    try {
+      const parsed = new URL(url);
+      if (parsed.password) registerSecretValue(decodeURIComponent(parsed.password));
+    } catch {
+      return failed(id, title, `${input.source.urlEnv} is not a URL`, `set ${input.source.urlEnv} to postgres://user:password@host:5432/database`);
+    }
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+    // A failed connection also emits 'error'; without a listener it would crash the worker.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const databases = input.source.databases ?? [(await client.query<{ db: string }>('select current_database() as db')).rows[0]!.db];
+      const { rows } = await client.query<{ bytes: string }>('select coalesce(sum(pg_database_size(datname)), 0)::text as bytes from pg_database where datname = any($1)', [databases]);
+      const estimatedBytes = Number(rows[0]?.bytes ?? 0);
+      // pg_dump older than the server cannot dump it: say so now, not at the first backup.
+      const tools = await checkPgDumpVersion(url);
+      if (!tools.ok) return { ...failed(id, title, `${databases.join(', ')} reachable, but ${tools.detail}`, tools.fix ?? 'install a pg_dump of at least the server\'s major version'), estimatedBytes: 0 };
+      return { id, title, ok: true, detail: `${databases.join(', ')}: about ${formatBytes(estimatedBytes)} on disk (streamed, no staging); ${tools.detail}`, estimatedBytes: 0 };
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const message = scrubSecrets((error as Error).message);
+      if (code === '28P01' || code === '28000') return failed(id, title, `authentication failed: ${message}`, `fix the user or password in ${input.source.urlEnv}`);
+      if (code === '3D000') return failed(id, title, message, `create the database or fix the database name in ${input.source.urlEnv}`);
+      return failed(id, title, message, `check that PostgreSQL in ${input.source.urlEnv} is running and reachable from this worker`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  /** The database check's row with its scratch row after it. */
+  const withScratch = async (row: CheckResult, name: string, source: DatabaseSource): Promise<CheckResult> => {
+    const scratch = await scratchCheck(name, source).catch((error: unknown) => failed(`scratch:${name}`, `where verification and drills restore source ${name}`, (error as Error).message, 'see the detail'));
+    return { ...row, more: [scratch] };
+  };
+
   return {
     async checkRestic(): Promise<CheckResult> {
       const id = 'restic';
@@ -104,63 +239,11 @@ export function createDoctorActivities({ logger, resticBin, env }: DoctorDepende
     },
 
     async checkMongoDb(input: { name: string; source: Extract<Source, { type: 'mongodb' }> }): Promise<CheckResult> {
-      const id = `mongodb:${input.name}`;
-      const title = `MongoDB of source ${input.name} reachable`;
-      const uri = optionalSecret(env, input.source.uriEnv);
-      if (!uri) return failed(id, title, `${input.source.uriEnv} is not set`, `export ${input.source.uriEnv} on the worker`);
-      const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
-      try {
-        await client.connect();
-        await client.db('admin').command({ ping: 1 });
-        const names = input.source.databases ?? (await client.db('admin').admin().listDatabases({ nameOnly: true })).databases
-          .map((d) => d.name).filter((n) => !['admin', 'local', 'config'].includes(n));
-        let estimatedBytes = 0;
-        for (const name of names) {
-          const stats = await client.db(name).stats();
-          estimatedBytes += Number(stats.dataSize ?? 0);
-        }
-        return { id, title, ok: true, detail: `${names.length} database(s), about ${formatBytes(estimatedBytes)} to dump`, estimatedBytes };
-      } catch (error) {
-        const message = scrubSecrets((error as Error).message);
-        const auth = /auth|credential|password|Unauthorized/i.test(message);
-        return failed(id, title, message, auth ? `fix the user or password in ${input.source.uriEnv}` : `check that the server in ${input.source.uriEnv} is running and reachable from this worker`);
-      } finally {
-        await client.close().catch(() => undefined);
-      }
+      return withScratch(await mongoReachable(input), input.name, input.source);
     },
 
     async checkPostgres(input: { name: string; source: Extract<Source, { type: 'postgres' }> }): Promise<CheckResult> {
-      const id = `postgres:${input.name}`;
-      const title = `PostgreSQL of source ${input.name} reachable`;
-      const url = optionalSecret(env, input.source.urlEnv);
-      if (!url) return failed(id, title, `${input.source.urlEnv} is not set`, `export ${input.source.urlEnv} on the worker`);
-      try {
-        const parsed = new URL(url);
-        if (parsed.password) registerSecretValue(decodeURIComponent(parsed.password));
-      } catch {
-        return failed(id, title, `${input.source.urlEnv} is not a URL`, `set ${input.source.urlEnv} to postgres://user:password@host:5432/database`);
-      }
-      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
-      // A failed connection also emits 'error'; without a listener it would crash the worker.
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        const databases = input.source.databases ?? [(await client.query<{ db: string }>('select current_database() as db')).rows[0]!.db];
-        const { rows } = await client.query<{ bytes: string }>('select coalesce(sum(pg_database_size(datname)), 0)::text as bytes from pg_database where datname = any($1)', [databases]);
-        const estimatedBytes = Number(rows[0]?.bytes ?? 0);
-        // pg_dump older than the server cannot dump it: say so now, not at the first backup.
-        const tools = await checkPgDumpVersion(url);
-        if (!tools.ok) return { ...failed(id, title, `${databases.join(', ')} reachable, but ${tools.detail}`, tools.fix ?? 'install a pg_dump of at least the server\'s major version'), estimatedBytes: 0 };
-        return { id, title, ok: true, detail: `${databases.join(', ')}: about ${formatBytes(estimatedBytes)} on disk (streamed, no staging); ${tools.detail}`, estimatedBytes: 0 };
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        const message = scrubSecrets((error as Error).message);
-        if (code === '28P01' || code === '28000') return failed(id, title, `authentication failed: ${message}`, `fix the user or password in ${input.source.urlEnv}`);
-        if (code === '3D000') return failed(id, title, message, `create the database or fix the database name in ${input.source.urlEnv}`);
-        return failed(id, title, message, `check that PostgreSQL in ${input.source.urlEnv} is running and reachable from this worker`);
-      } finally {
-        await client.end().catch(() => undefined);
-      }
+      return withScratch(await postgresReachable(input), input.name, input.source);
     },
 
     async checkGitSource(input: { name: string; source: GitSource; host: string }): Promise<CheckResult> {

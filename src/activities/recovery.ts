@@ -9,6 +9,7 @@ import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { drillRunFolder, liesUnder } from '../config/plans';
+import { isDatabaseSource, scratchServerNote, scratchSource } from '../config/scratch';
 import { parseDuration } from '../config/units';
 import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
@@ -175,6 +176,10 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           : manifest.fingerprint.kind === 'postgres' ? manifest.fingerprint.databases.map((d) => d.database) : [];
         const comparisons: string[] = [];
         const targets: string[] = [];
+        // A drill restores into the scratch server (the source's own one when none is configured); a recover into the source's own databases.
+        const drillServer = input.mode === 'drill' && isDatabaseSource(source);
+        const restoreInto = drillServer ? scratchSource(config, planned.name, source) : source;
+        const onServer = drillServer ? scratchServerNote(config, planned.name, source, env) : '';
         // The heartbeat records each database once proven equal (done) and the target being filled
         // (created, see restoreSource): a retry skips the first and replaces the second.
         const done = previous.snapshot === chosen.id ? previous.done ?? [] : [];
@@ -188,8 +193,8 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
             // A drill's targets carry this run's suffix (checkRecoveryTarget): whatever holds that name
             // is this run's, so one a killed attempt half filled is replaced, not refused.
             const ownDrillTarget = input.mode === 'drill' && planned.databaseSuffix !== undefined && target.endsWith(planned.databaseSuffix);
-            const result = await others.restoreSource({ ...common, source, target, database, force: input.force || ownDrillTarget, stagingDirectory: input.stagingDirectory }, beat);
-            record = { database, target, what: result.comparison?.what ?? target };
+            const result = await others.restoreSource({ ...common, source: restoreInto, target, database, force: input.force || ownDrillTarget, stagingDirectory: input.stagingDirectory }, beat);
+            record = { database, target, what: `${result.comparison?.what ?? target}${onServer}` };
             done.push(record);
             delete beat.created;
           }
@@ -216,8 +221,10 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
         const run = runShortId();
         if (configured.type === 'mongodb' || configured.type === 'postgres') {
           const suffix = `_drill_${run}`;
-          const names = await databasesEndingWith(configured, suffix, env);
-          for (const name of names) await dropScratch(configured, name, env);
+          // Where this drill restored them: the scratch server, or the source's own when none is configured.
+          const scratch = scratchSource(cfg, input.source.name, configured);
+          const names = await databasesEndingWith(scratch, suffix, env);
+          for (const name of names) await dropScratch(scratch, name, env);
           return names;
         }
         const folder = runFolder();

@@ -10,7 +10,8 @@ import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
-import type { Repository, Source } from '../config/schema';
+import type { Config, Repository, Source } from '../config/schema';
+import { isDatabaseSource, scratchServerNote, scratchSource } from '../config/scratch';
 import type { Logger } from '../logging/logger';
 import { readSnapshotFile, restore, snapshots, tag, type ResticContext, type Snapshot } from '../restic/commands';
 import { runRestic } from '../restic/restic';
@@ -30,6 +31,8 @@ export interface VerifyDependencies {
   resticBin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
   temporalClient: () => Promise<Client>;
+  /** The worker's config: its `scratch` servers say where test restores of databases go. */
+  config?: Config;
 }
 
 export interface VerifySourceInput {
@@ -73,7 +76,7 @@ function isSnapshot(snapshot: Snapshot & { original?: string }, id: string): boo
   return snapshot.id === id || snapshot.id.startsWith(id) || snapshot.original === id;
 }
 
-export function createVerifyActivities({ logger, resticBin, env, temporalClient }: VerifyDependencies) {
+export function createVerifyActivities({ logger, resticBin, env, temporalClient, config }: VerifyDependencies) {
   const restores = createSourceRestoreActivities({ logger, resticBin, env });
   return {
     /** What the ledger remembers of earlier verifications (the last group read per repository). */
@@ -184,18 +187,21 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient 
             const databases = manifest.fingerprint.kind === 'mongodb' ? [...new Set(manifest.fingerprint.collections.map((c) => c.database))]
               : manifest.fingerprint.kind === 'postgres' ? manifest.fingerprint.databases.map((d) => d.database) : [undefined];
             const checked: string[] = [];
+            // Databases go to the scratch server (the source's own one when none is configured); never to production when one is.
+            const scratchAt = isDatabaseSource(source) ? scratchSource(config, input.sourceName, source) : source;
+            const onServer = isDatabaseSource(source) ? scratchServerNote(config, input.sourceName, source, env) : '';
             for (const database of databases) {
               const target = database === undefined ? scratch : `${database}_verify_${input.runId}`.slice(0, 63);
               try {
                 const restored = await whileLocked(() => restores.restoreSource({
-                  deployment: input.deployment, sourceName: input.sourceName, source, repositoryName: input.repositoryName, repository: input.repository,
+                  deployment: input.deployment, sourceName: input.sourceName, source: scratchAt, repositoryName: input.repositoryName, repository: input.repository,
                   snapshot: chosen.id, target, ...(database !== undefined ? { database } : {}), stagingDirectory: input.stagingDirectory,
                 }), progress);
-                checked.push(restored.comparison?.what ?? target);
+                checked.push(`${restored.comparison?.what ?? target}${onServer}`);
               } catch (error) {
                 result.problems.push(`test restore of snapshot ${chosen.short_id}${database ? ` (${database})` : ''}: ${(error as Error).message}`);
               } finally {
-                await dropScratch(source, target, env).catch((error: unknown) => {
+                await dropScratch(scratchAt, target, env).catch((error: unknown) => {
                   result.problems.push(`the scratch target ${target} could not be removed: ${(error as Error).message}`);
                 });
               }

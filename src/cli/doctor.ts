@@ -4,7 +4,7 @@
  */
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { WorkerEnvironment } from '../config/environment';
 import type { Config } from '../config/schema';
 import type { CheckResult, DoctorReport } from '../shared/doctor-types';
@@ -15,6 +15,7 @@ import { livePollers } from '../temporal/pollers';
 import { doctorWorkflow } from '../workflows/doctor';
 import { describeError, FAIL_MARK, fixLine, OK_MARK } from './errors';
 import { renderTable } from './table';
+import { operatorsCheck } from '../operators/doctor-check';
 
 const WARN_MARK = '!';
 
@@ -101,7 +102,7 @@ export function temporalTransportCheck(environment: WorkerEnvironment, now = new
     return {
       id, title, ok: true, warning: true,
       detail: `plain gRPC to ${t.address}: anyone on the way reads the workflows' inputs and anyone who reaches the port can start any workflow, a restore over your data included`,
-      fix: 'run the server with mutual TLS (deploy/pki/init-pki.sh; README, "Production") and set TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY',
+      fix: 'run the server with mutual TLS (deploy/pki/init-pki.sh; docs/production.md) and set TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY',
     };
   }
   if (t.apiKey) return { id, title, ok: true, detail: `TLS, with an API key (${t.address})` };
@@ -126,6 +127,7 @@ export function temporalTransportCheck(environment: WorkerEnvironment, now = new
 export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: DoctorOptions): Promise<DoctorReport> {
   // From the config alone: shown also when Temporal or the workers are down.
   const outside = outsideMonitorCheck(config);
+  const people = operatorsCheck(config);
   const transport = temporalTransportCheck(environment);
   const address = environment.temporal.address;
   const temporalTitle = `Temporal reachable at ${address} (namespace ${environment.temporal.namespace})`;
@@ -137,7 +139,7 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     const described = describeError(error);
     return {
       deployment: config.deployment,
-      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }, transport, outside],
+      checks: [{ id: 'temporal', title: temporalTitle, ok: false, detail: described.message, fix: described.fix ?? 'start Temporal (backupctl dev starts a local one) or set TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE' }, transport, outside, people],
     };
   }
   try {
@@ -151,22 +153,53 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     }
     const workerTitle = `a worker polls task queue ${taskQueue}`;
     if (pollers === 0) {
-      checks.push({ id: 'worker', title: workerTitle, ok: false, detail: 'no worker is polling', fix: `start a worker: BACKUP_CONFIG=<this config> npm run worker (or backupctl worker)` }, outside);
+      checks.push({ id: 'worker', title: workerTitle, ok: false, detail: 'no worker is polling', fix: `start a worker: BACKUP_CONFIG=<this config> npm run worker (or backupctl worker)` }, outside, people);
       return { deployment: config.deployment, checks };
     }
     checks.push({ id: 'worker', title: workerTitle, ok: true, detail: `${pollers} poller(s)` });
     const hosts = [...new Set(Object.values(config.sources).map((source) => source.host ?? environment.host))];
-    checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)), outside);
-    const report = await client.workflow.execute(doctorWorkflow, {
+    checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)), outside, people);
+    const handle = await client.workflow.start(doctorWorkflow, {
       taskQueue,
       workflowId: `${config.deployment}-doctor-${randomUUID()}`,
       args: [{ deployment: config.deployment }],
       workflowExecutionTimeout: '5 minutes',
     });
-    return { deployment: report.deployment, checks: [...checks, ...report.checks] };
+    // The server lists a stopped worker's poller for minutes: what proves a worker is there is
+    // that one takes the doctor's first task.
+    if (!(await firstTaskTaken(handle, Math.max(workerWaitMs, 15_000)))) {
+      await handle.terminate('no worker took the doctor\'s first task').catch(() => undefined);
+      const index = checks.findIndex((c) => c.id === 'worker');
+      checks[index] = {
+        id: 'worker', title: workerTitle, ok: false,
+        detail: `the server lists ${pollers} poller(s), but none took the doctor's task within ${Math.round(Math.max(workerWaitMs, 15_000) / 1000)} s: the worker stopped or hangs`,
+        fix: 'start (or restart) a worker: BACKUP_CONFIG=<this config> backupctl worker (or systemctl restart backupctl-worker), and read its log',
+      };
+      return { deployment: config.deployment, checks };
+    }
+    const report = await handle.result();
+    return { deployment: report.deployment, checks: [...checks, ...flattenChecks(report.checks)] };
   } finally {
     await client.connection.close();
   }
+}
+
+/** Whether a worker took the workflow's first task (or it already ended) within `withinMs`. */
+async function firstTaskTaken(handle: WorkflowHandle, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const description = await handle.describe();
+    // Started, then its first workflow task scheduled: 2 events until a worker completes the task;
+    // the pending task's state says STARTED (2) as soon as one takes it.
+    if (description.historyLength > 2 || description.status.name !== 'RUNNING' || description.raw.pendingWorkflowTask?.state === 2) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The workers' rows with the rows an activity checked alongside (a database's scratch server) right after each. */
+export function flattenChecks(checks: CheckResult[]): CheckResult[] {
+  return checks.flatMap(({ more, ...check }) => [check, ...flattenChecks(more ?? [])]);
 }
 
 export function formatDoctorReport(report: DoctorReport): string {

@@ -70,6 +70,7 @@ export const FIXES: Record<string, string> = {
   DeploymentNotServed: 'start the workflow with the deployment the workers serve (their config\'s deployment), on that deployment\'s task queue <deployment>.shared',
   StepNotConfigured: 'add the step to recovery.steps in the workers\' config (and restart them), or leave it out: a worker runs only the steps its own config names',
   Stalled: 'nothing moved for stallAfter (default 10m): check the storage, the database or the disk the step was using; the next attempt starts on its own; raise stallAfter for steps that are silent for long (huge index builds)',
+  NotAuthorized: 'sign the request as an operator holding the role named above (BACKUP_OPERATOR_KEY names your key); an admin grants roles with backupctl operators add NAME --key FILE.pub --role ROLE',
   RestoreTargetUnsafe: 'restore under restore.allowedRoots (--target: a new folder there, or a database or bucket name that is not a production one), over files with --in-place --yes, or replace a scratch database or bucket with --force',
 };
 
@@ -139,6 +140,10 @@ export function describeError(error: unknown): RenderedError {
     const type = typed.type ?? 'Error';
     return { ...base, message: typed.message, type, fix: detailFix(typed) ?? FIXES[type], exitCode: USAGE_TYPES.has(type) ? 2 : 1 };
   }
+
+  // An error that carries its own fix (src/operators/errors.ts: SigningFailed, OperatorsEditFailed, NotAuthorized).
+  const fixable = chain.find((link): link is Error & { fix: string; type?: string; exitCode?: number } => link instanceof Error && typeof (link as { fix?: unknown }).fix === 'string');
+  if (fixable) return { ...base, message: fixable.message, type: fixable.type ?? fixable.name, fix: fixable.fix, exitCode: fixable.exitCode === 2 ? 2 : 1 };
 
   const timeout = chain.find((link): link is TimeoutFailure => link instanceof TimeoutFailure);
   if (timeout) {

@@ -18,6 +18,7 @@ export const EXAMPLES: Record<string, string[]> = {
   verify: [`${CONFIG} backupctl verify --wait`],
   drill: [`${CONFIG} backupctl drill start --source mongodb --source master-cv --wait`],
   'drill start': [`${CONFIG} backupctl drill start --source mongodb --source master-cv --wait`],
+  'drill list': [`${CONFIG} backupctl drill list --limit 5`, `${CONFIG} backupctl drill list --json`],
   'drill status': [`${CONFIG} backupctl drill status job-pipeline-drill-2026-12-05-a1b2c3`],
   'drill approve': [`${CONFIG} backupctl drill approve job-pipeline-drill-2026-12-05-a1b2c3 dns --note "DNS now points at vps-2"`],
   'drill cancel': [`${CONFIG} backupctl drill cancel job-pipeline-drill-2026-12-05-a1b2c3`],
@@ -34,6 +35,10 @@ export const EXAMPLES: Record<string, string[]> = {
     `${CONFIG} backupctl restore --source artifacts --in-place --yes`,
   ],
   runbook: [`${CONFIG} backupctl runbook --output RUNBOOK.md`],
+  operators: [`${CONFIG} backupctl operators list`],
+  'operators list': [`${CONFIG} backupctl operators list --json`],
+  'operators add': [`${CONFIG} backupctl operators add alice --key ~/.ssh/id_ed25519.pub --role operator --role recoverer`],
+  'operators remove': [`${CONFIG} backupctl operators remove alice`],
   worker: [`${CONFIG} BACKUP_HOST=vps-1 backupctl worker`],
   dev: ['backupctl dev --data .data --ui-port 8233'],
 };

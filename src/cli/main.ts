@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
 import { registerConfiguredSecrets } from '../config/secrets';
+import { scratchStatusLines } from '../config/scratch';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
 import { startWorker, warnMissingSourceFolders } from '../worker';
@@ -36,6 +37,7 @@ import { waitWithProgress } from './progress';
 import { neededQueues, policyQueues, waitWatched } from './waiting';
 import { checkName } from './suggest';
 import { addExamples, environmentHelp } from './examples';
+import { registerOperatorCommands } from './operators';
 
 const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
@@ -203,13 +205,14 @@ program.command('verify')
 
 registerRecoveryCommands(program, withClient, configPath);
 registerAuditCommands(program, withClient);
+registerOperatorCommands(program, configFile);
 
 program.command('status')
-  .description('last successful backup per source (from the ledger) and the next scheduled runs')
+  .description('last successful backup per source (from the ledger), open alerts, the last drill and verification, and the next scheduled runs')
   .option('--json', 'print as JSON')
   .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
     const status = await deploymentStatus(client, config, host);
-    process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(config, status)}\n`);
+    process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${[formatStatus(config, status), scratchStatusLines(config)].filter(Boolean).join('\n\n')}\n`);
   }));
 
 const ledger = program.command('ledger').description('the deployment\'s ledger (last successful backup per source)');

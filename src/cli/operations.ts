@@ -16,6 +16,7 @@ import { repositoryWriterId } from '../workflows/repository';
 import { buildHealth, type Health } from '../monitoring/health';
 import type { OperationsView } from '../shared/operations';
 import { formatBytes } from '../config/units';
+import { formatLastChecks } from './last-checks';
 import { renderTable } from './table';
 import { waitWatched, type WatchOptions } from './waiting';
 
@@ -155,7 +156,7 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
     ? renderTable(['schedule', 'state', 'next run', 'last run'], schedules)
     : `no schedules of deployment ${config.deployment} in this Temporal server: \`backupctl schedules apply\` creates them from the config`;
   const queues = status.queues && status.queues.length > 0 ? formatQueues(status.queues, now) : ['no repository work running or queued'];
-  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${coverage.join('\n')}\n\n${queues.join('\n')}\n\n${scheduleTable}`;
+  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${formatLastChecks(status, now).join('\n')}\n\n${coverage.join('\n')}\n\n${queues.join('\n')}\n\n${scheduleTable}`;
 }
 
 /** The snapshots, listed by a worker (it holds the repositories' secrets); says so when no worker polls. */

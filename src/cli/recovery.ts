@@ -12,6 +12,8 @@ import { disasterRecoveryWorkflow } from '../workflows';
 import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
 import { UsageError } from './errors';
 import { checkName } from './suggest';
+import { formatDrills, listDrills } from './drill-list';
+import { integerOption } from './options';
 import { formatAge } from './operations';
 import { renderTable } from './table';
 import { neededQueues, waitWatched } from './waiting';
@@ -100,6 +102,14 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
       process.stdout.write(`started ${handle.workflowId}\n`);
       if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
     }, sourcesCheck(options.source, configPath)));
+  drill.command('list')
+    .description('recent drills, newest first: id, scheduled or hand-started, when, result (ok, FAILED, OVER RTO, running, cancelled), RTO against its target')
+    .option('--limit <n>', 'at most this many', integerOption(1), 20)
+    .option('--json', 'print as JSON')
+    .action((options: { limit: number; json?: boolean }) => withClient(async (client, config) => {
+      const drills = await listDrills(client, config, options.limit);
+      process.stdout.write(options.json ? `${JSON.stringify(drills, null, 2)}\n` : `${formatDrills(drills, config)}\n`);
+    }));
   drill.command('status <workflowId>').description('the current step, elapsed time and what is left')
     .action((workflowId: string) => withClient(async (client) => {
       process.stdout.write(`${formatProgress(await client.workflow.getHandle(workflowId).query(recoveryProgressQuery))}\n`);

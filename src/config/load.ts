@@ -161,6 +161,7 @@ function resolvePaths(config: Config, base: string): Config {
     sources: Object.fromEntries(Object.entries(config.sources).map(([n, s]) => [n, s.type === 'files' || s.type === 'secrets' ? { ...s, root: abs(s.root) } : s.type === 'git' ? { ...s, path: abs(s.path) } : s])),
     repositories: Object.fromEntries(Object.entries(config.repositories).map(([n, r]) => [n, r.type === 'local' ? { ...r, path: abs(r.path) } : r])),
     drills: config.drills && { ...config.drills, scratchDirectory: abs(config.drills.scratchDirectory) },
+    operators: config.operators && Object.fromEntries(Object.entries(config.operators).map(([n, o]) => [n, o.allowedSignersFile ? { ...o, allowedSignersFile: abs(o.allowedSignersFile) } : o])),
   };
 }
 
@@ -209,6 +210,15 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
     if (source.type === 's3-bucket' && source.endpoint === source.replica.endpoint && source.bucket === source.replica.bucket && source.prefix === source.replica.prefix) {
       problems.push({ path: ['sources', sourceName, 'replica'], message: 'the replica is the source bucket itself: name another bucket (on another endpoint, to survive the loss of the first)' });
     }
+  }
+  // One key, two names would let one person be both people of a recover.
+  const holders = new Map<string, string>();
+  for (const [operatorName, operator] of Object.entries(config.operators ?? {})) {
+    const blob = operator.key?.trim().split(/\s+/)[1];
+    if (!blob) continue;
+    const other = holders.get(blob);
+    if (other) problems.push({ path: ['operators', operatorName, 'key'], message: `the same key as operator "${other}": each person signs with their own key (a recover needs two)` });
+    else holders.set(blob, operatorName);
   }
   if (options.checkEnv !== false) {
     const env = options.env ?? process.env;

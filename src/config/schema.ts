@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import { cronProblem, parseDuration, parseSize } from './units';
+import { publicKeyProblem } from '../operators/keys';
+import { ROLES } from '../operators/roles';
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a name of lower-case letters, digits and dashes (at most 63)');
 const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'the NAME of an environment variable (upper case, digits, _), not its value');
@@ -57,6 +59,8 @@ export const sourceSchema = z.discriminatedUnion('type', [
     uriEnv: envName.describe('Variable holding the MongoDB connection string.'),
     databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: all but admin, local, config.'),
     collections: z.array(z.string().min(1)).optional().describe('Only these collections ("db.collection").'),
+    scratch: z.strictObject({ uriEnv: envName.describe('Variable holding the scratch server\'s connection string (a user that may create and drop databases there).') }).optional()
+      .describe('The MongoDB server that verification\'s test restores and drills restore into (<db>_verify_<run>, <db>_drill_<run>). Default: scratch.mongodb, else this source\'s own (production) server.'),
   }),
   z.strictObject({
     type: z.literal('postgres'),
@@ -64,6 +68,8 @@ export const sourceSchema = z.discriminatedUnion('type', [
     urlEnv: envName.describe('Variable holding a postgres:// connection URL (with its password).'),
     databases: z.array(z.string().min(1)).optional().describe('Databases to dump. Default: the URL\'s database.'),
     globals: z.boolean().default(true).describe('Also dump roles and tablespaces (pg_dumpall --globals-only; needs a superuser).'),
+    scratch: z.strictObject({ urlEnv: envName.describe('Variable holding a postgres:// URL of the scratch server (a user with CREATEDB there).') }).optional()
+      .describe('The PostgreSQL server that verification\'s test restores and drills restore into (<db>_verify_<run>, <db>_drill_<run>). Default: scratch.postgres, else this source\'s own (production) server.'),
   }),
   z.strictObject({
     type: z.literal('git'),
@@ -144,6 +150,15 @@ const alertSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('email'), smtpUrlEnv: envName.describe('Variable holding smtp(s)://user:password@host:port.'), from: z.email(), to: z.array(z.email()).min(1), ...alertRouting }),
 ]);
 
+export const operatorSchema = z.strictObject({
+  key: z.string().superRefine((value, ctx) => {
+    const problem = publicKeyProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }).optional().describe('The operator\'s OpenSSH public key: the line of ~/.ssh/id_ed25519.pub ("ssh-ed25519 AAAA… alice@laptop").'),
+  allowedSignersFile: z.string().min(1).optional().describe('Instead of key: a file in git\'s allowed_signers format; its lines whose principals name this operator are its keys (several keys; rotated without editing the config).'),
+  roles: z.array(z.enum(ROLES)).min(1).describe('viewer (status, ledger, audit), operator (backup now, verify, drill, approve drill steps), recoverer (recover, restore in place, approve a recover), admin (schedules, init, rewind, prune). Roles do not nest.'),
+}).refine((o) => (o.key === undefined) !== (o.allowedSignersFile === undefined), { message: 'exactly one of "key" or "allowedSignersFile"' });
+
 export const configSchema = z.strictObject({
   deployment: name.describe('Name of the deployment; schedule and workflow ids carry it.'),
   staging: z.strictObject({
@@ -153,6 +168,10 @@ export const configSchema = z.strictObject({
   sources: z.record(name, sourceSchema).refine((s) => Object.keys(s).length > 0, 'at least one source'),
   repositories: z.record(name, repositorySchema).refine((r) => Object.keys(r).length > 0, 'at least one repository'),
   policies: z.record(name, policySchema).refine((p) => Object.keys(p).length > 0, 'at least one policy'),
+  scratch: z.strictObject({
+    postgres: z.strictObject({ urlEnv: envName.describe('Variable holding a postgres:// URL of the scratch server (a user with CREATEDB there).') }).optional(),
+    mongodb: z.strictObject({ uriEnv: envName.describe('Variable holding the scratch server\'s MongoDB connection string.') }).optional(),
+  }).optional().describe('Scratch servers for every database source of a kind: verification\'s test restores and drills create and drop <db>_verify_<run> and <db>_drill_<run> there (recover never does). A source\'s own sources.<name>.scratch comes first; with neither, they go to the source\'s own production server (load, disk, and a dump user that may create databases).'),
   verification: z.strictObject({
     schedule: scheduleSchema,
     readDataSubset: z.string().regex(/^(\d{1,3}(\.\d+)?%|1\/\d{1,3})$/, 'a percentage such as "5%", or "1/t" (t at most 256): each run reads the next of t groups of packs').default('5%'),
@@ -193,6 +212,18 @@ export const configSchema = z.strictObject({
     heartbeatUrlEnv: envName.optional().describe('Variable holding a Healthchecks.io-style ping URL for the workers themselves: every heartbeatEvery a worker POSTs <url> while Temporal answers and its workers run, <url>/fail with the error when Temporal does not answer. When every worker is down nothing arrives, and the outside monitor alerts. One check (one URL) per host hears each host.'),
     heartbeatEvery: duration.default('1m').describe('How often a worker pings monitoring.heartbeatUrlEnv (the first ping goes at start). Give the check this period and a grace of a few periods.'),
   }).prefault({}),
+  operators: z.record(name, operatorSchema).refine((o) => Object.keys(o).length > 0, 'at least one operator (to run without signed requests, remove "operators:" altogether)').optional()
+    .describe('Who may start what: each operator\'s key and roles (backupctl operators add/list/remove). Not enforced yet in this release: the workers do not check signatures, so any request still runs; doctor says so. Planned: the worker runs only requests signed (ssh-keygen -Y sign) by an operator holding the role the action needs, and a recover waits for a second recoverer.'),
+  signatures: z.strictObject({
+    maxAge: duration.default('5m').describe('How old a signed request may be when the worker checks it.'),
+    clockSkew: duration.default('1m').describe('How far in the future a request\'s time may be (the signer\'s clock ahead of the worker\'s).'),
+  }).optional(),
+  approvals: z.strictObject({
+    recover: z.strictObject({
+      deadline: duration.default('4h').describe('How long a recover waits for a second recoverer\'s signed approval before it fails, having written nothing.'),
+      reminder: duration.default('30m').describe('How often the alert channels are reminded that a recover waits for an approval.'),
+    }).prefault({}),
+  }).optional(),
   stallAfter: duration.default('10m').describe('A backup, restore or check that shows no progress (no bytes, files or documents, no new restic output) this long is stopped and retried (failure type Stalled). Raise it for steps that are silent for long (pg_restore building large indexes).'),
 });
 
@@ -210,3 +241,4 @@ export type S3Repository = Extract<Repository, { type: 's3' }>;
 export type Policy = z.infer<typeof policySchema>;
 export type Retention = z.infer<typeof retentionSchema>;
 export type Schedule = z.infer<typeof scheduleSchema>;
+export type Operator = z.infer<typeof operatorSchema>;

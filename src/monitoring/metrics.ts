@@ -45,6 +45,7 @@ export const METRICS = {
   backupctl_repository_all_data_read_timestamp_seconds: 'gauge',
   backupctl_drill_last_timestamp_seconds: 'gauge',
   backupctl_drill_rto_seconds: 'gauge',
+  backupctl_drill_ok: 'gauge',
   backupctl_drill_rto_target_seconds: 'gauge',
   backupctl_repository_stored_bytes: 'gauge',
   backupctl_storage_monthly_cost_estimate: 'gauge',
@@ -167,6 +168,8 @@ export function buildMetricsRegistry(snapshot: MonitoringSnapshot, health: Healt
   }
   const drill = operations?.lastDrill;
   if (drill) gauge('backupctl_drill_last_timestamp_seconds', 'When the last disaster-recovery drill finished (Unix time).', []).set({ deployment }, epochSeconds(drill.at));
+  // A drill over its RTO still proved the recovery: 1 there too; 0 only when it failed (ledgers since 2026-12-05 say which).
+  if (drill?.result && drill.result !== 'cancelled') gauge('backupctl_drill_ok', '1 when the last drill proved the recovery (ok or over its RTO), 0 when it failed.', []).set({ deployment }, drill.result === 'failed' ? 0 : 1);
   if (drill?.rtoSeconds !== undefined) gauge('backupctl_drill_rto_seconds', 'Recovery time the last drill measured.', []).set({ deployment }, drill.rtoSeconds);
   const target = drill?.rtoTargetSeconds ?? operations?.plan?.drillRtoTargetSeconds ?? (config.drills?.rtoTarget !== undefined ? parseDuration(config.drills.rtoTarget)! / 1000 : undefined);
   if (target !== undefined) gauge('backupctl_drill_rto_target_seconds', 'The drills\' recovery time objective (drills.rtoTarget).', []).set({ deployment }, target);

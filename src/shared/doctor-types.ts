@@ -13,6 +13,8 @@ export interface CheckResult {
   fix?: string;
   /** Bytes a database is expected to need in staging (for the disk check). */
   estimatedBytes?: number;
+  /** Rows the same activity checked (a database source's scratch server), shown right after this one. */
+  more?: CheckResult[];
 }
 
 export interface DoctorReport {

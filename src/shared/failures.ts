@@ -35,6 +35,8 @@ export const FailureType = {
   DeploymentNotServed: 'DeploymentNotServed',
   /** A recovery step whose name the worker's config (recovery.steps) does not have. */
   StepNotConfigured: 'StepNotConfigured',
+  /** A request unsigned, expired, replayed, signed by an unknown key, or by an operator without the role its action needs. */
+  NotAuthorized: 'NotAuthorized',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];

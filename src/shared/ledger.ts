@@ -85,6 +85,7 @@ export interface LedgerOperations {
   noticeError?: string;
   counters: OperationsCounters;
   lastDrill?: OperationsView['lastDrill'];
+  lastVerification?: OperationsView['lastVerification'];
   audit: {
     /** The last entry written and its hash. */
     seq: number;

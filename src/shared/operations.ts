@@ -8,7 +8,7 @@ import type { RunStatus } from './backup-types';
 export const OPERATIONS_PLAN_VERSION = 1;
 
 /** Why an alert is open; one open alert per source and cause. */
-export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-over-rto' | 'audit-write-failed';
+export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-failed' | 'drill-over-rto' | 'audit-write-failed';
 export type AlertSeverity = 'critical' | 'warning';
 
 export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
@@ -16,6 +16,8 @@ export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
   'credentials-rejected': 'critical',
   'missed-backup': 'critical',
   'verification-failed': 'critical',
+  // A failed drill leaves the recovery unproven: as serious as a failed verification. A slow one is a warning.
+  'drill-failed': 'critical',
   'drill-over-rto': 'warning',
   // The store refused for good (another deployment's entries, keys not set): nothing retries it away.
   'audit-write-failed': 'warning',
@@ -139,6 +141,31 @@ export interface OperationsCounters {
   durations: Record<string, { buckets: number[]; sum: number; count: number }>;
 }
 
+/** How a drill ended: ok, failed (the recovery is unproven), over its RTO (proven, too slow), or cancelled. */
+export type DrillResult = 'ok' | 'failed' | 'over-rto' | 'cancelled';
+
+export interface LastDrill {
+  at: string;
+  workflowId: string;
+  rtoSeconds?: number;
+  rtoTargetSeconds?: number;
+  met?: boolean;
+  /** Ledgers since 2026-12-05. */
+  result?: DrillResult;
+}
+
+export interface LastVerification {
+  at: string;
+  workflowId: string;
+  status: RunStatus;
+  /** Problems found, over every source and repository checked. */
+  problems: number;
+  sources: number;
+  repositories: number;
+  /** Why the run failed, when it did (it may have found no problem to count). */
+  error?: string;
+}
+
 /** What the ledger's `operations` query answers. */
 export interface OperationsView {
   deployment: string;
@@ -146,7 +173,9 @@ export interface OperationsView {
   plan: OperationsPlan | null;
   openAlerts: OpenAlert[];
   counters: OperationsCounters;
-  lastDrill?: { at: string; workflowId: string; rtoSeconds?: number; rtoTargetSeconds?: number; met?: boolean };
+  lastDrill?: LastDrill;
+  /** The last verification run (ledgers since 2026-12-05; before, `lastVerified` per source). */
+  lastVerification?: LastVerification;
   audit: { seq: number; head: string; pending: number; lastError?: string };
   /** Present while an alert notice waits because its delivery workflow could not be started. */
   notices?: { waiting: number; lastError: string };

@@ -9,7 +9,7 @@ import { FailureType } from '../shared/failures';
 import type { LedgerOperations, LedgerState } from '../shared/ledger';
 import {
   ALERT_SEVERITY, DURATION_BUCKETS,
-  type AlertCause, type AlertNotice, type AuditEvent, type OpenAlert, type OperationsPlan, type OperationsView,
+  type AlertCause, type AlertNotice, type DrillResult, type AuditEvent, type OpenAlert, type OperationsPlan, type OperationsView,
 } from '../shared/operations';
 
 /** Events waiting for the audit store beyond this are dropped, and the next entry says how many. */
@@ -167,6 +167,12 @@ function onBackup(ops: LedgerOperations, outcome: RunOutcome, isNew: boolean): v
 function onVerify(ops: LedgerOperations, outcome: RunOutcome): void {
   const report = outcome.verification;
   const at = outcome.finishedAt;
+  ops.lastVerification = {
+    at, workflowId: outcome.workflowId, status: outcome.status,
+    problems: [...(report?.sources ?? []), ...(report?.repositories ?? [])].reduce((n, checked) => n + checked.problems.length, 0),
+    sources: report?.sources.length ?? 0, repositories: report?.repositories.length ?? 0,
+    ...(outcome.error ? { error: outcome.error.message.slice(0, 300) } : {}),
+  };
   if (!report) return;
   for (const source of report.sources) {
     if (source.ok) resolve(ops, outcome.deployment, source.source, ['verification-failed'], at, `verification ${outcome.workflowId} passed`);
@@ -193,22 +199,52 @@ function onVerify(ops: LedgerOperations, outcome: RunOutcome): void {
   }
 }
 
-function onDrill(ops: LedgerOperations, outcome: RunOutcome): void {
+/**
+ * How a drill ended. One over its RTO ends failed too, but with its recovery proven (measured) and
+ * no error. `met` defaults to what its report says (the ledger passes its own, with the plan's target).
+ */
+export function drillResultOf(outcome: RunOutcome, met = outcome.status === 'ok' && !(outcome.recovery?.tiers ?? []).some((t) => t.met === false)): DrillResult {
+  if (outcome.status === 'cancelled') return 'cancelled';
+  if (outcome.status !== 'ok' && (outcome.error !== undefined || outcome.recovery?.rtoSeconds === undefined)) return 'failed';
+  return met ? 'ok' : 'over-rto';
+}
+
+/** Which behaviour a ledger run has; the workflow answers from patched(), pure callers get the newest. */
+export interface OutcomeOptions {
+  /** Since 2026-12-05 (patched('drill-failed-critical')): a failed drill opens a critical 'drill-failed', not the 'drill-over-rto' warning. */
+  failedDrillIsCritical?: () => boolean;
+}
+
+function onDrill(ops: LedgerOperations, outcome: RunOutcome, options: OutcomeOptions): void {
   const report = outcome.recovery;
   const at = outcome.finishedAt;
   const target = report?.rtoTargetSeconds ?? ops.plan?.drillRtoTargetSeconds;
   const rto = report?.rtoSeconds;
   const tiersMissed = report?.tiers.filter((t) => t.met === false) ?? [];
   const met = outcome.status === 'ok' && (target === undefined || rto === undefined || rto <= target) && tiersMissed.length === 0;
+  const result = drillResultOf(outcome, met);
   ops.lastDrill = {
-    at, workflowId: outcome.workflowId, ...(rto !== undefined ? { rtoSeconds: rto } : {}), ...(target !== undefined ? { rtoTargetSeconds: target } : {}), met,
+    at, workflowId: outcome.workflowId, ...(rto !== undefined ? { rtoSeconds: rto } : {}), ...(target !== undefined ? { rtoTargetSeconds: target } : {}), met, result,
   };
   if (outcome.status === 'cancelled') return;
+  const failed = result === 'failed';
+  // Asked only of a failed drill: other histories carry no marker of this patch.
+  if (failed && (options.failedDrillIsCritical ?? (() => true))()) {
+    raise(ops, outcome.deployment, {
+      cause: 'drill-failed', source: '*',
+      summary: `the drill failed, so the recovery is unproven: ${outcome.error?.message ?? 'no detail'}`.slice(0, 900),
+      fix: 'Read the drill\'s error and timeline (`backupctl drill list`, `backupctl drill report <id>`), fix the cause, then `backupctl drill start --wait`: until a drill succeeds nothing shows the backups restore.',
+      details: { workflowId: outcome.workflowId, error: outcome.error?.type ?? null, rtoTargetSeconds: target ?? null },
+    }, at);
+    return;
+  }
+  // A drill that restored and validated everything proves the recovery, even when it was slow.
+  if (!failed) resolve(ops, outcome.deployment, '*', ['drill-failed'], at, `drill ${outcome.workflowId} restored and validated every source`);
   if (met) {
     resolve(ops, outcome.deployment, '*', ['drill-over-rto'], at, `drill ${outcome.workflowId} met its RTO`);
     return;
   }
-  const why = outcome.status !== 'ok'
+  const why = failed
     ? `the drill failed (${outcome.error?.message ?? 'no detail'}), so the recovery time is unproven`
     : rto !== undefined && target !== undefined && rto > target
       ? `the drill took ${formatSeconds(rto)} against an RTO target of ${formatSeconds(target)}`
@@ -222,7 +258,7 @@ function onDrill(ops: LedgerOperations, outcome: RunOutcome): void {
 }
 
 /** Folds one outcome into the operations: counters (a redelivered outcome counts once), alerts, audit. */
-export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isNew: boolean): void {
+export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isNew: boolean, options: OutcomeOptions = {}): void {
   const ops = state.operations;
   // The run first, then the alerts it opens or closes: the trail reads in cause-and-effect order.
   if (isNew) {
@@ -239,7 +275,7 @@ export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isN
   }
   if (outcome.kind === 'backup') onBackup(ops, outcome, isNew);
   else if (outcome.kind === 'verify') onVerify(ops, outcome);
-  else if (outcome.kind === 'drill') onDrill(ops, outcome);
+  else if (outcome.kind === 'drill') onDrill(ops, outcome, options);
 }
 
 /** A new plan: expectations that changed count from now; an unchanged plan (a worker restarting) changes nothing. */
@@ -307,6 +343,7 @@ export function operationsView(state: LedgerState, deployment: string, now: Date
   return {
     deployment, asOf: now.toISOString(), plan: ops.plan ?? null, openAlerts: Object.values(ops.alerts), counters: ops.counters,
     ...(ops.lastDrill ? { lastDrill: ops.lastDrill } : {}),
+    ...(ops.lastVerification ? { lastVerification: ops.lastVerification } : {}),
     audit: { seq: ops.audit.seq, head: ops.audit.head, pending: ops.audit.pending.length, ...(ops.audit.lastError ? { lastError: ops.audit.lastError } : {}) },
     ...(ops.noticeError && ops.notices.length > 0 ? { notices: { waiting: ops.notices.length, lastError: ops.noticeError } } : {}),
     deadlines: due,

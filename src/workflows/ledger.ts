@@ -20,7 +20,11 @@ import {
 } from './definitions';
 import {
   applyOperationsPlan, audit, auditBatch, auditRecovered, auditRefused, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView,
+  type OutcomeOptions,
 } from './ledger-operations';
+
+/** Patch id: a failed drill opens a critical alert of its own (2026-12-05). Its end: deprecatePatch once no ledger run from before it is open. */
+export const DRILL_FAILED_CRITICAL = 'drill-failed-critical';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
@@ -95,10 +99,10 @@ function pushHistory(state: LedgerState, outcome: RunOutcome): boolean {
 }
 
 /** Pure: folds one outcome into the state (a redelivered outcome replaces its earlier copy). */
-export function applyOutcome(state: LedgerState, received: RunOutcome): void {
+export function applyOutcome(state: LedgerState, received: RunOutcome, options: OutcomeOptions = {}): void {
   const outcome = normaliseOutcome(received);
   const isNew = pushHistory(state, outcome);
-  operationsOnOutcome(state, outcome, isNew);
+  operationsOnOutcome(state, outcome, isNew, options);
   if (outcome.kind === 'verify') {
     applyVerification(state, outcome);
     return;
@@ -194,7 +198,9 @@ export function recoveryPointAge(deployment: string, state: LedgerState, now: Da
 
 export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   const state = migrateLedgerState(input.state);
-  setHandler(recordBackupSignal, (outcome) => applyOutcome(state, outcome));
+  // Since 2026-12-05 a failed drill raises a critical 'drill-failed' (it was the 'drill-over-rto' warning): asked only when one arrives.
+  const outcomeOptions = { failedDrillIsCritical: () => patched(DRILL_FAILED_CRITICAL) };
+  setHandler(recordBackupSignal, (outcome) => applyOutcome(state, outcome, outcomeOptions));
   setHandler(rebuildLedgerSignal, (rebuild) => applyRebuild(state, rebuild));
   setHandler(configureOperationsSignal, (plan) => applyOperationsPlan(state, plan));
   setHandler(recordAuditSignal, (event) => audit(state.operations, event));
