@@ -28,7 +28,7 @@
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.
  */
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { applyOperationsPlan } from '../src/schedules/operations';
 import { randomBytes } from 'node:crypto';
@@ -41,6 +41,7 @@ import { restoreRequestOf } from '../src/cli/operations';
 import { initRepositories } from '../src/cli/init';
 import { readEnvironment } from '../src/config/environment';
 import { parseConfig } from '../src/config/load';
+import type { Config } from '../src/config/schema';
 import { createLogger } from '../src/logging/logger';
 import { resolveBinary } from '../src/servers/binaries';
 import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
@@ -274,11 +275,7 @@ policies:
   databases: { sources: [jobs, database, code], repositories: [local], schedule: { every: 6h }, retention: { keepDaily: 7 } }
   uploads: { sources: [uploads], schedule: { every: 1h }, retention: { keepDaily: 7 } }
 `, 'capture-sources.yaml', { env: process.env });
-  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
-  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
-  await initRepositories(config, resticBin, undefined, process.env);
-  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
-  const client = await connectClient(environment);
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
   const server = { bin: temporalBin, address: temporal.address };
   const taskQueue = sharedTaskQueue(config.deployment);
   const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
@@ -316,13 +313,26 @@ policies:
   }
 }
 
-/** The ledger with operations (alerts, audit trail), an alert's delivery, a backup that pings its heartbeat. */
-async function captureOperations(): Promise<void> {
-  mkdirSync(out, { recursive: true });
-  const root = mkdtempSync(join(tmpdir(), 'capture-ops-'));
-  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
-  process.env.RESTIC_BIN = resticBin;
-  const temporal = await startTemporal({ bin: temporalBin });
+/** Polls `probe` every 100 ms for up to 30 s. */
+async function waitUntil(what: string, probe: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 300; i += 1) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The repositories initialised, an in-process worker (no workflow cache) and a client, on `temporal`. */
+async function startCaptureWorker(config: Config, temporal: { address: string; namespace: string }, resticBin: string) {
+  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
+  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
+  await initRepositories(config, resticBin, undefined, process.env);
+  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
+  return { worker, client: await connectClient(environment) };
+}
+
+/** An HTTP receiver that answers 200 and records each request's path (alert webhooks, heartbeat pings). */
+async function startRecorder(): Promise<{ received: string[]; base: string; receiver: Server }> {
   const received: string[] = [];
   const receiver = createServer((request, response) => {
     received.push(request.url ?? '');
@@ -330,7 +340,17 @@ async function captureOperations(): Promise<void> {
     request.on('end', () => response.end('ok'));
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  return { received, base: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`, receiver };
+}
+
+/** The ledger with operations (alerts, audit trail), an alert's delivery, a backup that pings its heartbeat. */
+async function captureOperations(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-ops-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const { received, base, receiver } = await startRecorder();
   const tag = randomBytes(3).toString('hex').toUpperCase();
   const password = `CAPTURE_${tag}_PASSWORD`;
   process.env[password] = randomBytes(16).toString('hex');
@@ -351,21 +371,10 @@ alerts:
   - { type: webhook, urlEnv: CAPTURE_${tag}_HOOK }
 audit: { directory: ${join(root, 'audit')} }
 `, 'capture.yaml', { env: process.env });
-  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
-  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
-  await initRepositories(config, resticBin, undefined, process.env);
-  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
-  const client = await connectClient(environment);
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
   const server = { bin: temporalBin, address: temporal.address };
   const taskQueue = sharedTaskQueue(config.deployment);
   const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
-  const waitUntil = async (what: string, probe: () => boolean | Promise<boolean>) => {
-    for (let i = 0; i < 300; i += 1) {
-      if (await probe()) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   try {
     await applyOperationsPlan(client, config, 'capture@host');
     rmSync(join(app, 'data'), { recursive: true });
@@ -405,14 +414,7 @@ async function captureDrills(): Promise<void> {
   const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
   process.env.RESTIC_BIN = resticBin;
   const temporal = await startTemporal({ bin: temporalBin });
-  const received: string[] = [];
-  const receiver = createServer((request, response) => {
-    received.push(request.url ?? '');
-    request.resume();
-    request.on('end', () => response.end('ok'));
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const { received, base, receiver } = await startRecorder();
   const tag = randomBytes(3).toString('hex').toUpperCase();
   const password = `CAPTURE_${tag}_PASSWORD`;
   process.env[password] = randomBytes(16).toString('hex');
@@ -441,21 +443,10 @@ alerts:
   - { name: pager, type: webhook, urlEnv: CAPTURE_${tag}_PAGER, severities: [critical] }
 audit: { directory: ${join(root, 'audit')} }
 `, 'capture.yaml', { env: process.env });
-  const environment = { ...readEnvironment({}), host: hostname(), resticBin, workflowCacheSize: 0 };
-  environment.temporal = { ...environment.temporal, address: temporal.address, namespace: temporal.namespace };
-  await initRepositories(config, resticBin, undefined, process.env);
-  const worker = await startWorker({ config, environment, logger: createLogger({ level: 'warn', format: 'json' }), shutdownGraceTime: '2 seconds' });
-  const client = await connectClient(environment);
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
   const server = { bin: temporalBin, address: temporal.address };
   const taskQueue = sharedTaskQueue(config.deployment);
   const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
-  const waitUntil = async (what: string, probe: () => boolean | Promise<boolean>) => {
-    for (let i = 0; i < 300; i += 1) {
-      if (await probe()) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
   const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
   const recorded = async (workflowId: string) => (await ledger.query(historyQuery, 50)).some((h) => h.workflowId === workflowId);
   try {

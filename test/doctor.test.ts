@@ -13,7 +13,9 @@ import { createLogger } from '../src/logging/logger';
 import { startWorker } from '../src/worker';
 import type { Config } from '../src/config/schema';
 import type { DoctorReport } from '../src/shared/doctor-types';
-import { createBucket, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { createBucket, oneFolderConfig, startDeployment, tempDir, testSecrets, testServers, uniqueName, type TestDeployment } from './support/harness';
+import { runCli } from './support/cli-process';
+import { startWorkerProcess } from './support/worker-process';
 import { startPasswordPostgres, type PasswordPostgres } from './support/postgres';
 
 const run = promisify(execFile);
@@ -269,5 +271,29 @@ describe('doctor: the connection to Temporal (from the environment alone)', () =
     const unreadable = temporalTransportCheck({ ...env, temporal: { ...env.temporal, tlsCertPath: join(dir, 'clients', 'alice.key') } });
     assert.equal(unreadable.ok, false);
     assert.match(unreadable.detail, /is not a readable PEM certificate/);
+  });
+});
+
+describe('doctor: a worker that has just stopped', () => {
+  test('the server still lists its poller, yet doctor fails the worker row within seconds, not after its 5-minute timeout', async () => {
+    const servers = testServers();
+    const root = tempDir('doctor-stopped');
+    mkdirSync(join(root, 'app', 'applications'), { recursive: true });
+    writeFileSync(join(root, 'app', 'applications', 'CV.md'), '# CV\n');
+    const configFile = join(root, 'backup.yaml');
+    const passwordEnv = 'DOCTOR_STOPPED_PASSWORD';
+    writeFileSync(configFile, oneFolderConfig({ deployment: uniqueName('doctor-stopped'), root, passwordEnv }));
+    const env = { TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, RESTIC_BIN: servers.resticBin, [passwordEnv]: 'doctor-stopped-password' };
+    const worker = await startWorkerProcess(configFile, env);
+    const live = await runCli(configFile, ['doctor', '--worker-wait', '2'], env);
+    assert.match(live.stdout, /✓ {2}a worker polls task queue/, live.stdout + live.stderr);
+    await worker.kill('SIGKILL');
+    const started = Date.now();
+    const stopped = await runCli(configFile, ['doctor', '--worker-wait', '2'], env);
+    const seconds = (Date.now() - started) / 1000;
+    assert.equal(stopped.code, 1, stopped.stdout + stopped.stderr);
+    assert.match(stopped.stdout, /✗ {2}a worker polls task queue \S+ +the server lists \d+ poller\(s\), but none took the doctor's task within 15 s: the worker stopped or hangs/);
+    assert.match(stopped.stdout, /→ fix: start \(or restart\) a worker/);
+    assert.ok(seconds < 90, `doctor took ${seconds} s`);
   });
 });
