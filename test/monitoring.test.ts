@@ -311,7 +311,7 @@ describe('the Grafana dashboard and the Prometheus rules use only metrics that e
     assert.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique');
     const queries = dashboard.panels.filter((p) => p.type !== 'row');
     const titles = queries.map((p) => p.title).join(' | ');
-    for (const wanted of [/Recovery point age vs RPO/, /Last success/, /by result/, /duration/i, /added/i, /Stored bytes/, /monthly cost/i, /verification/i, /Drill RTO vs target/, /Open alerts/]) assert.match(titles, wanted);
+    for (const wanted of [/Recovery point age vs RPO/, /Last success/, /by result/, /duration/i, /added/i, /Stored bytes/, /monthly cost/i, /verification/i, /Drill RTO vs target/, /Last drill/, /Open alerts/]) assert.match(titles, wanted);
     const exprs: string[] = [dashboard.templating.list[0]!.definition];
     for (const panel of queries) {
       assert.equal(panel.datasource?.uid, '${DS_PROMETHEUS}', panel.title);

@@ -106,6 +106,8 @@ test('the source folder deleted: a new worker starts, doctor names the folder, a
   const failing = await backupctl('backup', '--policy', 'artifacts', '--wait');
   assert.notEqual(failing.code, 0, show(failing));
   assert.match(`${failing.stdout}\n${failing.stderr}`, /does not exist|SourceMissing/, show(failing));
+  // The hint is the command run next in this very test.
+  assert.match(`${failing.stdout}\n${failing.stderr}`, /does not exist on host \S+.*restore it \(backupctl restore --source artifacts --in-place --yes\)/, show(failing));
   assert.ok(!existsSync(app), 'a failing backup must not create the source folder');
 
   // The restore into the deleted folder: every file, link and mode as it was.

@@ -138,6 +138,14 @@ drills:
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^Scratch restores \\(verification, drills\\):\\n  database: scratch server from ${variables.scratch}, ${scratchAddress().replace(/\./g, '\\.')} \\(sources\\.database\\.scratch\\.urlEnv\\)`, 'm'));
     assert.ok(!status.stdout.includes(scratchPassword), 'no password in the output');
+    const json = await runCli(file, ['status', '--json'], { TEMPORAL_ADDRESS: servers.temporalAddress, TEMPORAL_NAMESPACE: servers.namespace, BACKUP_HOST: hostname() });
+    assert.equal(json.code, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout) as { scratchRestores: Record<string, { variable: string; field: string; production: boolean; address?: string }> };
+    assert.deepEqual(
+      { ...parsed.scratchRestores.database, description: undefined },
+      { variable: variables.scratch, field: 'sources.database.scratch.urlEnv', production: false, address: scratchAddress(), description: undefined },
+    );
+    assert.ok(!json.stdout.includes(scratchPassword), 'no password in the JSON');
   });
 
   test('a drill (scratch server from the global scratch.postgres) restores and cleans up there; a recover writes into the source\'s own server', async () => {

@@ -172,7 +172,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         const root = source.root;
         for (const path of source.paths) {
           if (!existsSync(resolve(root, path))) {
-            throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on ${hostname()}: restore it (backupctl restore --source ${input.sourceName} --target ${root}) or fix the source's paths`);
+            throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on host ${input.host}${input.host === hostname() ? '' : ` (${hostname()})`}: restore it (backupctl restore --source ${input.sourceName} --in-place --yes) or fix the source's paths`);
           }
         }
         const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime });

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { readEnvironment } from '../config/environment';
 import { loadConfig } from '../config/load';
 import { registerConfiguredSecrets } from '../config/secrets';
-import { scratchStatusLines } from '../config/scratch';
+import { scratchStatus, scratchStatusLines } from '../config/scratch';
 import { createLogger } from '../logging/logger';
 import { resolveBinary } from '../servers/binaries';
 import { startWorker, warnMissingSourceFolders } from '../worker';
@@ -212,7 +212,7 @@ program.command('status')
   .option('--json', 'print as JSON')
   .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
     const status = await deploymentStatus(client, config, host);
-    process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : `${[formatStatus(config, status), scratchStatusLines(config)].filter(Boolean).join('\n\n')}\n`);
+    process.stdout.write(options.json ? `${JSON.stringify({ ...status, scratchRestores: scratchStatus(config) }, null, 2)}\n` : `${[formatStatus(config, status), scratchStatusLines(config)].filter(Boolean).join('\n\n')}\n`);
   }));
 
 const ledger = program.command('ledger').description('the deployment\'s ledger (last successful backup per source)');

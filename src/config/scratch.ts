@@ -95,3 +95,13 @@ export function scratchStatusLines(config: Config, env: NodeJS.ProcessEnv = proc
   const lines = Object.entries(config.sources).flatMap(([name, source]) => (isDatabaseSource(source) ? [`  ${name}: ${describeScratchServer(config, name, source, env)}`] : []));
   return lines.length === 0 ? '' : `Scratch restores (verification, drills):\n${lines.join('\n')}`;
 }
+
+/** Per database source, where verification and drills restore it (for `backupctl status --json`): no secret, host:port at most. */
+export function scratchStatus(config: Config, env: NodeJS.ProcessEnv = process.env): Record<string, ScratchServer & { address?: string; description: string }> {
+  return Object.fromEntries(Object.entries(config.sources).flatMap(([name, source]) => {
+    if (!isDatabaseSource(source)) return [];
+    const server = scratchServer(config, name, source);
+    const address = serverAddress(source, env[server.variable]);
+    return [[name, { ...server, ...(address ? { address } : {}), description: describeScratchServer(config, name, source, env) }]];
+  }));
+}
