@@ -129,6 +129,24 @@ restore: { allowedRoots: [${join(root, 'restore')}] }
     // One that does not answer fails doctor, with the variable to check.
     const down = await withScratchServer('postgres://postgres@127.0.0.1:9/postgres');
     assertOnlyFailing(down, 'scratch:accounts', /scratch server 127\.0\.0\.1:9 .*ECONNREFUSED/, new RegExp(`${scratchVariable} is running and reachable`));
+    // MongoDB: a scratch server that is the source's own server is still a warning; one that does not answer fails.
+    const mongoVariable = `${names.mongodbUri}_SCRATCH`;
+    const withMongoScratch = async (uri: string): Promise<DoctorReport> => {
+      process.env[mongoVariable] = uri;
+      const started = structuredClone(deployment.config);
+      deployment.config.scratch = { mongodb: { uriEnv: mongoVariable } };
+      try {
+        return await doctor(started);
+      } finally {
+        delete deployment.config.scratch;
+        delete process.env[mongoVariable];
+      }
+    };
+    const sameServer = (await withMongoScratch(servers.mongodbUri)).checks.find((c) => c.id === 'scratch:jobs')!;
+    assert.deepEqual([sameServer.ok, sameServer.warning], [true, true], JSON.stringify(sameServer));
+    assert.match(sameServer.detail, /the source's own server, so scratch databases .* still land on production/);
+    const mongoDown = await withMongoScratch('mongodb://127.0.0.1:9/');
+    assertOnlyFailing(mongoDown, 'scratch:jobs', /scratch server 127\.0\.0\.1:9 .*(ECONNREFUSED|connect|Server selection timed out)/i, new RegExp(`${mongoVariable} is running and reachable`));
   });
 
   test('without any outside monitor doctor passes with a warning that names the silence and the field to set', async () => {

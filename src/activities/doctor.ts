@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 import { MongoClient } from 'mongodb';
 import pg from 'pg';
 import type { BucketSource, Config, FilesSource, GitSource, Repository, S3Repository, Source } from '../config/schema';
-import { scratchDatabaseNames, scratchFieldHint, scratchServer, serverAddress, type DatabaseSource } from '../config/scratch';
+import { scratchDatabaseNames, scratchFieldHint, scratchServer, scratchSource, serverAddress, type DatabaseSource } from '../config/scratch';
+import { probeDatabase } from '../monitoring/probes';
 import { checkBucketSource } from '../sources/bucket';
 import { checkGitRepository } from '../sources/git';
 import { checkPgDumpVersion } from '../sources/postgres';
@@ -81,13 +82,8 @@ export function createDoctorActivities({ logger, resticBin, env, config }: Docto
         const may = await createDatabaseRight(value);
         if (may === false) return failed(id, title, `scratch server ${address} (from ${server.variable}) answers, but its user may not create databases`, `grant the user in ${server.variable} CREATEDB (ALTER ROLE … CREATEDB), or use another user`);
       } else {
-        const client = new MongoClient(value, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000 });
-        try {
-          await client.connect();
-          await client.db('admin').command({ ping: 1 });
-        } finally {
-          await client.close().catch(() => undefined);
-        }
+        const probe = await probeDatabase(scratchSource(config, name, source), env, 5_000);
+        if (probe.status !== 'ok') throw new Error(probe.error);
       }
     } catch (error) {
       return failed(id, title, `scratch server ${address ?? '?'} (from ${server.variable}): ${scrubSecrets((error as Error).message)}`, `check that the server in ${server.variable} is running and reachable from this worker, and its user and password`);

@@ -92,7 +92,7 @@ export function describeScratchServer(config: Pick<Config, 'scratch'> | undefine
 
 /** One line per database source: where verification and drills restore it (for `backupctl status`). */
 export function scratchStatusLines(config: Config, env: NodeJS.ProcessEnv = process.env): string {
-  const lines = Object.entries(config.sources).flatMap(([name, source]) => (isDatabaseSource(source) ? [`  ${name}: ${describeScratchServer(config, name, source, env)}`] : []));
+  const lines = Object.entries(scratchStatus(config, env)).map(([name, scratch]) => `  ${name}: ${scratch.description}`);
   return lines.length === 0 ? '' : `Scratch restores (verification, drills):\n${lines.join('\n')}`;
 }
 

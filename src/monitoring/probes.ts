@@ -12,7 +12,8 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import pg from 'pg';
 import { optionalSecret } from '../activities/secrets';
-import type { Config, Repository, Source } from '../config/schema';
+import type { Config, Repository } from '../config/schema';
+import type { DatabaseSource } from '../config/scratch';
 import { scrubSecrets, type Logger } from '../logging/logger';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified } from '../shared/ledger';
 import type { OperationsView } from '../shared/operations';
@@ -201,7 +202,6 @@ export async function probeRepository(repository: Repository, env: NodeJS.Proces
   }
 }
 
-export type DatabaseSource = Extract<Source, { type: 'mongodb' | 'postgres' }>;
 
 /** A ping (MongoDB) or `select 1` (PostgreSQL) within the timeout; its error, scrubbed, when it fails. */
 export async function probeDatabase(source: DatabaseSource, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: 'ok' | 'critical'; error?: string }> {
