@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { drillRunFolder, liesUnder } from '../config/plans';
@@ -231,7 +231,10 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
         const marker = join(folder, RUN_MARKER);
         const { workflowId, runId } = workflowRunOfActivity();
         if (!existsSync(marker)) return []; // this run made no folder on this host
-        const owner = (await readFile(marker, 'utf8')).trim();
+        // Another source's cleanup of this run may remove the marker and the folder meanwhile (ENOENT): nothing left here.
+        const gone = (error: unknown) => ((error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : Promise.reject(error));
+        const owner = (await readFile(marker, 'utf8').catch(gone))?.trim();
+        if (owner === undefined) return [];
         if (owner !== `${workflowId}/${runId}`) throw failure(FailureType.RestoreTargetUnsafe, `${folder} belongs to another run (${owner}): left as it is`);
         const target = join(folder, input.source.name);
         const removed: string[] = [];
@@ -240,7 +243,8 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           removed.push(target);
         }
         // The run's folder goes with its last source (each source's cleanup checks after its own removal).
-        if (readdirSync(folder).every((entry) => entry === RUN_MARKER)) {
+        const left = await readdir(folder).catch(gone);
+        if (left?.every((entry) => entry === RUN_MARKER)) {
           await rm(marker, { force: true });
           // Two sources' cleanups may both get here: the one whose rmdir succeeds reports the folder.
           if (await rmdir(folder).then(() => true, () => false)) removed.push(folder);
