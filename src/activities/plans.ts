@@ -16,8 +16,11 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { FailureType } from '../shared/failures';
 import type { Plan } from '../shared/plans';
-import { requestProblem, type RequestKind, type RequestKinds } from '../shared/requests';
+import { requestProblem, requestWithoutAuth, type RequestKind, type RequestKinds } from '../shared/requests';
 import { failure } from './failures';
+import { createAuthorization } from './authorization';
+import type { Client } from '@temporalio/client';
+import type { Requester } from '../shared/plans';
 
 export interface PlanDependencies {
   logger: Logger;
@@ -25,6 +28,8 @@ export interface PlanDependencies {
   config?: Config;
   /** The worker's BACKUP_HOST: the host of sources that name none. */
   host?: string;
+  /** To verify signed requests (the run's schedule, the ledger's claimed request ids) and audit refusals. */
+  temporalClient: () => Promise<Client>;
 }
 
 export interface ResolvePlanInput {
@@ -42,6 +47,8 @@ export interface ResolvedPlan<P extends Plan = Plan> {
   configDigest: string;
   /** The host of the worker that resolved it. */
   resolvedBy: string;
+  /** Who signed the request (a config with operators); absent when every request runs. */
+  requester?: Requester;
 }
 
 const WORKFLOW_TYPES: Record<RequestKind, string> = {
@@ -121,17 +128,26 @@ export function buildPlanFromRequest(config: Config, host: string, input: Resolv
   }
 }
 
-export function createPlanActivities({ config, host, logger }: PlanDependencies) {
+export function createPlanActivities({ config, host, logger, temporalClient }: PlanDependencies) {
   const configDigest = config ? digestOfConfig(config) : 'none';
+  const authorization = createAuthorization({ config, logger, temporalClient });
   return {
     async resolvePlan(input: ResolvePlanInput): Promise<ResolvedPlan> {
       if (!config || !host) throw failure(FailureType.ConfigInvalid, 'this worker was started without a config: start it with BACKUP_CONFIG (backupctl worker)');
-      const plan = buildPlanFromRequest(config, host, input, runShortId());
+      const run = workflowRunOfActivity();
+      // The request's shape first (a forged plan is refused as such), then who signed it, then the plan.
+      const problem = requestProblem(input.request, input.kind, WORKFLOW_TYPES[input.kind]);
+      if (problem) throw failure(problem.type, problem.message);
+      const requester = await authorization.authorizeRequest(input.kind, input.request, run);
+      const plan = buildPlanFromRequest(config, host, { ...input, request: requestWithoutAuth(input.request) }, runShortId());
       const digest = digestOf(plan);
-      const { workflowId } = workflowRunOfActivity();
-      logger.info({ workflowId, kind: input.kind, digest, configDigest }, `plan of ${workflowId} resolved from the worker's config`);
-      return { plan, digest, configDigest, resolvedBy: host };
+      logger.info({ workflowId: run.workflowId, kind: input.kind, digest, configDigest, operator: requester?.name }, `plan of ${run.workflowId} resolved from the worker's config`);
+      return { plan, digest, configDigest, resolvedBy: host, ...(requester ? { requester } : {}) };
     },
+
+    /** A recover's second person: their signed approval, verified against the config's operators. */
+    verifyRecoverApproval: authorization.verifyRecoverApproval,
+    remindRecoverApproval: authorization.remindRecoverApproval,
 
     /** The digest of this worker's config (doctor asks every host's worker, and compares). */
     async configDigest(): Promise<{ configDigest: string; host: string }> {

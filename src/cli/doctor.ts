@@ -2,6 +2,7 @@
  * `backupctl doctor`: Temporal reachability and a polling worker are checked from here; every
  * other check runs as the doctor workflow on the deployment's workers.
  */
+import { signedRequest } from '../operators/signed-requests';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -159,10 +160,11 @@ export async function runDoctor({ config, environment, workerWaitMs = 15_000 }: 
     checks.push({ id: 'worker', title: workerTitle, ok: true, detail: `${pollers} poller(s)` });
     const hosts = [...new Set(Object.values(config.sources).map((source) => source.host ?? environment.host))];
     checks.push(configAgreement(await workerConfigs(client, [taskQueue, ...hosts.map((host) => hostTaskQueue(config.deployment, host))]), configDigest(config)), outside, people);
+    const workflowId = `${config.deployment}-doctor-${randomUUID()}`;
     const handle = await client.workflow.start(doctorWorkflow, {
       taskQueue,
-      workflowId: `${config.deployment}-doctor-${randomUUID()}`,
-      args: [{ deployment: config.deployment }],
+      workflowId,
+      args: [await signedRequest(config, 'doctor', { deployment: config.deployment }, workflowId)],
       workflowExecutionTimeout: '5 minutes',
     });
     // The server lists a stopped worker's poller for minutes: what proves a worker is there is

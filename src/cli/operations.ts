@@ -19,14 +19,16 @@ import { formatBytes } from '../config/units';
 import { formatLastChecks } from './last-checks';
 import { renderTable } from './table';
 import { waitWatched, type WatchOptions } from './waiting';
+import { signedRequest } from '../operators/signed-requests';
 
 export async function startManualBackup(client: Client, config: Config, policy: string, defaultHost: string): Promise<WorkflowHandle<typeof backupWorkflow>> {
   buildBackupPlan(config, policy, defaultHost, 'manual'); // an unknown policy fails here, before Temporal
+  const workflowId = `${config.deployment}-backup-${policy}-manual-${new Date().toISOString()}`;
   return client.workflow.start(backupWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
-    workflowId: `${config.deployment}-backup-${policy}-manual-${new Date().toISOString()}`,
+    workflowId,
     // Names only: the worker builds the plan from its own config.
-    args: [{ deployment: config.deployment, policy }],
+    args: [await signedRequest(config, 'backup', { deployment: config.deployment, policy }, workflowId)],
     memo: { requestedBy: currentActor() },
   });
 }
@@ -161,10 +163,11 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
 
 /** The snapshots, listed by a worker (it holds the repositories' secrets); says so when no worker polls. */
 export async function listSnapshots(client: Client, config: Config, source?: string, watch: WatchOptions = {}): Promise<Record<string, Snapshot[]>> {
+  const workflowId = `${config.deployment}-snapshots-${randomUUID()}`;
   const handle = await client.workflow.start(listSnapshotsWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
-    workflowId: `${config.deployment}-snapshots-${randomUUID()}`,
-    args: [{ deployment: config.deployment, ...(source ? { source } : {}) }],
+    workflowId,
+    args: [await signedRequest(config, 'snapshots', { deployment: config.deployment, ...(source ? { source } : {}) }, workflowId)],
     workflowExecutionTimeout: '5 minutes',
   });
   return waitWatched<Record<string, Snapshot[]>>(client, handle, [{ taskQueue: sharedTaskQueue(config.deployment), kind: 'workflow' }], watch);
@@ -194,20 +197,22 @@ export function restoreRequestOf(request: RestoreRequest): RestoreWorkflowReques
 /** Starts a restore; the caller waits on the handle (and can tell the user when no worker polls). */
 export async function startRestore(client: Client, request: RestoreRequest): Promise<WorkflowHandle<typeof restoreWorkflow>> {
   buildRestorePlan(request); // an unknown source or repository fails here, before Temporal
+  const workflowId = `${request.config.deployment}-restore-${request.source}-${randomUUID()}`;
   return client.workflow.start(restoreWorkflow, {
     taskQueue: sharedTaskQueue(request.config.deployment),
-    workflowId: `${request.config.deployment}-restore-${request.source}-${randomUUID()}`,
-    args: [restoreRequestOf(request)],
+    workflowId,
+    args: [await signedRequest(request.config, 'restore', restoreRequestOf(request), workflowId)],
     memo: { requestedBy: currentActor() },
   });
 }
 
 /** Starts a verification now (the same plan its schedule runs). */
 export async function startVerification(client: Client, config: Config, _defaultHost?: string): Promise<WorkflowHandle<typeof verifyWorkflow>> {
+  const workflowId = `${config.deployment}-verify-${randomUUID()}`;
   return client.workflow.start(verifyWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
-    workflowId: `${config.deployment}-verify-${randomUUID()}`,
-    args: [{ deployment: config.deployment }],
+    workflowId,
+    args: [await signedRequest(config, 'verify', { deployment: config.deployment }, workflowId)],
     memo: { requestedBy: currentActor() },
   });
 }

@@ -1,4 +1,7 @@
 /** `backupctl drill …` and `backupctl recover`: start, watch, approve, cancel and read the runbook's runs. */
+import { signedProof } from '../operators/signed-requests';
+import type { RecoverApproval } from '../shared/recovery-types';
+import { signedRequest } from '../operators/signed-requests';
 import { randomBytes } from 'node:crypto';
 import { currentActor } from '../temporal/actor';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -9,7 +12,7 @@ import type { RecoveryProgress, RecoveryReport, RestorePoint } from '../shared/r
 import type { RecoveryRequest } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
 import { disasterRecoveryWorkflow } from '../workflows';
-import { approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
+import { approveRecoverUpdate, approveStepUpdate, recoveryProgressQuery, recoveryReportQuery } from '../workflows/recovery';
 import { UsageError } from './errors';
 import { checkName } from './suggest';
 import { formatDrills, listDrills } from './drill-list';
@@ -37,10 +40,11 @@ export async function startRecovery(client: Client, config: Config, options: { m
     deployment: config.deployment, mode: options.mode, ...(options.point ? { point: options.point } : {}), ...(options.sources ? { sources: options.sources } : {}),
     ...(options.confirmed ? { confirmed: true } : {}), ...(options.force ? { force: true } : {}),
   };
+  const workflowId = `${config.deployment}-${options.mode}-${new Date().toISOString().slice(0, 10)}-${runId}`;
   return client.workflow.start(disasterRecoveryWorkflow, {
     taskQueue: sharedTaskQueue(config.deployment),
-    workflowId: `${config.deployment}-${options.mode}-${new Date().toISOString().slice(0, 10)}-${runId}`,
-    args: [request],
+    workflowId,
+    args: [await signedRequest(config, 'recovery', request, workflowId)],
     memo: { requestedBy: currentActor() },
   });
 }
@@ -129,7 +133,7 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     .action((workflowId: string) => withClient(async (client) => {
       process.stdout.write(`${formatReport(await client.workflow.getHandle(workflowId).query(recoveryReportQuery))}\n`);
     }));
-  program.command('recover')
+  const recover = program.command('recover')
     .description('restore every source (or --source S…) into its configured target: the source\'s own folder, databases and bucket; refuses targets that hold data unless --force')
     .option('--yes', 'confirm: this writes into production targets')
     .option('--force', 'replace targets that hold data')
@@ -139,9 +143,25 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     .action((options: { yes?: boolean; force?: boolean; point?: string; source?: string[]; wait?: boolean }) => withClient(async (client, config, host) => {
       const handle = await startRecovery(client, config, { mode: 'recover', host, point: options.point, sources: options.source, confirmed: true, force: options.force });
       process.stdout.write(`started ${handle.workflowId}\n`);
+      if (config.operators) {
+        process.stdout.write(`it writes nothing until a second recoverer approves it: ask another recoverer to run\n  backupctl recover approve ${handle.workflowId}\n`);
+      }
       if (options.wait) process.stdout.write(`${formatReport(await waitForReport(client, config, host, handle, options.source, configPath()))}\n`);
     }, (config) => {
       if (!options.yes) throw new UsageError('recover writes into the configured (production) targets: add --yes to confirm (a drill restores into scratch targets: backupctl drill start)');
       sourcesCheck(options.source, configPath)(config);
+    }));
+  recover.command('approve <workflowId>')
+    .description('approve a recover another recoverer started (deployments with operators): signs with BACKUP_OPERATOR_KEY; the worker checks you hold role recoverer and did not start it')
+    .option('--print', 'print the signed approval instead of sending it, for: temporal workflow update execute --workflow-id <id> --name approveRecover --input \'<it>\'')
+    .action((workflowId: string, options: { print?: boolean }) => withClient(async (client, config) => {
+      const approval: RecoverApproval = { auth: await signedProof('recover-approve', { deployment: config.deployment, approve: workflowId }, workflowId) };
+      if (options.print) {
+        process.stdout.write(`${JSON.stringify(approval)}\n`);
+        return;
+      }
+      process.stdout.write(`${await client.workflow.getHandle(workflowId).executeUpdate(approveRecoverUpdate, { args: [approval] })}\n`);
+    }, (config) => {
+      if (!config.operators) throw new UsageError('this deployment names no operators: a recover needs no second person here (add operators with backupctl operators add)');
     }));
 }

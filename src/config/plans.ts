@@ -266,6 +266,10 @@ export function buildRecoveryPlan(config: Config, request: RecoveryRequest): Rec
     staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
     ...(config.drills?.rtoTarget ? { rtoTargetSeconds: seconds(config.drills.rtoTarget) } : {}),
     ...(config.recovery?.healthUrl ? { healthUrl: config.recovery.healthUrl } : {}),
+    // With operators, a recover waits for a second recoverer's signed approval before it writes.
+    ...(config.operators && request.mode === 'recover' ? {
+      approval: { deadlineSeconds: seconds(config.approvals?.recover.deadline ?? '4h')!, reminderSeconds: seconds(config.approvals?.recover.reminder ?? '30m')! },
+    } : {}),
     sources, steps,
   };
 }

@@ -34,6 +34,12 @@ export interface VerifyInput {
   /** The run: a retry of the verifying activity in the same run is not a replay. */
   runId: string;
   proof: RequestProof | undefined;
+  /**
+   * A run its schedule started: the proof is the one `schedules apply` signed into the schedule
+   * (over the schedule's id as `workflowId`), so it is checked for an admin's key and signature,
+   * not for age or reuse (the schedule sends the same request at every run).
+   */
+  schedule?: boolean;
 }
 
 export interface VerifyContext {
@@ -69,7 +75,7 @@ function proofProblem(proof: RequestProof): string | undefined {
 
 /** Throws NotAuthorized unless `input` is signed, recently, once, by an operator whose roles allow its action. */
 export async function verifyRequest(input: VerifyInput, context: VerifyContext): Promise<VerifiedOperator> {
-  const needed = roleNeeded(input.action);
+  const needed = input.schedule ? roleNeeded('schedules') : roleNeeded(input.action);
   const refuse = (message: string, reason: NotAuthorized['reason'], fix = HOW_TO_SIGN, details: NotAuthorized['details'] = {}): never => {
     throw new NotAuthorized(`${input.action} refused: ${message}. Nothing was run`, reason, fix, { roleNeeded: needed, ...details });
   };
@@ -85,7 +91,7 @@ export async function verifyRequest(input: VerifyInput, context: VerifyContext):
   const skew = parseDuration(context.config.signatures?.clockSkew ?? DEFAULT_CLOCK_SKEW)!;
   const signedAt = Date.parse(proof.signedAt);
   const clockFix = 'sign and send it again now (the signer\'s and the worker\'s clocks must agree within signatures.clockSkew; run NTP on both)';
-  if (now - signedAt > maxAge) return refuse(`the signature is from ${proof.signedAt}, older than signatures.maxAge (${context.config.signatures?.maxAge ?? DEFAULT_MAX_AGE})`, 'expired', clockFix);
+  if (!input.schedule && now - signedAt > maxAge) return refuse(`the signature is from ${proof.signedAt}, older than signatures.maxAge (${context.config.signatures?.maxAge ?? DEFAULT_MAX_AGE})`, 'expired', clockFix);
   if (signedAt - now > skew) return refuse(`the signature is dated ${proof.signedAt}, in the future beyond signatures.clockSkew (${context.config.signatures?.clockSkew ?? DEFAULT_CLOCK_SKEW})`, 'future', clockFix);
 
   const fingerprint = signatureFingerprint(proof.signature);
@@ -103,12 +109,16 @@ export async function verifyRequest(input: VerifyInput, context: VerifyContext):
     return refuse(`the signature of ${operator.name} (${fingerprint}) does not match this request: it was signed for another action, request or workflow, or altered`, 'bad-signature',
       'sign the request as it is sent (backupctl does); a request edited after signing is refused', { operator: operator.name, fingerprint });
   }
-  if (!mayDo(operator.roles, input.action)) {
+  if (input.schedule && !mayDo(operator.roles, 'schedules')) {
+    return refuse(`the schedule's request was signed by ${operator.name} (roles: ${operator.roles.join(', ')}), who lacks role admin, which signing schedules needs`, 'role',
+      'an admin runs backupctl schedules apply again (it signs every schedule with their key)', { operator: operator.name, fingerprint });
+  }
+  if (!input.schedule && !mayDo(operator.roles, input.action)) {
     return refuse(`${operator.name} (roles: ${operator.roles.join(', ')}) lacks role ${needed}, which a ${input.action} needs`, 'role',
       `ask an operator with role ${needed}, or an admin to grant it: backupctl operators add ${operator.name} --key FILE.pub --role ${needed} (with the roles ${operator.name} keeps)`, { operator: operator.name, fingerprint });
   }
   const expiresAt = new Date(signedAt + maxAge + skew);
-  if (!(await context.replayStore.claim(proof.requestId, `${input.workflowId}/${input.runId}`, expiresAt))) {
+  if (!input.schedule && !(await context.replayStore.claim(proof.requestId, `${input.workflowId}/${input.runId}`, expiresAt))) {
     return refuse(`request id ${proof.requestId} of ${operator.name} was already used: a signed request runs once`, 'replayed', 'sign a new request (run the backupctl command again)', { operator: operator.name, fingerprint });
   }
   return { name: operator.name, fingerprint, roles: operator.roles, requestId: proof.requestId, signedAt: proof.signedAt };

@@ -2,6 +2,9 @@
  * Schedules from config: create what is missing, update what changed, delete what the config no
  * longer has (only this deployment's, recognised by their memo). Applying twice changes nothing.
  */
+import { signedRequest } from '../operators/signed-requests';
+import { signatureFingerprint } from '../operators/verification';
+import { requestWithoutAuth, type RequestKind } from '../shared/requests';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
@@ -90,6 +93,17 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   return desired;
 }
 
+const REQUEST_KIND_OF = { backup: 'backup', prune: 'prune', verify: 'verify', drill: 'recovery' } as const satisfies Record<DesiredSchedule['kind'], RequestKind>;
+
+/** The same request, signed (when signed) by the same key: a schedule re-signed by the same admin is unchanged. */
+function sameRequests(current: readonly unknown[] | undefined, wanted: readonly unknown[] | undefined): boolean {
+  const signer = (args: readonly unknown[] | undefined) => {
+    const auth = (args?.[0] as { auth?: { signature?: unknown } } | undefined)?.auth;
+    return typeof auth?.signature === 'string' ? signatureFingerprint(auth.signature) ?? 'malformed' : undefined;
+  };
+  return JSON.stringify((current ?? []).map(requestWithoutAuth)) === JSON.stringify((wanted ?? []).map(requestWithoutAuth)) && signer(current) === signer(wanted);
+}
+
 export interface ReconcileChange {
   scheduleId: string;
   action: 'created' | 'updated' | 'unchanged' | 'deleted';
@@ -107,6 +121,14 @@ export async function listDeploymentSchedules(client: Client, deployment: string
 export async function reconcileSchedules(client: Client, config: Config, defaultHost: string): Promise<ReconcileChange[]> {
   const changes: ReconcileChange[] = [];
   const desired = desiredSchedules(config, defaultHost);
+  // With operators, each schedule carries its request signed by the admin applying it: the
+  // workers run a scheduled run only when an admin's key signed its schedule.
+  if (config.operators) {
+    for (const schedule of desired) {
+      const action = schedule.options.action;
+      action.args = [await signedRequest(config, REQUEST_KIND_OF[schedule.kind], action.args![0] as never, schedule.scheduleId)] as typeof action.args;
+    }
+  }
   for (const schedule of desired) {
     const handle = client.schedule.getHandle(schedule.scheduleId);
     let current;
@@ -126,7 +148,7 @@ export async function reconcileSchedules(client: Client, config: Config, default
     const wantedAction = schedule.options.action;
     const untouched = action !== undefined && action.memo?.scheduleDigest === schedule.digest
       && action.workflowType === (typeof wantedAction.workflowType === 'string' ? wantedAction.workflowType : wantedAction.workflowType.name)
-      && action.taskQueue === wantedAction.taskQueue && JSON.stringify(action.args) === JSON.stringify(wantedAction.args)
+      && action.taskQueue === wantedAction.taskQueue && sameRequests(action.args, wantedAction.args)
       && current.policies.overlap === schedule.options.policies?.overlap;
     if (untouched) {
       changes.push({ scheduleId: schedule.scheduleId, action: 'unchanged' });

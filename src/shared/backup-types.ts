@@ -1,4 +1,5 @@
 /** Inputs and outcomes of backups, shared by workflows, activities, the ledger and the CLI. */
+import type { Requester } from './plans';
 import type { BucketSource, Repository, Retention, Source } from '../config/schema';
 import type { SourceFingerprint } from './fingerprints';
 import type { RecoveryReport } from './recovery-types';
@@ -105,6 +106,10 @@ export interface RunOutcome {
   recovery?: RecoveryReport;
   /** Who started the run: "schedule:<id>", "alice@vps-1" (the CLI's memo), or the parent workflow. */
   actor?: string;
+  /** The operator whose signed request the worker verified (configs with operators only). */
+  requester?: Requester;
+  /** Recover: the second recoverer whose signed approval let it write. */
+  approver?: Requester;
   /** Backup: retention that failed after the success was recorded (the snapshots are safe; the repository keeps more than its rules say). */
   upkeepError?: { type: string; message: string };
 }

@@ -60,4 +60,5 @@ export const NON_RETRYABLE_FAILURES: FailureType[] = [
   FailureType.InputVersionUnsupported,
   FailureType.DeploymentNotServed,
   FailureType.StepNotConfigured,
+  FailureType.NotAuthorized,
 ];

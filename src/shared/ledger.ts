@@ -17,6 +17,8 @@ export const LEDGER = {
   configureOperationsSignal: 'configureOperations',
   /** An audit event from a client: a schedule change, an approval. */
   recordAuditSignal: 'recordAudit',
+  /** A signed request's id, claimed once by the run that verified it (src/operators/replay.ts). */
+  claimRequestUpdate: 'claimRequest',
   operationsQuery: 'operations',
 } as const;
 
@@ -69,6 +71,28 @@ export interface LedgerState {
   dataReadByRepository?: Record<string, { groups: number; lastGroup: number; readAt: Record<string, string> }>;
   /** Alerts, the dead man's switch, counters, the audit trail's head (version 3). */
   operations: LedgerOperations;
+  /** Ids of signed requests already run, by id: the run that used it and until when it matters (a signature is refused as expired after). */
+  requestClaims?: Record<string, { owner: string; expiresAt: string }>;
+}
+
+/** A signed request's id claimed for one run (`workflowId/runId`). */
+export interface RequestClaim {
+  requestId: string;
+  owner: string;
+  expiresAt: string;
+}
+
+/**
+ * Pure: true when the id is new (now held by `owner`) or already `owner`'s, false when another run
+ * used it. Forgets ids whose signatures have expired, so the map stays as small as the window.
+ */
+export function claimRequest(state: Pick<LedgerState, 'requestClaims'>, claim: RequestClaim, now: Date): boolean {
+  const claims = (state.requestClaims ??= {});
+  for (const [id, held] of Object.entries(claims)) if (Date.parse(held.expiresAt) < now.getTime()) delete claims[id];
+  const held = claims[claim.requestId];
+  if (held) return held.owner === claim.owner;
+  claims[claim.requestId] = { owner: claim.owner, expiresAt: claim.expiresAt };
+  return true;
 }
 
 export interface LedgerOperations {

@@ -8,7 +8,7 @@ import type { RunStatus } from './backup-types';
 export const OPERATIONS_PLAN_VERSION = 1;
 
 /** Why an alert is open; one open alert per source and cause. */
-export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-failed' | 'drill-over-rto' | 'audit-write-failed';
+export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-failed' | 'drill-over-rto' | 'audit-write-failed' | 'recover-approval';
 export type AlertSeverity = 'critical' | 'warning';
 
 export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
@@ -21,6 +21,8 @@ export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
   'drill-over-rto': 'warning',
   // The store refused for good (another deployment's entries, keys not set): nothing retries it away.
   'audit-write-failed': 'warning',
+  // A recover stands still until a second recoverer approves it: production is down meanwhile.
+  'recover-approval': 'critical',
 };
 
 interface ChannelCommon {
@@ -106,7 +108,7 @@ export interface OperationsPlan {
 
 /** Something to write down in the audit trail; the ledger numbers and chains them. */
 export interface AuditEvent {
-  kind: 'backup' | 'restore' | 'verify' | 'drill' | 'recover' | 'prune' | 'schedule-change' | 'approval' | 'ledger-rebuild' | 'alert' | 'operations-plan';
+  kind: 'backup' | 'restore' | 'verify' | 'drill' | 'recover' | 'prune' | 'schedule-change' | 'approval' | 'ledger-rebuild' | 'alert' | 'operations-plan' | 'snapshots' | 'doctor' | 'operators';
   /** Who: "alice@vps-1", "schedule:job-pipeline-artifacts", "ledger". */
   actor: string;
   at: string;

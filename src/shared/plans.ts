@@ -112,6 +112,20 @@ export interface VerifyPlan {
 
 export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan | RecoveryPlan;
 
+/**
+ * The operator whose signed request a worker verified (src/activities/authorization.ts): carried
+ * with the plan in the history, into the outcome and the audit trail. Absent without operators.
+ */
+export interface Requester {
+  name: string;
+  /** SHA256:… of the key that signed. */
+  fingerprint: string;
+  requestId: string;
+  signedAt: string;
+  /** A scheduled run: the schedule whose signed request it is (signed by the admin who applied it). */
+  schedule?: string;
+}
+
 /** What a failed check says; the workflow turns it into a non-retryable ApplicationFailure. */
 export interface PlanProblem {
   type: FailureType;

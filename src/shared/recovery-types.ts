@@ -59,8 +59,15 @@ export interface RecoveryPlan {
   staging: { directory: string; minFreeSpace: string };
   rtoTargetSeconds?: number;
   healthUrl?: string;
+  /** Recover with operators: how long to wait for a second recoverer's signed approval, and how often to remind. */
+  approval?: { deadlineSeconds: number; reminderSeconds: number };
   sources: RecoverySource[];
   steps: RecoveryStep[];
+}
+
+/** A second recoverer's approval of a recover: their signature over `{ deployment, approve: <workflow id> }` (backupctl recover approve). */
+export interface RecoverApproval {
+  auth: { requestId: string; signedAt: string; signature: string };
 }
 
 export interface TimelineEntry {

@@ -18,6 +18,7 @@ export interface BackupRequest {
   deployment: string;
   policy: string;
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface RestoreRequest {
@@ -39,6 +40,7 @@ export interface RestoreRequest {
   /** Files: only these paths, relative to the source's root. */
   include?: string[];
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface RecoveryRequest {
@@ -53,23 +55,27 @@ export interface RecoveryRequest {
   /** Recover: replace targets that hold data. */
   force?: boolean;
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface DeploymentRequest {
   deployment: string;
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface PruneRequest {
   deployment: string;
   repository: string;
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface SnapshotsRequest {
   deployment: string;
   source?: string;
   version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
 }
 
 export interface RequestKinds {
@@ -83,7 +89,24 @@ export interface RequestKinds {
 }
 export type RequestKind = keyof RequestKinds;
 
-type FieldType = 'string' | 'boolean' | 'string[]' | 'mode' | 'version';
+type FieldType = 'string' | 'boolean' | 'string[]' | 'mode' | 'version' | 'proof';
+
+/**
+ * An operator's signature over the request (src/operators): sent by backupctl when the config
+ * names operators, checked by the worker before the plan is resolved. Any request may carry one.
+ */
+export interface RequestAuth {
+  requestId: string;
+  signedAt: string;
+  signature: string;
+}
+
+/** The request as it was signed: everything but its proof. */
+export function requestWithoutAuth<T>(request: T): T {
+  if (request === null || typeof request !== 'object' || !('auth' in request)) return request;
+  const { auth: _auth, ...rest } = request as T & { auth?: unknown };
+  return rest as T;
+}
 const FIELDS: { [K in RequestKind]: { required: string[]; optional: Record<string, FieldType> } } = {
   backup: { required: ['policy'], optional: {} },
   restore: {
@@ -105,6 +128,7 @@ export function requestFields(kind: RequestKind): string[] {
 function typeOf(field: string, kind: RequestKind): FieldType | undefined {
   if (field === 'deployment') return 'string';
   if (field === 'version') return 'version';
+  if (field === 'auth') return 'proof';
   if (kind === 'recovery' && field === 'mode') return 'mode';
   if (FIELDS[kind].required.includes(field)) return 'string';
   return FIELDS[kind].optional[field];
@@ -115,11 +139,18 @@ function fits(value: unknown, type: FieldType): boolean {
   if (type === 'boolean') return typeof value === 'boolean';
   if (type === 'string[]') return Array.isArray(value) && value.length <= 256 && value.every((v) => typeof v === 'string' && v.length > 0 && v.length <= 1024);
   if (type === 'mode') return value === 'drill' || value === 'recover';
+  if (type === 'proof') {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+    const proof = value as Record<string, unknown>;
+    return Object.keys(proof).every((k) => k === 'requestId' || k === 'signedAt' || k === 'signature')
+      && typeof proof.requestId === 'string' && typeof proof.signedAt === 'string' && typeof proof.signature === 'string' && proof.signature.length <= 16_384;
+  }
   return value === REQUEST_VERSION;
 }
 
 const EXPECTED: Record<FieldType, string> = {
   string: 'a non-empty string', boolean: 'true or false', 'string[]': 'a list of names', mode: '"drill" or "recover"', version: String(REQUEST_VERSION),
+  proof: 'an operator\'s signature { "requestId", "signedAt", "signature" } (backupctl signs with BACKUP_OPERATOR_KEY)',
 };
 
 /**

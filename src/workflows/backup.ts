@@ -59,6 +59,8 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
   const outcome: BackupOutcome = {
     kind: 'backup', status: 'failed', ok: false, deployment: plan.deployment, policy: plan.policy, sources: plan.sources.map((s) => s.name),
     workflowId: info.workflowId, startedAt: info.startTime.toISOString(), finishedAt: '', snapshots: [],
+
+    ...(plan.requester ? { requester: plan.requester } : {}),
   };
 
   // Since 2026-11-26: the policy's outside heartbeat (Healthchecks.io style) hears of each run.

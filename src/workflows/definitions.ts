@@ -1,7 +1,7 @@
 /** Signals and queries shared by workflows and their clients (the CLI uses these typed references). */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BackupProgress, RepositoryQueueView, RepositoryReply, RepositoryRequest, RunOutcome, SnapshotsReady } from '../shared/backup-types';
-import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge } from '../shared/ledger';
+import { LEDGER, type LastSuccessfulBackup, type LastVerified, type LedgerRebuild, type RecoveryPointAge, type RequestClaim } from '../shared/ledger';
 import type { AuditEvent, OperationsPlan, OperationsView } from '../shared/operations';
 
 export const recordBackupSignal = defineSignal<[RunOutcome]>(LEDGER.recordBackupSignal);
@@ -14,6 +14,8 @@ export const historyQuery = defineQuery<RunOutcome[], [number?]>(LEDGER.historyQ
 export const lastVerifiedQuery = defineQuery<LastVerified>(LEDGER.lastVerifiedQuery);
 export const configureOperationsSignal = defineSignal<[OperationsPlan]>(LEDGER.configureOperationsSignal);
 export const recordAuditSignal = defineSignal<[AuditEvent]>(LEDGER.recordAuditSignal);
+/** Answers whether a signed request's id is this run's to use (true) or was used by another run (false). */
+export const claimRequestUpdate = defineUpdate<boolean, [RequestClaim]>(LEDGER.claimRequestUpdate);
 export const operationsQuery = defineQuery<OperationsView>(LEDGER.operationsQuery);
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');

@@ -264,11 +264,16 @@ export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isN
   if (isNew) {
     const snapshotIds = [...outcome.snapshots.map((s) => s.snapshotId), ...(outcome.restored ? [outcome.restored.snapshotId] : [])];
     audit(ops, {
-      kind: outcome.kind, actor: outcome.actor ?? 'unknown', at: outcome.finishedAt, result: outcome.status, workflowId: outcome.workflowId,
+      kind: outcome.kind, actor: outcome.requester?.name ?? outcome.actor ?? 'unknown', at: outcome.finishedAt, result: outcome.status, workflowId: outcome.workflowId,
       ...(snapshotIds.length > 0 ? { snapshotIds } : {}),
       sources: outcome.sources ?? [...new Set([...outcome.snapshots.map((s) => s.source), ...(outcome.restored ? [outcome.restored.source] : [])])],
       details: {
-        startedAt: outcome.startedAt, ...(outcome.policy ? { policy: outcome.policy } : {}), ...(outcome.repository ? { repository: outcome.repository } : {}),
+        startedAt: outcome.startedAt,
+        // Who asked, and whether a worker checked it: a signed request's operator and key, or the name the client claimed.
+        verified: outcome.requester !== undefined, ...(outcome.requester ? { fingerprint: outcome.requester.fingerprint, ...(outcome.requester.schedule ? { schedule: outcome.requester.schedule } : {}) } : {}),
+        ...(outcome.requester && outcome.actor ? { claimedBy: outcome.actor } : {}),
+        ...(outcome.approver ? { approvedBy: outcome.approver.name, approverFingerprint: outcome.approver.fingerprint } : {}),
+        ...(outcome.policy ? { policy: outcome.policy } : {}), ...(outcome.repository ? { repository: outcome.repository } : {}),
         ...(outcome.restored ? { target: outcome.restored.target } : {}), ...(outcome.error ? { error: outcome.error.type, message: outcome.error.message.slice(0, 500) } : {}),
       },
     });

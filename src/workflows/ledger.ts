@@ -11,12 +11,12 @@ import type { Activities } from '../activities';
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
 import type { OperationsPlan } from '../shared/operations';
 import {
-  HISTORY_LIMIT, LEDGER_STATE_VERSION,
+  claimRequest, HISTORY_LIMIT, LEDGER_STATE_VERSION,
   type LastSuccessfulBackup, type LastVerified, type LedgerInput, type LedgerRebuild, type LedgerState, type LedgerStateV1, type LedgerStateV2, type RecoveryPointAge, type SourceRun,
 } from '../shared/ledger';
 import { alertDeliveryWorkflow } from './alerts';
 import {
-  configureOperationsSignal, historyQuery, recoveryPointAgeNowUpdate, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
+  claimRequestUpdate, configureOperationsSignal, historyQuery, recoveryPointAgeNowUpdate, lastSuccessfulBackupQuery, lastVerifiedQuery, operationsQuery, rebuildLedgerSignal, recordAuditSignal, recordBackupSignal, recoveryPointAgeQuery,
 } from './definitions';
 import {
   applyOperationsPlan, audit, auditBatch, auditRecovered, auditRefused, auditWritten, channelsFor, checkDeadlines, emptyOperations, operationsOnOutcome, operationsView,
@@ -210,6 +210,12 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   setHandler(historyQuery, (limit) => state.history.slice(-(limit ?? 20)));
   setHandler(lastVerifiedQuery, () => lastVerified(state));
   setHandler(operationsQuery, () => operationsView(state, input.deployment, new Date()));
+  // Since 2026-12-05: signed requests' ids (a handler only: no command, nothing to patch).
+  setHandler(claimRequestUpdate, (claim) => claimRequest(state, claim, new Date()), {
+    validator: (claim) => {
+      if (typeof claim?.requestId !== 'string' || typeof claim.owner !== 'string' || Number.isNaN(Date.parse(claim.expiresAt))) throw new Error('a claim is { requestId, owner, expiresAt }');
+    },
+  });
 
   const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;

@@ -14,6 +14,8 @@ export async function pruneWorkflow(request: PruneRequest): Promise<RepositoryJo
   const outcome: RunOutcome = {
     kind: 'prune', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', repository: name, snapshots: [],
+
+    ...(plan.requester ? { requester: plan.requester } : {}),
   };
   const job = { deployment: plan.deployment, repositoryName: name, repository, backups: [], retention: [], prune: true };
   // Since 2026-12-05: through the repository's writer queue (before: a child, retried while busy).

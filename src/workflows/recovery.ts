@@ -16,9 +16,10 @@ import type { RunOutcome } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
 import {
   TIERS, TIER_RTO_SECONDS,
-  type RecoveredSource, type RecoveryPlan, type RecoveryProgress, type RecoveryReport, type RecoverySource, type StepApproval, type TimelineEntry,
+  type RecoverApproval, type RecoveredSource, type RecoveryPlan, type RecoveryProgress, type RecoveryReport, type RecoverySource, type StepApproval, type TimelineEntry,
 } from '../shared/recovery-types';
 import type { RecoveryRequest } from '../shared/requests';
+import type { Requester } from '../shared/plans';
 import { hostTaskQueue } from '../shared/task-queues';
 import { actorOfRun, rootCause } from './outcomes';
 import { planOfRun, WORKER_RESOLVES_PLANS } from './requests';
@@ -45,6 +46,100 @@ export function productionTargets(plan: Pick<RecoveryPlan, 'sources'>): string[]
     if (planned.source.type === 's3-bucket' && planned.target && planned.target === planned.source.bucket) found.push(`${planned.name} → bucket ${planned.target} is the source bucket`);
   }
   return found;
+}
+
+/**
+ * Since 2026-12-05, with operators: a recover waits here, after its plan is resolved and before it
+ * writes anything, for an approval signed by a recoverer other than the one who started it
+ * (verified by a worker: verifyRecoverApproval). Reminders go to the alert channels; past the
+ * deadline the recover fails, having written nothing. Runs without a verified starter (no
+ * operators) and runs started before this change go straight on.
+ */
+export const RECOVER_SECOND_PERSON = 'recover-second-person';
+export const approveRecoverUpdate = defineUpdate<string, [RecoverApproval]>('approveRecover');
+const APPROVAL_STEP = 'second recoverer approves';
+
+async function secondRecoverer(
+  plan: RecoveryPlan & { requester?: Requester }, note: (step: string, event: TimelineEntry['event'], detail?: string) => void, waiting: Set<string>,
+): Promise<Requester | undefined> {
+  const info = workflowInfo();
+  const starter = plan.requester;
+  if (plan.mode !== 'recover' || !starter || !plan.approval || !patched(RECOVER_SECOND_PERSON)) {
+    setHandler(approveRecoverUpdate, (_approval: RecoverApproval) => Promise.reject(new Error('no approval is needed')), {
+      validator: (_approval: RecoverApproval) => {
+        throw new Error(`${info.workflowId} waits for no approval: ${plan.mode === 'recover' ? 'its deployment names no operators (a recover needs a second person only with operators:)' : 'only a recover does'}`);
+      },
+    });
+    return undefined;
+  }
+  const { deadlineSeconds, reminderSeconds } = plan.approval;
+  const since = new Date();
+  const deadline = new Date(since.getTime() + deadlineSeconds * 1000);
+  let approver: Requester | undefined;
+  setHandler(approveRecoverUpdate, async ({ auth }) => {
+    let approved: Requester;
+    try {
+      approved = await calls.verifyRecoverApproval({ workflowId: info.workflowId, runId: info.runId, proof: auth, starter });
+    } catch (error) {
+      const cause = rootCause(error);
+      note(APPROVAL_STEP, 'refused', cause.message);
+      throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true });
+    }
+    if (approver) return `recover ${info.workflowId} was already approved by ${approver.name}`;
+    approver = approved;
+    note(APPROVAL_STEP, 'approved', `by ${approved.name} (${approved.fingerprint}); started by ${starter.name} (${starter.fingerprint})`);
+    try {
+      await calls.recordAuditEvent({
+        deployment: plan.deployment,
+        event: {
+          kind: 'approval', actor: approved.name, at: new Date().toISOString(), result: 'approved', workflowId: info.workflowId,
+          details: { mode: 'recover', verified: true, fingerprint: approved.fingerprint, startedBy: starter.name, starterFingerprint: starter.fingerprint },
+        },
+      });
+    } catch (error) {
+      note(APPROVAL_STEP, 'failed', `the approval could not be written to the audit trail: ${rootCause(error).message}`);
+    }
+    return `recover ${info.workflowId} approved by ${approved.name} (started by ${starter.name}); it proceeds`;
+  }, {
+    validator: (input) => {
+      const auth = (input as Partial<RecoverApproval> | null)?.auth;
+      if (typeof auth !== 'object' || auth === null || typeof auth.signature !== 'string' || typeof auth.requestId !== 'string' || typeof auth.signedAt !== 'string') {
+        throw new Error(`an approval is { "auth": { "requestId", "signedAt", "signature" } } signed by a recoverer: backupctl recover approve ${info.workflowId} sends one (--print prints it for temporal workflow update)`);
+      }
+      if (approver) throw new Error(`recover ${info.workflowId} is already approved by ${approver.name}`);
+    },
+  });
+  waiting.add(APPROVAL_STEP);
+  note(APPROVAL_STEP, 'waiting', `started by ${starter.name}; nothing is written until a recoverer other than ${starter.name} approves: backupctl recover approve ${info.workflowId} (deadline ${deadline.toISOString()})`);
+  let reminder = 0;
+  const remind = async () => {
+    try {
+      await calls.remindRecoverApproval({ workflowId: info.workflowId, starter: starter.name, waitingSince: since.toISOString(), deadline: deadline.toISOString(), reminder });
+    } catch (error) {
+      note(APPROVAL_STEP, 'reminder', `the alert channels could not be told: ${rootCause(error).message}`);
+    }
+  };
+  await remind();
+  while (!approver) {
+    const left = deadline.getTime() - new Date().getTime();
+    if (left <= 0) {
+      waiting.delete(APPROVAL_STEP);
+      note(APPROVAL_STEP, 'failed', `no second recoverer approved within ${deadlineSeconds} s`);
+      throw ApplicationFailure.create({
+        type: FailureType.NotAuthorized, nonRetryable: true,
+        message: `recover refused: no recoverer other than ${starter.name} approved it within ${deadlineSeconds} s (approvals.recover.deadline). Nothing was written. Start it again and have a second recoverer run backupctl recover approve <workflow id>`,
+      });
+    }
+    if (!(await condition(() => approver !== undefined, Math.min(left, reminderSeconds * 1000)))) {
+      if (new Date().getTime() < deadline.getTime()) {
+        reminder += 1;
+        note(APPROVAL_STEP, 'reminder', `still waiting for a second recoverer (started by ${starter.name})`);
+        await remind();
+      }
+    }
+  }
+  waiting.delete(APPROVAL_STEP);
+  return approver;
 }
 
 /** An approval as sent: an object from this version's clients, the step's name alone from older ones. */
@@ -134,6 +229,7 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
   } else if (!plan.confirmed) {
     throw refuse('recover restores into the configured (production) targets: confirm it explicitly (backupctl recover --yes)');
   }
+  const approver = await secondRecoverer(plan, note, waiting);
 
   const restore = async (planned: RecoverySource): Promise<RecoveredSource> => {
     const step = `restore ${planned.name}`;
@@ -234,7 +330,7 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
       });
     }
     report.finishedAt = now().toISOString();
-    await CancellationScope.nonCancellable(() => calls.recordOutcome(outcomeOf(plan, report, failure)));
+    await CancellationScope.nonCancellable(() => calls.recordOutcome({ ...outcomeOf(plan, report, failure), ...(approver ? { approver } : {}) }));
   }
   if (failure) {
     if (isCancellation(failure)) throw failure;
@@ -246,11 +342,11 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
   return report;
 }
 
-function outcomeOf(plan: RecoveryPlan, report: RecoveryReport, failure: unknown): RunOutcome {
+function outcomeOf(plan: RecoveryPlan & { requester?: Requester }, report: RecoveryReport, failure: unknown): RunOutcome {
   const status = failure ? (isCancellation(failure) ? 'cancelled' : 'failed') : report.ok ? 'ok' : 'failed';
   return {
     kind: plan.mode === 'drill' ? 'drill' : 'recover', status, ok: status === 'ok', deployment: plan.deployment, workflowId: report.workflowId,
     startedAt: report.startedAt, finishedAt: report.finishedAt ?? report.startedAt, sources: plan.sources.map((s) => s.name), snapshots: [],
-    recovery: report, ...(report.error ? { error: { type: failure ? rootCause(failure).type : 'RtoExceeded', message: report.error } } : {}),
+    recovery: report, ...(plan.requester ? { requester: plan.requester } : {}), ...(report.error ? { error: { type: failure ? rootCause(failure).type : 'RtoExceeded', message: report.error } } : {}),
   };
 }

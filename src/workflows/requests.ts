@@ -6,7 +6,7 @@
 import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { NON_RETRYABLE_FAILURES } from '../shared/failures';
-import type { Plan } from '../shared/plans';
+import type { Plan, Requester } from '../shared/plans';
 import { requestProblem, type RequestKind } from '../shared/requests';
 import { requirePlan, rootCause } from './outcomes';
 
@@ -28,7 +28,7 @@ const resolver = proxyActivities<Activities>({
  * the old branch (runs started before requests, replayed). A whole plan given to a new run is
  * refused before any activity runs.
  */
-export async function planOfRun<P extends Plan>(input: unknown, kind: RequestKind, planKind: P['kind'], workflowType: string, trigger?: 'schedule' | 'manual'): Promise<P> {
+export async function planOfRun<P extends Plan>(input: unknown, kind: RequestKind, planKind: P['kind'], workflowType: string, trigger?: 'schedule' | 'manual'): Promise<P & { requester?: Requester }> {
   if (!patched(WORKER_RESOLVES_PLANS)) {
     requirePlan(input, planKind, workflowType);
     return input as P;
@@ -37,7 +37,8 @@ export async function planOfRun<P extends Plan>(input: unknown, kind: RequestKin
   if (problem) throw ApplicationFailure.create({ type: problem.type, message: problem.message, nonRetryable: true });
   try {
     const resolved = await resolver.resolvePlan({ kind, request: input, ...(trigger ? { trigger } : {}) });
-    return resolved.plan as P;
+    // The verified operator (a config with operators) travels with the plan into the outcome and the audit trail.
+    return (resolved.requester ? { ...resolved.plan, requester: resolved.requester } : resolved.plan) as P & { requester?: Requester };
   } catch (error) {
     // The worker's reason on top (what the CLI and the Web UI show first).
     const cause = rootCause(error);

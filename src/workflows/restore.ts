@@ -18,6 +18,8 @@ export async function restoreWorkflow(request: RestoreRequest): Promise<RestoreR
   const outcome: RunOutcome = {
     kind: 'restore', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', sources: [source.name], repository: repository.name, snapshots: [],
+
+    ...(plan.requester ? { requester: plan.requester } : {}),
   };
   return recordedRun(outcome, async () => {
     const { source: config } = source;

@@ -27,6 +27,8 @@ export async function verifyWorkflow(request: DeploymentRequest): Promise<Verifi
   const outcome: RunOutcome = {
     kind: 'verify', status: 'failed', ok: false, deployment: plan.deployment, workflowId: info.workflowId,
     startedAt: info.startTime.toISOString(), finishedAt: '', sources: plan.sources.map((s) => s.name), snapshots: [],
+
+    ...(plan.requester ? { requester: plan.requester } : {}),
   };
   // Since 2026-12-05: the data check (restic's exclusive lock) waits its turn in the repository's
   // writer queue instead of meeting a backup at the lock and retrying.
