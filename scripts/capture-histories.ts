@@ -11,6 +11,9 @@
  * the alert's delivery workflow (to a local HTTP receiver); a backup pinging its outside heartbeat
  * and recording its success before retention (its repository writer signals the snapshots first).
  *
+ * --operators captures a backup signed by an operator and a recover approved by a second
+ * recoverer (added 2026-12-05, patched('recover-second-person')).
+ *
  * --drills captures the ledger hearing a failed drill and one over its RTO (added 2026-12-05, the
  * history from before patched('drill-failed-critical')).
  *
@@ -33,7 +36,7 @@ import type { AddressInfo } from 'node:net';
 import { applyOperationsPlan } from '../src/schedules/operations';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
@@ -55,7 +58,9 @@ import { startWorker } from '../src/worker';
 import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
 import { historyQuery } from '../src/workflows/definitions';
 import { repositoryWriterId } from '../src/workflows/repository';
-import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
+import { approveRecoverUpdate, approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
+import { signedRequest } from '../src/operators/signed-requests';
+import { signRequest } from '../src/operators/signing';
 
 const out = resolve(process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'test/histories');
 const prefix = process.argv.includes('--prefix') ? process.argv[process.argv.indexOf('--prefix') + 1]! : '';
@@ -471,7 +476,78 @@ audit: { directory: ${join(root, 'audit')} }
   }
 }
 
-(process.argv.includes('--drills') ? captureDrills() : process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
+/**
+ * Signed requests and a recover with two people (added 2026-12-05, patched('recover-second-person')):
+ * a backup signed by an operator, and a recover started by one recoverer, refused an approval by
+ * its starter, then approved by a second recoverer (keys made here by ssh-keygen).
+ */
+async function captureOperators(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-operators-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const password = `CAPTURE_${randomBytes(3).toString('hex').toUpperCase()}_PASSWORD`;
+  process.env[password] = randomBytes(16).toString('hex');
+  const keys: Record<string, string> = {};
+  const operators: string[] = [];
+  mkdirSync(join(root, 'keys'));
+  for (const [name, role] of [['rita', 'recoverer'], ['ravi', 'recoverer'], ['alice', 'operator']] as const) {
+    keys[name] = join(root, 'keys', name);
+    await promisify(execFile)('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', keys[name]!]);
+    operators.push(`  ${name}: { key: "${readFileSync(`${keys[name]}.pub`, 'utf8').trim()}", roles: [${role}] }`);
+  }
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'data'), { recursive: true });
+  writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+  const config = parseConfig(`deployment: capture-operators
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  app: { type: files, root: ${app}, paths: [data] }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${password} }
+policies:
+  files: { sources: [app], repositories: [local], schedule: { every: 1h }, retention: { keepLast: 3 } }
+restore: { allowedRoots: [${root}] }
+audit: { directory: ${join(root, 'audit')} }
+operators:
+${operators.join('\n')}
+approvals:
+  recover: { deadline: 10m, reminder: 1m }
+`, 'capture.yaml', { env: process.env });
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  const as = (name: string) => void (process.env.BACKUP_OPERATOR_KEY = keys[name]);
+  const approval = async (name: string, workflowId: string) => {
+    as(name);
+    return { auth: await signRequest({ action: 'recover-approve', request: { deployment: config.deployment, approve: workflowId }, workflowId }) };
+  };
+  try {
+    const backupId = id('signed-backup');
+    as('alice');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: backupId, args: [await signedRequest(config, 'backup', { deployment: config.deployment, policy: 'files' }, backupId)] });
+    await save(server, 'operators-signed-backup', backupId);
+    rmSync(join(app, 'data'), { recursive: true });
+    const recoverId = id('recover-two-person');
+    as('rita');
+    const handle = await client.workflow.start(disasterRecoveryWorkflow, { taskQueue, workflowId: recoverId, args: [await signedRequest(config, 'recovery', { deployment: config.deployment, mode: 'recover', confirmed: true }, recoverId)] });
+    await waitUntil('the recover to wait for a second recoverer', async () => (await handle.query(recoveryProgressQuery)).waitingForApproval.length > 0);
+    await handle.executeUpdate(approveRecoverUpdate, { args: [await approval('rita', recoverId)] }).catch(() => undefined);
+    await handle.executeUpdate(approveRecoverUpdate, { args: [await approval('ravi', recoverId)] });
+    await handle.result();
+    await save(server, 'operators-recover-two-person', recoverId);
+  } finally {
+    delete process.env.BACKUP_OPERATOR_KEY;
+    await worker.shutdown();
+    await client.connection.close();
+    await temporal.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--operators') ? captureOperators() : process.argv.includes('--drills') ? captureDrills() : process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -45,6 +45,7 @@ test('every workflow type has a saved history, the ledger on both sides of a con
   for (const type of Object.keys(workflows)) assert.ok(covered.has(type), `no saved history of ${type} in test/histories (run scripts/capture-histories.ts)`);
   assert.ok(files.includes('ledger-before-continue-as-new.json') && files.includes('ledger-after-continue-as-new.json'));
   assert.ok(files.includes('backup-cancelled.json'), 'a cancelled backup is one of the shapes in flight');
+  assert.ok(files.includes('operators-recover-two-person.json') && files.includes('operators-signed-backup.json'), 'a signed run and a recover approved by a second recoverer (patched(\'recover-second-person\')): scripts/capture-histories.ts --operators');
   for (const file of ['backup-databases.json', 'repository-databases.json', 'backup-bucket.json', 'restore-mongodb.json', 'doctor-sources.json', 'verify.json', 'drill.json']) {
     assert.ok(files.includes(file), `${file}: the database, git and bucket paths need saved histories too (scripts/capture-histories.ts --sources)`);
   }

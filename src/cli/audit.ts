@@ -60,35 +60,89 @@ async function readOperations(client: Client, config: Config): Promise<Operation
   }
 }
 
-function detailText(entry: AuditEntry): string {
+/** The short form of a key's fingerprint: "SHA256:ab12cd34…". */
+export function shortFingerprint(fingerprint: unknown): string {
+  if (typeof fingerprint !== 'string' || fingerprint === '') return 'key unknown';
+  const [kind, hash = ''] = fingerprint.split(':', 2);
+  return hash.length > 8 ? `${kind}:${hash.slice(0, 8)}…` : fingerprint;
+}
+
+/** Written by the ledger about itself (alerts): nobody's claim to check. */
+const SYSTEM_ACTORS = new Set(['ledger']);
+
+/**
+ * Who, as the trail can vouch for it: an operator whose signed request a worker verified
+ * ("alice ✓ SHA256:ab12cd34…", and the second recoverer of a recover), or a name nobody checked
+ * ("root@vm (unverified)": what the client said, a refused request, an entry written before
+ * signatures were checked).
+ */
+export function whoText(entry: AuditEntry): string {
+  const details = entry.details ?? {};
+  if (SYSTEM_ACTORS.has(entry.actor) && details.verified === undefined) return entry.actor;
+  const who = details.verified === true
+    ? `${entry.actor} ✓ ${shortFingerprint(details.fingerprint)}`
+    : entry.actor.startsWith('unverified') ? entry.actor : `${entry.actor} (unverified)`;
+  return typeof details.approvedBy === 'string' ? `${who}, approved by ${details.approvedBy} ✓ ${shortFingerprint(details.approverFingerprint)}` : who;
+}
+
+/**
+ * The entries of one operator: those they are the actor of (verified or not: a refusal of a
+ * request signed with their key, a name a client claimed, are kept and shown as unverified) and
+ * the recovers they approved.
+ */
+export function entriesOfOperator(entries: readonly AuditEntry[], name: string): AuditEntry[] {
+  return entries.filter((entry) => entry.actor === name || entry.details?.approvedBy === name);
+}
+
+/** The details not already in the "who" column. */
+const SHOWN_IN_WHO = new Set(['verified', 'approvedBy', 'approverFingerprint']);
+
+export function detailText(entry: AuditEntry): string {
   const parts: string[] = [];
   if (entry.sources && entry.sources.length > 0) parts.push(entry.sources.join(','));
   if (entry.snapshotIds && entry.snapshotIds.length > 0) parts.push(`snapshots ${entry.snapshotIds.map((id) => id.slice(0, 8)).join(',')}`);
   for (const [key, value] of Object.entries(entry.details ?? {})) {
-    if (value === null || key === 'startedAt') continue;
-    parts.push(`${key}=${String(value)}`);
+    if (value === null || key === 'startedAt' || SHOWN_IN_WHO.has(key)) continue;
+    if (key === 'fingerprint' && entry.details?.verified === true) continue;
+    if (key === 'operator' && value === entry.actor) continue;
+    parts.push(`${key}=${key === 'fingerprint' ? shortFingerprint(value) : String(value)}`);
   }
   const text = parts.join(' ');
   return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+
+/** The listing of `backupctl audit`: one row per entry, then where the entries came from. */
+export function formatAuditEntries(entries: readonly AuditEntry[], from: string, operator?: string): string {
+  const rows = entries.map((e) => [String(e.seq), e.at.replace(/\.\d+Z$/, 'Z'), e.kind, whoText(e), e.result, detailText(e)]);
+  const count = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}`;
+  const verified = entries.filter((e) => (e.actor === operator && e.details?.verified === true) || e.details?.approvedBy === operator).length;
+  const summary = operator === undefined
+    ? `${count} from ${from}`
+    : `${count} of operator ${operator} from ${from}: ${verified} verified (✓: a worker checked ${operator}'s signature), ${entries.length - verified} unverified (refused, or a name nobody checked)`;
+  return `${renderTable(['seq', 'at', 'what', 'who', 'result', 'detail'], rows)}\n${summary}\n`;
 }
 
 export function registerAuditCommands(program: Command, withClient: WithClient): void {
   const auditCommand = program.command('audit')
     .description('the audit trail: every backup, restore, verification, drill, prune, schedule change and approval, hash-chained')
     .option('--since <when>', 'only entries from then on: a time (2026-11-01) or a duration back from now (24h, 7d)')
+    .option('--operator <name>', 'only the entries of this operator: what they did (✓ where a worker verified their signature), what was refused in their name, the recovers they approved')
     .option('--json', 'print the entries as JSON, one per line')
-    .action((options: { since?: string; json?: boolean }) => withClient(async (_client, config) => {
+    .action((options: { since?: string; operator?: string; json?: boolean }) => withClient(async (_client, config) => {
       const since = options.since ? parseSince(options.since) : undefined;
       const location = requireLocation(config);
       const store = openAuditStore(location, process.env);
       try {
-        const entries = await store.list(since ? { since } : {});
+        const all = await store.list(since ? { since } : {});
+        const entries = options.operator === undefined ? all : entriesOfOperator(all, options.operator);
         if (options.json) {
           process.stdout.write(entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
           return;
         }
-        const rows = entries.map((e) => [String(e.seq), e.at.replace(/\.\d+Z$/, 'Z'), e.kind, e.actor, e.result, detailText(e)]);
-        process.stdout.write(`${renderTable(['seq', 'at', 'what', 'who', 'result', 'detail'], rows)}\n${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} from ${describeLocation(location)}\n`);
+        process.stdout.write(formatAuditEntries(entries, describeLocation(location), options.operator));
+        if (options.operator !== undefined && config.operators && !(options.operator in config.operators)) {
+          process.stderr.write(`note: ${options.operator} is not an operator of ${config.deployment} now (operators: ${Object.keys(config.operators).join(', ')}); the trail keeps the entries of operators since removed\n`);
+        }
       } finally {
         store.close();
       }

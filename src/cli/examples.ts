@@ -24,6 +24,10 @@ export const EXAMPLES: Record<string, string[]> = {
   'drill cancel': [`${CONFIG} backupctl drill cancel job-pipeline-drill-2026-12-05-a1b2c3`],
   'drill report': [`${CONFIG} backupctl drill report job-pipeline-drill-2026-12-05-a1b2c3`],
   recover: [`${CONFIG} backupctl recover --yes --source mongodb --wait`],
+  'recover approve': [
+    `BACKUP_OPERATOR_KEY=~/.ssh/id_ed25519 ${CONFIG} backupctl recover approve job-pipeline-recover-2026-12-05-a1b2c3`,
+    `temporal workflow update execute --workflow-id job-pipeline-recover-2026-12-05-a1b2c3 --name approveRecover --input "$(${CONFIG} backupctl recover approve job-pipeline-recover-2026-12-05-a1b2c3 --print)"`,
+  ],
   audit: [`${CONFIG} backupctl audit --since 7d --json`],
   'audit verify': [`${CONFIG} backupctl audit verify`],
   status: [`${CONFIG} backupctl status --json`],

@@ -53,7 +53,9 @@ export function formatProgress(progress: RecoveryProgress): string {
   return [
     `${progress.mode}: ${formatAge(progress.elapsedSeconds)} elapsed`,
     `now: ${progress.current.join(', ') || '-'}`,
-    ...(progress.waitingForApproval.length > 0 ? [`waiting for approval: ${progress.waitingForApproval.join(', ')} (backupctl drill approve <id> <step>)`] : []),
+    ...progress.waitingForApproval.map((step) => (step === 'second recoverer approves'
+      ? 'waiting for a second recoverer: another recoverer approves with backupctl recover approve <id>; nothing is written until then'
+      : `waiting for approval: ${step} (backupctl drill approve <id> ${step})`)),
     `done: ${progress.done.join(', ') || '-'}`,
     `left: ${progress.left.join(', ') || '-'}`,
   ].join('\n');

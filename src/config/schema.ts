@@ -213,14 +213,14 @@ export const configSchema = z.strictObject({
     heartbeatEvery: duration.default('1m').describe('How often a worker pings monitoring.heartbeatUrlEnv (the first ping goes at start). Give the check this period and a grace of a few periods.'),
   }).prefault({}),
   operators: z.record(name, operatorSchema).refine((o) => Object.keys(o).length > 0, 'at least one operator (to run without signed requests, remove "operators:" altogether)').optional()
-    .describe('Who may start what: each operator\'s key and roles (backupctl operators add/list/remove). Not enforced yet in this release: the workers do not check signatures, so any request still runs; doctor says so. Planned: the worker runs only requests signed (ssh-keygen -Y sign) by an operator holding the role the action needs, and a recover waits for a second recoverer.'),
+    .describe('Who may start what: each operator\'s key and roles (backupctl operators add/list/remove). Enforced: with operators, the workers run only requests signed (ssh-keygen -Y sign, the key named by BACKUP_OPERATOR_KEY) by an operator holding the role the action needs, recently and once; anything else is refused (NotAuthorized) before any step and written to the audit trail. Scheduled runs carry the signature of the admin who last ran schedules apply. A recover waits for a second recoverer\'s signed approval. Without operators every request runs unsigned.'),
   signatures: z.strictObject({
-    maxAge: duration.default('5m').describe('How old a signed request may be when the worker checks it.'),
-    clockSkew: duration.default('1m').describe('How far in the future a request\'s time may be (the signer\'s clock ahead of the worker\'s).'),
+    maxAge: duration.default('5m').describe('How old a signed request may be when the worker checks it; an older one is refused (NotAuthorized, expired). Scheduled runs are exempt: the schedule\'s signature is checked for an admin\'s key.'),
+    clockSkew: duration.default('1m').describe('How far in the future a request\'s time may be (the signer\'s clock ahead of the worker\'s); beyond it the request is refused.'),
   }).optional(),
   approvals: z.strictObject({
     recover: z.strictObject({
-      deadline: duration.default('4h').describe('How long a recover waits for a second recoverer\'s signed approval before it fails, having written nothing.'),
+      deadline: duration.default('4h').describe('How long a recover (with operators) waits for the signed approval of a recoverer other than the one who started it (backupctl recover approve) before it fails, having written nothing.'),
       reminder: duration.default('30m').describe('How often the alert channels are reminded that a recover waits for an approval.'),
     }).prefault({}),
   }).optional(),
