@@ -23,6 +23,7 @@ import { createProbes } from './monitoring/probes';
 import { startMonitoringServer, type MonitoringServer } from './monitoring/server';
 import { startConfiguredHeartbeat, type WorkerHeartbeat } from './monitoring/worker-heartbeat';
 import { parseDuration } from './config/units';
+import { operatorsReloader } from './operators/reload';
 import { resolveBinary } from './servers/binaries';
 import { hostTaskQueue, sharedTaskQueue } from './shared/task-queues';
 import { temporalConnectionOptions } from './temporal/connection';
@@ -102,6 +103,8 @@ export async function startWorker({ config, environment, logger, env = process.e
     host: environment.host,
     resticBin: () => (resticPath ??= resolveBinary('restic', { build: false })),
     temporalClient,
+    // Operators are read again from the config file at each verification: a revoked key counts from the next request.
+    ...(config.operators && environment.configPath ? { reloadOperators: operatorsReloader(environment.configPath, config) } : {}),
   });
   const taskQueues = { shared: sharedTaskQueue(config.deployment), host: hostTaskQueue(config.deployment, environment.host) };
   // Heartbeats carry restic's progress: send them every 2 s (the default waits up to 80% of the

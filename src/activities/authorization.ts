@@ -13,6 +13,7 @@ import type { Logger } from '../logging/logger';
 import type { RequestProof } from '../operators/canonical';
 import { NotAuthorized, notAuthorizedFailure } from '../operators/errors';
 import type { ReplayStore } from '../operators/replay';
+import type { OperatorsReload, OperatorsView } from '../operators/reload';
 import { actionOfRequest, type Action } from '../operators/roles';
 import { verifyRequest, type VerifiedOperator } from '../operators/verification';
 import { verifyApproval } from '../operators/approvals';
@@ -49,6 +50,8 @@ export interface AuthorizationDependencies {
   logger: Logger;
   temporalClient: () => Promise<Client>;
   env?: NodeJS.ProcessEnv;
+  /** The config file's operators now (the worker reads it again at each verification); default: those of `config`. */
+  reloadOperators?: () => OperatorsReload;
 }
 
 /** The audit kind of an action (a restore in place is a restore; an approval an approval). */
@@ -63,7 +66,7 @@ function requesterOf(verified: VerifiedOperator, schedule?: string): Requester {
   return { name: verified.name, fingerprint: verified.fingerprint, requestId: verified.requestId, signedAt: verified.signedAt, ...(schedule ? { schedule } : {}) };
 }
 
-export function createAuthorization({ config, logger, temporalClient, env = process.env }: AuthorizationDependencies) {
+export function createAuthorization({ config, logger, temporalClient, env = process.env, reloadOperators }: AuthorizationDependencies) {
   const replayStore = config ? new LedgerReplayStore(temporalClient, config.deployment) : undefined;
 
   const audit = async (event: AuditEvent): Promise<void> => {
@@ -92,10 +95,26 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
     throw notAuthorizedFailure(error);
   };
 
+  /** The operators in force now: a change (a key revoked, a role taken) is audited once and counts from this request. */
+  const operatorsNow = async (): Promise<OperatorsView> => {
+    if (!config || !reloadOperators) return { operators: config?.operators, signatures: config?.signatures };
+    const { current, change, problem } = reloadOperators();
+    if (problem) logger.error({ problem }, problem);
+    if (change) {
+      logger.warn({ change }, 'the config file\'s operators changed: in force from this request');
+      await audit({
+        kind: 'operators', actor: 'worker', at: new Date().toISOString(), result: 'changed',
+        details: { added: change.added.join(', ') || null, removed: change.removed.join(', ') || null, changed: change.changed.join(', ') || null, source: 'config file, read again by the worker' },
+      });
+    }
+    return current;
+  };
+
   return {
     /** Undefined when the config names no operators (every request runs); the verified operator otherwise. */
     async authorizeRequest(kind: RequestKind, request: unknown, run: { workflowId: string; runId: string }): Promise<Requester | undefined> {
       if (!config?.operators || !replayStore) return undefined;
+      const operators = await operatorsNow();
       const action = actionOfRequest(kind, (request ?? {}) as { mode?: unknown; inPlace?: unknown });
       // Temporal sets TemporalScheduledById on the runs a schedule starts; a client cannot set it.
       const description = await (await temporalClient()).workflow.getHandle(run.workflowId, run.runId).describe();
@@ -105,7 +124,7 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
         const verified = await verifyRequest({
           action, request: requestWithoutAuth(request), workflowId: schedule ?? run.workflowId, runId: run.runId,
           proof: (request as { auth?: RequestProof } | null)?.auth, ...(schedule ? { schedule: true } : {}),
-        }, { config, replayStore });
+        }, { config: operators, replayStore });
         logger.info({ workflowId: run.workflowId, action, operator: verified.name, fingerprint: verified.fingerprint, schedule }, `${action} of ${run.workflowId} signed by ${verified.name}`);
         return requesterOf(verified, schedule);
       } catch (error) {
@@ -143,9 +162,10 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
     /** A second recoverer's signed approval of a recover; refused (and audited) for the starter, a non-recoverer, a replay. */
     async verifyRecoverApproval(input: { workflowId: string; runId: string; proof: RequestProof | undefined; starter: Pick<Requester, 'name' | 'fingerprint'> }): Promise<Requester> {
       if (!config?.operators || !replayStore) throw new Error('a recover waits for an approval only when the config names operators');
+      const operators = await operatorsNow();
       const request = { deployment: config.deployment, approve: input.workflowId };
       try {
-        const approver = await verifyApproval({ request, workflowId: input.workflowId, runId: `${input.runId}/approval`, proof: input.proof }, input.starter, { config, replayStore });
+        const approver = await verifyApproval({ request, workflowId: input.workflowId, runId: `${input.runId}/approval`, proof: input.proof }, input.starter, { config: operators, replayStore });
         return requesterOf(approver);
       } catch (error) {
         if (error instanceof NotAuthorized) return refused(error, 'recover-approve', input.workflowId, undefined, { startedBy: input.starter.name });

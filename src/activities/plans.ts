@@ -21,6 +21,7 @@ import { failure } from './failures';
 import { createAuthorization } from './authorization';
 import type { Client } from '@temporalio/client';
 import type { Requester } from '../shared/plans';
+import type { OperatorsReload } from '../operators/reload';
 
 export interface PlanDependencies {
   logger: Logger;
@@ -30,6 +31,8 @@ export interface PlanDependencies {
   host?: string;
   /** To verify signed requests (the run's schedule, the ledger's claimed request ids) and audit refusals. */
   temporalClient: () => Promise<Client>;
+  /** The config file's operators now (src/operators/reload.ts); without it, those of `config`. */
+  reloadOperators?: () => OperatorsReload;
 }
 
 export interface ResolvePlanInput {
@@ -128,9 +131,9 @@ export function buildPlanFromRequest(config: Config, host: string, input: Resolv
   }
 }
 
-export function createPlanActivities({ config, host, logger, temporalClient }: PlanDependencies) {
+export function createPlanActivities({ config, host, logger, temporalClient, reloadOperators }: PlanDependencies) {
   const configDigest = config ? digestOfConfig(config) : 'none';
-  const authorization = createAuthorization({ config, logger, temporalClient });
+  const authorization = createAuthorization({ config, logger, temporalClient, ...(reloadOperators ? { reloadOperators } : {}) });
   return {
     async resolvePlan(input: ResolvePlanInput): Promise<ResolvedPlan> {
       if (!config || !host) throw failure(FailureType.ConfigInvalid, 'this worker was started without a config: start it with BACKUP_CONFIG (backupctl worker)');

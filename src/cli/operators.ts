@@ -7,7 +7,7 @@ import { ROLES, type Role } from '../operators/roles';
 import { UsageError } from './errors';
 import { renderTable } from './table';
 
-const RESTART = 'the workers load it at their next start: restart them (keys in an allowedSignersFile count from the next request)';
+const RESTART = 'the workers read the operators from their config file again at each request: this counts from the next one on every worker whose config file this is (copy it to the other hosts); the change is written to the audit trail';
 
 export interface OperatorListing {
   signedRequests: boolean;
@@ -58,7 +58,7 @@ export function registerOperatorCommands(program: Command, configFile: () => str
     });
 
   operators.command('remove <name>')
-    .description('remove an operator from the config file (their signatures are refused once the workers load it)')
+    .description('remove an operator from the config file (the workers refuse their signatures from the next request)')
     .action((name: string) => {
       const before = loadConfig(configFile(), { checkEnv: false }).operators?.[name];
       const change = removeOperator(configFile(), name);
