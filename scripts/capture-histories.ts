@@ -12,7 +12,8 @@
  * and recording its success before retention (its repository writer signals the snapshots first).
  *
  * --operators captures a backup signed by an operator and a recover approved by a second
- * recoverer (added 2026-12-05, patched('recover-second-person')).
+ * recoverer whose manual step an operator approves, signed (added 2026-12-05,
+ * patched('recover-second-person') and patched('signed-step-approvals')).
  *
  * --drills captures the ledger hearing a failed drill and one over its RTO (added 2026-12-05, the
  * history from before patched('drill-failed-critical')).
@@ -510,6 +511,9 @@ policies:
   files: { sources: [app], repositories: [local], schedule: { every: 1h }, retention: { keepLast: 3 } }
 restore: { allowedRoots: [${root}] }
 audit: { directory: ${join(root, 'audit')} }
+recovery:
+  steps:
+    - { name: dns, tier: critical, manual: "point DNS at this host", deadline: 10m, reminder: 1m }
 operators:
 ${operators.join('\n')}
 approvals:
@@ -536,6 +540,10 @@ approvals:
     await waitUntil('the recover to wait for a second recoverer', async () => (await handle.query(recoveryProgressQuery)).waitingForApproval.length > 0);
     await handle.executeUpdate(approveRecoverUpdate, { args: [await approval('rita', recoverId)] }).catch(() => undefined);
     await handle.executeUpdate(approveRecoverUpdate, { args: [await approval('ravi', recoverId)] });
+    await waitUntil('the recover to wait for its manual step', async () => (await handle.query(recoveryProgressQuery)).waitingForApproval.includes('dns'));
+    as('alice');
+    const stepProof = await signRequest({ action: 'drill-approve', request: { deployment: config.deployment, approve: recoverId, step: 'dns' }, workflowId: recoverId });
+    await handle.executeUpdate(approveStepUpdate, { args: [{ step: 'dns', approver: 'alice@capture', auth: stepProof }] });
     await handle.result();
     await save(server, 'operators-recover-two-person', recoverId);
   } finally {

@@ -284,6 +284,7 @@ describe('doctor\'s row about operators', () => {
     assert.deepEqual([row.ok, row.warning], [true, true]);
     assert.match(row.detail, /anyone who reaches Temporal can start a recover/);
     assert.match(row.fix ?? '', /backupctl operators add/);
+    assert.doesNotMatch(`${row.detail} ${row.fix ?? ''}`, /not check signatures|not enforced/);
   });
 
   test('a role nobody holds is named, and one recoverer cannot approve their own recover', () => {
@@ -293,12 +294,14 @@ describe('doctor\'s row about operators', () => {
     assert.match(row.detail, /no recoverer with a key: nobody can recover/);
     assert.match(row.fix ?? '', /--role recoverer/);
     const single = operatorsCheck({ operators: { ...operators, admin: { key: mallory.publicLine, roles: ['admin'] } } });
-    assert.match(single.detail, /one recoverer \(bob\): a recover needs a second recoverer/);
-    // Every role held: still a warning while the workers do not check signatures, and it says so.
+    assert.equal(single.warning, true);
+    assert.match(single.detail, /one recoverer \(bob\): a recover needs two recoverers \(one starts it, another approves it\)/);
+    assert.match(single.fix ?? '', /--role recoverer/);
+    // Every role held, two recoverers: no warning, and no word of signatures not being checked.
     const full = operatorsCheck({ operators: { ...operators, alice: { key: alice.publicLine, roles: ['operator', 'recoverer', 'admin'] } } });
-    assert.deepEqual([full.ok, full.warning], [true, true]);
-    assert.doesNotMatch(full.detail, /nobody can|one recoverer/);
-    assert.match(full.detail, /do not check signatures yet: anyone who reaches Temporal can still start any workflow/);
-    assert.match(full.fix ?? '', /limit who reaches Temporal/);
+    assert.deepEqual([full.ok, full.warning], [true, undefined]);
+    assert.doesNotMatch(full.detail, /nobody can|one recoverer|not check|not enforced/);
+    assert.match(full.detail, /alice \(operator, recoverer, admin\), bob \(recoverer, operator\), vera \(viewer\)/);
+    assert.match(full.detail, /the workers run only requests signed by an operator holding the role each needs; a recover needs two recoverers/);
   });
 });

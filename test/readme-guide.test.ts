@@ -67,12 +67,12 @@ async function help(words: string[]): Promise<{ code: number; stdout: string; st
 }
 
 describe('the README guide', () => {
-  test('stays a guide: at most 250 lines, no line over 300 characters', () => {
+  test('stays a guide: at most 280 lines, no line over 300 characters', () => {
     const lines = README.split('\n');
-    assert.ok(lines.length <= 250, `README.md has ${lines.length} lines`);
+    assert.ok(lines.length <= 280, `README.md has ${lines.length} lines`);
     const long = lines.map((l, i) => ({ l, i })).filter(({ l }) => l.length > 300);
     assert.deepEqual(long.map(({ i }) => i + 1), [], 'lines over 300 characters');
-    for (const heading of ['## The two commands', '## Protect a VPS, step by step', '## Permissions each part needs', '## Upgrading', '## Troubleshooting by error type']) {
+    for (const heading of ['## The two commands', '## Protect a VPS, step by step', '## Permissions each part needs', '## Who may do what', '## Upgrading', '## Troubleshooting by error type']) {
       assert.ok(lines.includes(heading), `no "${heading}" section`);
     }
   });

@@ -6,7 +6,7 @@
  * thrown as a non-retryable NotAuthorized before any step runs. Without `operators:` every
  * request runs as before and nobody is named as verified.
  */
-import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
+import { ScheduleNotFoundError, WithStartWorkflowOperation, type Client } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType, type Workflow } from '@temporalio/common';
 import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
@@ -60,6 +60,27 @@ function auditKind(action: Action): AuditEvent['kind'] {
   if (action === 'recover-approve' || action === 'drill-approve') return 'approval';
   if (action === 'backup' || action === 'restore' || action === 'verify' || action === 'drill' || action === 'recover' || action === 'prune' || action === 'snapshots' || action === 'doctor') return action;
   return 'operators';
+}
+
+/**
+ * Whether schedule `scheduleId` started this run: it lists the run among its running or recent
+ * actions. Asked again for a few seconds, since the scheduler notes a start only after the run began.
+ */
+async function startedBySchedule(client: Client, scheduleId: string, run: { workflowId: string; runId: string }, waitMs = 5_000): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    let description;
+    try {
+      description = await client.schedule.getHandle(scheduleId).describe();
+    } catch (error) {
+      if (error instanceof ScheduleNotFoundError) return false;
+      throw error;
+    }
+    const actions = [...description.info.runningActions, ...description.info.recentActions.map((result) => result.action)];
+    if (actions.some((action) => action.workflow.workflowId === run.workflowId && action.workflow.firstExecutionRunId === run.runId)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 function requesterOf(verified: VerifiedOperator, schedule?: string): Requester {
@@ -116,9 +137,14 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
       if (!config?.operators || !replayStore) return undefined;
       const operators = await operatorsNow();
       const action = actionOfRequest(kind, (request ?? {}) as { mode?: unknown; inPlace?: unknown });
-      // Temporal sets TemporalScheduledById on the runs a schedule starts; a client cannot set it.
-      const description = await (await temporalClient()).workflow.getHandle(run.workflowId, run.runId).describe();
-      const schedule = description.typedSearchAttributes.get(SCHEDULED_BY) || undefined;
+      // Temporal sets TemporalScheduledById on the runs a schedule starts, but a client may set it on
+      // any start too (the server allows it): the run is its schedule's only when the schedule lists
+      // it. Otherwise it is verified as a request started directly (a schedule's proof then fails).
+      const client = await temporalClient();
+      const description = await client.workflow.getHandle(run.workflowId, run.runId).describe();
+      const marked = description.typedSearchAttributes.get(SCHEDULED_BY) || undefined;
+      const schedule = marked && (await startedBySchedule(client, marked, run)) ? marked : undefined;
+      if (marked && !schedule) logger.warn({ workflowId: run.workflowId, claimedSchedule: marked }, `${run.workflowId} claims schedule ${marked}, which did not start it: verified as a direct request`);
       const claimedBy = typeof description.memo?.requestedBy === 'string' ? description.memo.requestedBy.slice(0, 120) : undefined;
       try {
         const verified = await verifyRequest({
@@ -128,7 +154,23 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
         logger.info({ workflowId: run.workflowId, action, operator: verified.name, fingerprint: verified.fingerprint, schedule }, `${action} of ${run.workflowId} signed by ${verified.name}`);
         return requesterOf(verified, schedule);
       } catch (error) {
-        if (error instanceof NotAuthorized) return refused(error, action, run.workflowId, claimedBy, schedule ? { schedule } : {});
+        if (error instanceof NotAuthorized) return refused(error, action, run.workflowId, claimedBy, schedule ? { schedule } : marked ? { claimedSchedule: marked } : {});
+        throw error;
+      }
+    },
+
+    /** An operator's signed approval of a drill's (or recover's) manual step. */
+    async verifyStepApproval(input: { workflowId: string; runId: string; step: string; proof: RequestProof | undefined }): Promise<Requester> {
+      if (!config?.operators || !replayStore) throw new Error('step approvals are signed only when the config names operators');
+      const operators = await operatorsNow();
+      try {
+        const verified = await verifyRequest({
+          action: 'drill-approve', request: { deployment: config.deployment, approve: input.workflowId, step: input.step },
+          workflowId: input.workflowId, runId: `${input.runId}/step/${input.step}`, proof: input.proof,
+        }, { config: operators, replayStore });
+        return requesterOf(verified);
+      } catch (error) {
+        if (error instanceof NotAuthorized) return refused(error, 'drill-approve', input.workflowId, undefined, { step: input.step });
         throw error;
       }
     },

@@ -151,6 +151,7 @@ export function createPlanActivities({ config, host, logger, temporalClient, rel
     /** A recover's second person: their signed approval, verified against the config's operators. */
     verifyRecoverApproval: authorization.verifyRecoverApproval,
     remindRecoverApproval: authorization.remindRecoverApproval,
+    verifyStepApproval: authorization.verifyStepApproval,
 
     /** The digest of this worker's config (doctor asks every host's worker, and compares). */
     async configDigest(): Promise<{ configDigest: string; host: string }> {

@@ -67,8 +67,8 @@ export function shortFingerprint(fingerprint: unknown): string {
   return hash.length > 8 ? `${kind}:${hash.slice(0, 8)}…` : fingerprint;
 }
 
-/** Written by the ledger about itself (alerts): nobody's claim to check. */
-const SYSTEM_ACTORS = new Set(['ledger']);
+/** Written by backupctl's own parts (the ledger's alerts, a worker's reload of the operators): nobody's claim to check. */
+const SYSTEM_ACTORS = new Set(['ledger', 'worker']);
 
 /**
  * Who, as the trail can vouch for it: an operator whose signed request a worker verified
@@ -85,13 +85,22 @@ export function whoText(entry: AuditEntry): string {
   return typeof details.approvedBy === 'string' ? `${who}, approved by ${details.approvedBy} ✓ ${shortFingerprint(details.approverFingerprint)}` : who;
 }
 
+/** A change of the operators (a worker read the config file again) that added, removed or changed `name`. */
+function namesOperator(entry: AuditEntry, name: string): boolean {
+  if (entry.kind !== 'operators' || entry.actor === name) return false;
+  return ['added', 'removed', 'changed'].some((field) => {
+    const value = entry.details?.[field];
+    return typeof value === 'string' && value.split(',').map((n) => n.trim()).includes(name);
+  });
+}
+
 /**
  * The entries of one operator: those they are the actor of (verified or not: a refusal of a
- * request signed with their key, a name a client claimed, are kept and shown as unverified) and
- * the recovers they approved.
+ * request signed with their key, a name a client claimed, are kept and shown as unverified), the
+ * recovers they approved, and the changes of the operators that added, removed or changed them.
  */
 export function entriesOfOperator(entries: readonly AuditEntry[], name: string): AuditEntry[] {
-  return entries.filter((entry) => entry.actor === name || entry.details?.approvedBy === name);
+  return entries.filter((entry) => entry.actor === name || entry.details?.approvedBy === name || namesOperator(entry, name));
 }
 
 /** The details not already in the "who" column. */
@@ -115,10 +124,13 @@ export function detailText(entry: AuditEntry): string {
 export function formatAuditEntries(entries: readonly AuditEntry[], from: string, operator?: string): string {
   const rows = entries.map((e) => [String(e.seq), e.at.replace(/\.\d+Z$/, 'Z'), e.kind, whoText(e), e.result, detailText(e)]);
   const count = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}`;
-  const verified = entries.filter((e) => (e.actor === operator && e.details?.verified === true) || e.details?.approvedBy === operator).length;
-  const summary = operator === undefined
-    ? `${count} from ${from}`
-    : `${count} of operator ${operator} from ${from}: ${verified} verified (✓: a worker checked ${operator}'s signature), ${entries.length - verified} unverified (refused, or a name nobody checked)`;
+  let summary = `${count} from ${from}`;
+  if (operator !== undefined) {
+    const verified = entries.filter((e) => (e.actor === operator && e.details?.verified === true) || e.details?.approvedBy === operator).length;
+    const changes = entries.filter((e) => namesOperator(e, operator)).length;
+    summary = `${count} of operator ${operator} from ${from}: ${verified} verified (✓: a worker checked the signature), ${entries.length - verified - changes} unverified`
+      + (changes > 0 ? `, ${changes} change${changes === 1 ? '' : 's'} of their key or roles` : '');
+  }
   return `${renderTable(['seq', 'at', 'what', 'who', 'result', 'detail'], rows)}\n${summary}\n`;
 }
 

@@ -28,7 +28,7 @@ export const EXAMPLES: Record<string, string[]> = {
     `BACKUP_OPERATOR_KEY=~/.ssh/id_ed25519 ${CONFIG} backupctl recover approve job-pipeline-recover-2026-12-05-a1b2c3`,
     `temporal workflow update execute --workflow-id job-pipeline-recover-2026-12-05-a1b2c3 --name approveRecover --input "$(${CONFIG} backupctl recover approve job-pipeline-recover-2026-12-05-a1b2c3 --print)"`,
   ],
-  audit: [`${CONFIG} backupctl audit --since 7d --json`],
+  audit: [`${CONFIG} backupctl audit --since 7d --json`, `${CONFIG} backupctl audit --operator alice`],
   'audit verify': [`${CONFIG} backupctl audit verify`],
   status: [`${CONFIG} backupctl status --json`],
   ledger: [`${CONFIG} backupctl ledger rebuild`],

@@ -1,7 +1,7 @@
 /** `backupctl drill …` and `backupctl recover`: start, watch, approve, cancel and read the runbook's runs. */
-import { signedProof } from '../operators/signed-requests';
+import { signedProof, signedRequest } from '../operators/signed-requests';
 import type { RecoverApproval } from '../shared/recovery-types';
-import { signedRequest } from '../operators/signed-requests';
+import { loadConfig } from '../config/load';
 import { randomBytes } from 'node:crypto';
 import { currentActor } from '../temporal/actor';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -122,8 +122,10 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
     }));
   drill.command('approve <workflowId> <step>').description('approve a manual step the run waits for now (the run writes the approval, with you as approver, into its timeline and the audit trail)')
     .option('--note <text>', 'why, or what was done ("DNS now points at vps-2")')
-    .action((workflowId: string, step: string, options: { note?: string }) => withClient(async (client) => {
-      const answer = await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [{ step, approver: currentActor(), ...(options.note ? { note: options.note } : {}) }] });
+    .action((workflowId: string, step: string, options: { note?: string }) => withClient(async (client, config) => {
+      // With operators the approval is signed (role operator), and the worker names the verified approver.
+      const auth = config.operators ? { auth: await signedProof('drill-approve', { deployment: config.deployment, approve: workflowId, step }, workflowId) } : {};
+      const answer = await client.workflow.getHandle(workflowId).executeUpdate(approveStepUpdate, { args: [{ step, approver: currentActor(), ...(options.note ? { note: options.note } : {}), ...auth }] });
       process.stdout.write(`${answer}\n`);
     }));
   drill.command('cancel <workflowId>').description('cancel a drill (it still removes what it created)')
@@ -156,14 +158,18 @@ export function registerRecoveryCommands(program: Command, withClient: WithClien
   recover.command('approve <workflowId>')
     .description('approve a recover another recoverer started (deployments with operators): signs with BACKUP_OPERATOR_KEY; the worker checks you hold role recoverer and did not start it')
     .option('--print', 'print the signed approval instead of sending it, for: temporal workflow update execute --workflow-id <id> --name approveRecover --input \'<it>\'')
-    .action((workflowId: string, options: { print?: boolean }) => withClient(async (client, config) => {
-      const approval: RecoverApproval = { auth: await signedProof('recover-approve', { deployment: config.deployment, approve: workflowId }, workflowId) };
+    .action(async (workflowId: string, options: { print?: boolean }) => {
+      const approvalOf = async (config: Config): Promise<RecoverApproval> => {
+        if (!config.operators) throw new UsageError('this deployment names no operators: a recover needs no second person here (add operators with backupctl operators add)');
+        return { auth: await signedProof('recover-approve', { deployment: config.deployment, approve: workflowId }, workflowId) };
+      };
+      // --print signs only: no Temporal connection (the payload goes through temporal workflow update).
       if (options.print) {
-        process.stdout.write(`${JSON.stringify(approval)}\n`);
+        process.stdout.write(`${JSON.stringify(await approvalOf(loadConfig(configPath(), { checkEnv: false })))}\n`);
         return;
       }
-      process.stdout.write(`${await client.workflow.getHandle(workflowId).executeUpdate(approveRecoverUpdate, { args: [approval] })}\n`);
-    }, (config) => {
-      if (!config.operators) throw new UsageError('this deployment names no operators: a recover needs no second person here (add operators with backupctl operators add)');
-    }));
+      await withClient(async (client, config) => {
+        process.stdout.write(`${await client.workflow.getHandle(workflowId).executeUpdate(approveRecoverUpdate, { args: [await approvalOf(config)] })}\n`);
+      });
+    });
 }

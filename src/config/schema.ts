@@ -156,7 +156,7 @@ export const operatorSchema = z.strictObject({
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   }).optional().describe('The operator\'s OpenSSH public key: the line of ~/.ssh/id_ed25519.pub ("ssh-ed25519 AAAA… alice@laptop").'),
   allowedSignersFile: z.string().min(1).optional().describe('Instead of key: a file in git\'s allowed_signers format; its lines whose principals name this operator are its keys (several keys; rotated without editing the config).'),
-  roles: z.array(z.enum(ROLES)).min(1).describe('viewer (status, ledger, audit), operator (backup now, verify, drill, approve drill steps), recoverer (recover, restore in place, approve a recover), admin (schedules, init, rewind, prune). Roles do not nest.'),
+  roles: z.array(z.enum(ROLES)).min(1).describe('viewer (snapshots, doctor), operator (backup now, verify, drill, restore into a new target), recoverer (recover, approve another recoverer\'s recover, restore in place), admin (sign the schedules: schedules apply; scheduled runs carry that signature). Every role may do the viewer\'s; roles do not nest.'),
 }).refine((o) => (o.key === undefined) !== (o.allowedSignersFile === undefined), { message: 'exactly one of "key" or "allowedSignersFile"' });
 
 export const configSchema = z.strictObject({
@@ -213,7 +213,7 @@ export const configSchema = z.strictObject({
     heartbeatEvery: duration.default('1m').describe('How often a worker pings monitoring.heartbeatUrlEnv (the first ping goes at start). Give the check this period and a grace of a few periods.'),
   }).prefault({}),
   operators: z.record(name, operatorSchema).refine((o) => Object.keys(o).length > 0, 'at least one operator (to run without signed requests, remove "operators:" altogether)').optional()
-    .describe('Who may start what: each operator\'s key and roles (backupctl operators add/list/remove). Enforced: with operators, the workers run only requests signed (ssh-keygen -Y sign, the key named by BACKUP_OPERATOR_KEY) by an operator holding the role the action needs, recently and once; anything else is refused (NotAuthorized) before any step and written to the audit trail. Scheduled runs carry the signature of the admin who last ran schedules apply. A recover waits for a second recoverer\'s signed approval. Without operators every request runs unsigned.'),
+    .describe('Who may start what: each operator\'s key and roles (backupctl operators add/list/remove). Enforced: with operators, the workers run only requests signed (ssh-keygen -Y sign, the key named by BACKUP_OPERATOR_KEY) by an operator holding the role the action needs, recently and once; anything else is refused (NotAuthorized) before any step and written to the audit trail. Scheduled runs carry the signature of the admin who last ran schedules apply. A recover waits for a second recoverer\'s signed approval. The workers read this list again from the file at each request (a removed operator is refused from the next one); adding or deleting the whole section takes a worker restart. Without operators every request runs unsigned.'),
   signatures: z.strictObject({
     maxAge: duration.default('5m').describe('How old a signed request may be when the worker checks it; an older one is refused (NotAuthorized, expired). Scheduled runs are exempt: the schedule\'s signature is checked for an admin\'s key.'),
     clockSkew: duration.default('1m').describe('How far in the future a request\'s time may be (the signer\'s clock ahead of the worker\'s); beyond it the request is refused.'),

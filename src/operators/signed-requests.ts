@@ -18,3 +18,12 @@ export async function signedRequest<K extends RequestKind>(config: Pick<Config, 
 export async function signedProof(action: Action, request: unknown, workflowId: string): Promise<RequestAuth> {
   return signRequest({ action, request, workflowId });
 }
+
+/**
+ * A schedule's request, signed by the admin applying the schedules: over the action "schedules"
+ * (never a workflow's own action) and the schedule's id, so that it verifies only for a run its
+ * schedule started, never as a request started directly (under the schedule's id as workflow id).
+ */
+export async function signedScheduleRequest<R extends object>(request: R, scheduleId: string): Promise<R & { auth: RequestAuth }> {
+  return { ...request, auth: await signRequest({ action: 'schedules', request, workflowId: scheduleId }) };
+}

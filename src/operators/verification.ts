@@ -36,7 +36,7 @@ export interface VerifyInput {
   proof: RequestProof | undefined;
   /**
    * A run its schedule started: the proof is the one `schedules apply` signed into the schedule
-   * (over the schedule's id as `workflowId`), so it is checked for an admin's key and signature,
+   * (over the action "schedules" and the schedule's id as `workflowId`), so it is checked for an admin's key and signature,
    * not for age or reuse (the schedule sends the same request at every run).
    */
   schedule?: boolean;
@@ -104,7 +104,8 @@ export async function verifyRequest(input: VerifyInput, context: VerifyContext):
   if (holders.length > 1) return refuse(`key ${fingerprint} is listed for several operators (${holders.map((o) => o.name).join(', ')}): one key, one person`, 'unknown-key', 'give each operator their own key in the config or allowed_signers file', { fingerprint });
   const operator: ResolvedOperator = holders[0]!;
 
-  const text = signedText({ action: input.action, request: input.request, workflowId: input.workflowId, requestId: proof.requestId, signedAt: proof.signedAt });
+  // A schedule's proof is over the action "schedules" (signedScheduleRequest): it never verifies as a direct request, nor a direct one as a schedule's.
+  const text = signedText({ action: input.schedule ? 'schedules' : input.action, request: input.request, workflowId: input.workflowId, requestId: proof.requestId, signedAt: proof.signedAt });
   if (!(await signatureVerifies(operator.name, proof.signature, text, allowedSignersText({ operators: [operator], problems: [] })))) {
     return refuse(`the signature of ${operator.name} (${fingerprint}) does not match this request: it was signed for another action, request or workflow, or altered`, 'bad-signature',
       'sign the request as it is sent (backupctl does); a request edited after signing is refused', { operator: operator.name, fingerprint });

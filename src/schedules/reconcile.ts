@@ -2,9 +2,12 @@
  * Schedules from config: create what is missing, update what changed, delete what the config no
  * longer has (only this deployment's, recognised by their memo). Applying twice changes nothing.
  */
-import { signedRequest } from '../operators/signed-requests';
+import { signedScheduleRequest } from '../operators/signed-requests';
 import { signatureFingerprint } from '../operators/verification';
-import { requestWithoutAuth, type RequestKind } from '../shared/requests';
+import { resolveOperators } from '../operators/directory';
+import { SigningFailed } from '../operators/errors';
+import { OPERATOR_KEY_VARIABLE } from '../operators/signing';
+import { requestWithoutAuth } from '../shared/requests';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions, type ScheduleOptionsStartWorkflowAction } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Config, Schedule } from '../config/schema';
@@ -93,7 +96,16 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
   return desired;
 }
 
-const REQUEST_KIND_OF = { backup: 'backup', prune: 'prune', verify: 'verify', drill: 'recovery' } as const satisfies Record<DesiredSchedule['kind'], RequestKind>;
+/** Before anything changes: schedules signed by a key that is not an admin's would have every scheduled run refused. */
+function requireAdminSigner(config: Config, signature: string): void {
+  const fingerprint = signatureFingerprint(signature);
+  const holder = resolveOperators(config.operators ?? {}).operators.find((o) => o.keys.some((k) => k.fingerprint === fingerprint));
+  if (holder?.roles.includes('admin')) return;
+  throw new SigningFailed(
+    `schedules apply signs each schedule with your key (${OPERATOR_KEY_VARIABLE}), and ${fingerprint ?? 'it'} is ${holder ? `${holder.name}'s (roles: ${holder.roles.join(', ')}), not an admin's` : 'no operator\'s key'}: the workers would refuse every scheduled run. Nothing was changed`,
+    `run it as an admin (${OPERATOR_KEY_VARIABLE}=<an admin's private key>), or have an admin grant the role: backupctl operators add NAME --key FILE.pub --role admin`,
+  );
+}
 
 /** The same request, signed (when signed) by the same key: a schedule re-signed by the same admin is unchanged. */
 function sameRequests(current: readonly unknown[] | undefined, wanted: readonly unknown[] | undefined): boolean {
@@ -126,8 +138,10 @@ export async function reconcileSchedules(client: Client, config: Config, default
   if (config.operators) {
     for (const schedule of desired) {
       const action = schedule.options.action;
-      action.args = [await signedRequest(config, REQUEST_KIND_OF[schedule.kind], action.args![0] as never, schedule.scheduleId)] as typeof action.args;
+      action.args = [await signedScheduleRequest(action.args![0] as object, schedule.scheduleId)] as typeof action.args;
     }
+    const first = desired[0]?.options.action.args?.[0] as { auth?: { signature: string } } | undefined;
+    if (first?.auth) requireAdminSigner(config, first.auth.signature);
   }
   for (const schedule of desired) {
     const handle = client.schedule.getHandle(schedule.scheduleId);

@@ -112,6 +112,8 @@ export interface StepApproval {
   step: string;
   approver: string;
   note?: string;
+  /** With operators: the approver's signature over `{ deployment, approve: <workflow id>, step }` (backupctl drill approve signs). */
+  auth?: { requestId: string; signedAt: string; signature: string };
 }
 
 export interface RecoveryProgress {

@@ -56,6 +56,8 @@ export function productionTargets(plan: Pick<RecoveryPlan, 'sources'>): string[]
  * operators) and runs started before this change go straight on.
  */
 export const RECOVER_SECOND_PERSON = 'recover-second-person';
+/** Since 2026-12-05, with operators: a manual step's approval carries an operator's signature, verified by a worker. */
+export const SIGNED_STEP_APPROVALS = 'signed-step-approvals';
 export const approveRecoverUpdate = defineUpdate<string, [RecoverApproval]>('approveRecover');
 const APPROVAL_STEP = 'second recoverer approves';
 
@@ -184,7 +186,35 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
     mode: plan.mode, current: [...current], elapsedSeconds: elapsed(), done: [...done], left: all.filter((s) => !done.includes(s) && !current.has(s)), waitingForApproval: [...waiting],
   }));
   setHandler(recoveryReportQuery, () => report);
+  // Since 2026-12-05, with operators: a manual step's approval is signed by an operator (verified by a worker).
+  const signedStepApprovals = approvalsAudited && plan.requester !== undefined && plan.steps.some((s) => s.kind === 'manual') && patched(SIGNED_STEP_APPROVALS);
   setHandler(approveStepUpdate, async (input) => {
+    if (signedStepApprovals) {
+      const { step, note: why, auth } = approvalOf(input);
+      let approver: Requester;
+      try {
+        approver = await calls.verifyStepApproval({ workflowId: info.workflowId, runId: info.runId, step, proof: auth });
+      } catch (error) {
+        const cause = rootCause(error);
+        note(step, 'refused', cause.message);
+        throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true });
+      }
+      if (approvals.has(step)) return `step ${step} was already approved`;
+      approvals.add(step);
+      note(step, 'approved', `by ${approver.name} (${approver.fingerprint})${why ? `: ${why}` : ''}`);
+      try {
+        await calls.recordAuditEvent({
+          deployment: plan.deployment,
+          event: {
+            kind: 'approval', actor: approver.name, at: now().toISOString(), result: 'approved', workflowId: info.workflowId,
+            details: { step, mode: plan.mode, verified: true, fingerprint: approver.fingerprint, startedBy: plan.requester?.name ?? actorOfRun(), ...(why ? { note: why.slice(0, 300) } : {}) },
+          },
+        });
+      } catch (error) {
+        note(step, 'failed', `the approval could not be written to the audit trail: ${rootCause(error).message}`);
+      }
+      return `step ${step} approved by ${approver.name}`;
+    }
     if (!approvalsAudited) {
       const step = approvalOf(input).step;
       approvals.add(step);
@@ -208,6 +238,9 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
     validator: (input) => {
       if (approvalsAudited && (typeof input !== 'object' || input === null || typeof input.step !== 'string' || typeof input.approver !== 'string' || input.approver.trim() === '')) {
         throw new Error('an approval is { "step": "<manual step>", "approver": "<who approves>", "note": "<optional>" }: name the step and who approves');
+      }
+      if (signedStepApprovals && (typeof input !== 'object' || typeof input.auth !== 'object' || input.auth === null || typeof input.auth.signature !== 'string')) {
+        throw new Error(`this deployment takes only signed approvals: approve with backupctl drill approve ${info.workflowId} <step> (it signs with BACKUP_OPERATOR_KEY; an operator's role is needed)`);
       }
       const { step } = approvalOf(input);
       if (!plan.steps.some((s) => s.name === step && s.kind === 'manual')) throw new Error(`no manual step named "${step}" (manual steps: ${plan.steps.filter((s) => s.kind === 'manual').map((s) => s.name).join(', ') || 'none'})`);
