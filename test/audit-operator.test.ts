@@ -62,6 +62,10 @@ describe('backupctl audit --operator', () => {
       'ledger',
       'worker',
     ]);
+    // A refusal for the role (or the second person, or a replay) since the worker records that the signature itself was good.
+    const refusedSigned = entry({ kind: 'recover', actor: 'alice', result: 'refused', details: { reason: 'role', verified: false, signatureVerified: true, fingerprint: ALICE } });
+    assert.equal(whoText(refusedSigned), 'alice ✓ SHA256:ab12cd34… (not allowed)');
+    assert.equal(detailText(refusedSigned), 'reason=role');
   });
 
   test('the detail column keeps what the who column does not say: the claim, the schedule, why it was refused', () => {

@@ -110,6 +110,8 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
       kind: auditKind(action), actor: error.details.operator ?? `unverified${claimedBy ? ` (claims ${claimedBy})` : ''}`, at: new Date().toISOString(), result: 'refused', workflowId,
       details: {
         action, reason: error.reason, verified: false, roleNeeded: error.details.roleNeeded ?? null,
+        // The signature itself was good (it is this operator's): the request was not theirs to make, or was made twice.
+        signatureVerified: error.reason === 'role' || error.reason === 'same-person' || error.reason === 'replayed',
         operator: error.details.operator ?? null, fingerprint: error.details.fingerprint ?? null, message: error.message.slice(0, 500), ...extra,
       },
     });

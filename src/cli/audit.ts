@@ -79,9 +79,11 @@ const SYSTEM_ACTORS = new Set(['ledger', 'worker']);
 export function whoText(entry: AuditEntry): string {
   const details = entry.details ?? {};
   if (SYSTEM_ACTORS.has(entry.actor) && details.verified === undefined) return entry.actor;
+  // A refusal for the role, the second person or a replay: the signature was checked and is theirs; what they asked was not allowed.
   const who = details.verified === true
     ? `${entry.actor} ✓ ${shortFingerprint(details.fingerprint)}`
-    : entry.actor.startsWith('unverified') ? entry.actor : `${entry.actor} (unverified)`;
+    : details.signatureVerified === true ? `${entry.actor} ✓ ${shortFingerprint(details.fingerprint)} (not allowed)`
+      : entry.actor.startsWith('unverified') ? entry.actor : `${entry.actor} (unverified)`;
   return typeof details.approvedBy === 'string' ? `${who}, approved by ${details.approvedBy} ✓ ${shortFingerprint(details.approverFingerprint)}` : who;
 }
 
@@ -112,7 +114,8 @@ export function detailText(entry: AuditEntry): string {
   if (entry.snapshotIds && entry.snapshotIds.length > 0) parts.push(`snapshots ${entry.snapshotIds.map((id) => id.slice(0, 8)).join(',')}`);
   for (const [key, value] of Object.entries(entry.details ?? {})) {
     if (value === null || key === 'startedAt' || SHOWN_IN_WHO.has(key)) continue;
-    if (key === 'fingerprint' && entry.details?.verified === true) continue;
+    if (key === 'fingerprint' && (entry.details?.verified === true || entry.details?.signatureVerified === true)) continue;
+    if (key === 'signatureVerified') continue;
     if (key === 'operator' && value === entry.actor) continue;
     parts.push(`${key}=${key === 'fingerprint' ? shortFingerprint(value) : String(value)}`);
   }

@@ -133,9 +133,11 @@ export function describeError(error: unknown): RenderedError {
   if (error instanceof ConfigError) return { ...base, message: `invalid config:\n${error.message}`, exitCode: 2 };
 
   // The typed failure an activity or a workflow threw; its own causes are raw errors it wrapped.
-  const typed = chain.filter((link): link is ApplicationFailure => link instanceof ApplicationFailure)
-    .find((link) => !!link.type && (link.type in FIXES || !!detailFix(link)))
-    ?? chain.find((link): link is ApplicationFailure => link instanceof ApplicationFailure);
+  // A failure that carries its own fix (the worker's words for this case) before one whose type has a general fix.
+  const failures = chain.filter((link): link is ApplicationFailure => link instanceof ApplicationFailure);
+  const typed = failures.find((link) => !!link.type && !!detailFix(link))
+    ?? failures.find((link) => !!link.type && link.type in FIXES)
+    ?? failures[0];
   if (typed) {
     const type = typed.type ?? 'Error';
     return { ...base, message: typed.message, type, fix: detailFix(typed) ?? FIXES[type], exitCode: USAGE_TYPES.has(type) ? 2 : 1 };

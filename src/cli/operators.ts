@@ -9,6 +9,8 @@ import { renderTable } from './table';
 
 const RESTART = 'the workers read the operators from their config file again at each request: this counts from the next one on every worker whose config file this is (copy it to the other hosts); the change is written to the audit trail';
 
+const FIRST = 'the first operator: signed requests start when the workers restart with this config (until then they run unsigned requests). Then an admin, with BACKUP_OPERATOR_KEY set, runs backupctl schedules apply to sign the schedules; add a second recoverer too, or no recover can be approved';
+
 export interface OperatorListing {
   signedRequests: boolean;
   operators: { name: string; roles: Role[]; keys: { fingerprint: string; type: string; comment: string; from: string }[] }[];
@@ -53,8 +55,9 @@ export function registerOperatorCommands(program: Command, configFile: () => str
     .action((name: string, options: { key: string; role: Role[] }) => {
       if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) throw new UsageError(`operator name "${name}": expected lower-case letters, digits and dashes (at most 63), such as alice or ops-oncall`);
       const key = readPublicKeyFile(options.key);
+      const first = !loadConfig(configFile(), { checkEnv: false }).operators;
       const change = addOperator(configFile(), name, key, options.role);
-      process.stdout.write(`${change.action} operator ${name} (${[...new Set(options.role)].join(', ')}), key ${key.fingerprint}, in ${configFile()}\n${RESTART}\n`);
+      process.stdout.write(`${change.action} operator ${name} (${[...new Set(options.role)].join(', ')}), key ${key.fingerprint}, in ${configFile()}\n${first ? FIRST : RESTART}\n`);
     });
 
   operators.command('remove <name>')

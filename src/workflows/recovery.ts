@@ -85,7 +85,7 @@ async function secondRecoverer(
     } catch (error) {
       const cause = rootCause(error);
       note(APPROVAL_STEP, 'refused', cause.message);
-      throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true });
+      throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true, cause: error instanceof Error ? error : undefined });
     }
     if (approver) return `recover ${info.workflowId} was already approved by ${approver.name}`;
     approver = approved;
@@ -197,7 +197,7 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
       } catch (error) {
         const cause = rootCause(error);
         note(step, 'refused', cause.message);
-        throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true });
+        throw ApplicationFailure.create({ type: cause.type, message: cause.message, nonRetryable: true, cause: error instanceof Error ? error : undefined });
       }
       if (approvals.has(step)) return `step ${step} was already approved`;
       approvals.add(step);
