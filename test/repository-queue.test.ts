@@ -123,7 +123,7 @@ verification:
     const check = activities.find((a) => a.type === 'checkRepositoryData' && a.job?.startsWith(`${verify.workflowId}/`));
     assert.ok(check, 'the data check ran inside the writer');
     assert.ok(check.scheduledAt >= backupDone.at, 'the check ran after the backup');
-    assert.ok(check.scheduledAt - backupDone.at < 1000, `the check started ${check.scheduledAt - backupDone.at} ms after the backup ended`);
+    assert.ok(check.scheduledAt - backupDone.at < 2500, `the check started ${check.scheduledAt - backupDone.at} ms after the backup ended`);
     assert.equal(check.attempt, 1, 'the check never met the backup\'s lock');
     const statusAfter = formatStatus(deployment.config, await deploymentStatus(deployment.client, deployment.config, 'unused'));
     assert.match(statusAfter, /no repository work running or queued/);

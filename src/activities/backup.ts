@@ -12,6 +12,7 @@ import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
 import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ForgetGroup, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
 import { checkBucket, createS3Client } from '../storage/s3';
+import { extendRetention } from '../storage/object-lock';
 import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
@@ -21,7 +22,7 @@ import {
 import type { Logger } from '../logging/logger';
 import { buildManifest, MANIFEST_FILE } from './manifest';
 import { failure, typed } from './failures';
-import { withHeartbeat } from './heartbeat';
+import { markProgress, withHeartbeat } from './heartbeat';
 import { backupOtherSource, pushMirror, type SourceManifest } from './source-backup';
 
 export interface BackupDependencies {
@@ -263,6 +264,16 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           keptVerified: groups.flatMap((g) => g.keep ?? []).find((k) => k.tags?.includes(LAST_VERIFIED_TAG))?.id,
         };
         logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
+        if (input.repository.type === 's3' && input.repository.immutable) {
+          // Packs are shared across snapshots: the ones still current keep their lock past `days`.
+          const client = createS3Client(input.repository, env);
+          try {
+            const extension = await extendRetention(client, input.repository, { onProgress: markProgress, signal: Context.current().cancellationSignal });
+            logger.info({ repository: input.repositoryName, examined: extension.examined, extended: extension.extended, until: extension.until }, 'object lock retention extended');
+          } finally {
+            client.destroy();
+          }
+        }
         return result;
       }));
     },

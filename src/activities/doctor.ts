@@ -20,6 +20,8 @@ import { optionalSecret } from './secrets';
 import type { CheckResult } from '../shared/doctor-types';
 import { RESTIC_MIN_VERSION, ResticError, compareVersions, parseResticVersion, repositoryLocation, runRestic } from '../restic/restic';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
+import { canaryKey, defaultRetentionMatches, lockMode, noncurrentRuleId, noncurrentRuleMatches, probeCanary, readBucketLockState, repositoryKeyPrefix } from '../storage/object-lock';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { registerSecretValue, scrubSecrets, type Logger } from '../logging/logger';
 
 const run = promisify(execFile);
@@ -47,6 +49,55 @@ async function createDatabaseRight(url: string): Promise<boolean | undefined> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * An immutable repository's two rows: the bucket's object lock, default retention, versioning and
+ * lifecycle rule as the config wants them; and a canary probe with the worker's own keys (a locked
+ * version must resist a delete, with and without BypassGovernanceRetention).
+ */
+async function immutableChecks(client: S3Client, name: string, repository: S3Repository): Promise<CheckResult[]> {
+  const settings = repository.immutable!;
+  const lockId = `object-lock:${name}`;
+  const lockTitle = `object lock of repository ${name} (${settings.mode}, ${settings.days} days)`;
+  let lockRow: CheckResult;
+  try {
+    const state = await readBucketLockState(client, repository.bucket);
+    const rule = state.rules.find((r) => r.ID === noncurrentRuleId(repository));
+    const problems: string[] = [];
+    if (!state.lockEnabled) {
+      problems.push(`bucket ${repository.bucket} has no object lock`);
+    } else if (!defaultRetentionMatches(state, settings)) {
+      const found = state.defaultRetention ? `${state.defaultRetention.mode ?? '?'} ${state.defaultRetention.days ?? `${state.defaultRetention.years ?? '?'} years`}` : 'none';
+      problems.push(`default retention is ${found}, the config says ${lockMode(settings)} ${settings.days} days`);
+    }
+    if (state.versioning !== 'Enabled') problems.push(`versioning is ${state.versioning ?? 'off'}`);
+    if (!noncurrentRuleMatches(rule, repository, settings)) problems.push(`no lifecycle rule ${noncurrentRuleId(repository)} expiring noncurrent versions under "${repositoryKeyPrefix(repository)}" after ${settings.days + 1} days (the bucket grows forever)`);
+    lockRow = problems.length === 0
+      ? { id: lockId, title: lockTitle, ok: true, detail: `bucket ${repository.bucket}: object lock enabled, default retention ${lockMode(settings)} ${settings.days} days, versioning enabled, noncurrent versions expire after ${settings.days + 1} days` }
+      : failed(lockId, lockTitle, problems.join('; '), state.lockEnabled
+        ? `run backupctl init --repository ${name} (it sets the default retention and the lifecycle rule)`
+        : `object lock is only enabled when a bucket is created: set repositories.${name}.bucket to a new bucket, run backupctl init --repository ${name}, and copy the snapshots over with restic copy --from-repo`);
+  } catch (error) {
+    lockRow = failed(lockId, lockTitle, scrubSecrets((error as Error).message), `give the worker's key s3:GetBucketObjectLockConfiguration, s3:GetBucketVersioning and s3:GetLifecycleConfiguration on ${repository.bucket}`);
+  }
+  const canaryId = `object-lock-canary:${name}`;
+  const canaryTitle = `the worker's S3 key cannot delete locked objects of repository ${name}`;
+  let canaryRow: CheckResult;
+  try {
+    const probe = await probeCanary(client, repository);
+    if (!probe.deleteRefused) {
+      canaryRow = failed(canaryId, canaryTitle, `a locked version of ${canaryKey(repository)} was deleted by a plain DeleteObject: the lock does not hold`, `check that bucket ${repository.bucket} has object lock and a default retention (backupctl init --repository ${name})`);
+    } else if (!probe.bypassRefused || !probe.shortenRefused) {
+      const how = probe.bypassRefused ? 'shortening its lock with BypassGovernanceRetention (PutObjectRetention) succeeded' : 'the same delete with BypassGovernanceRetention succeeded';
+      canaryRow = failed(canaryId, canaryTitle, `a plain delete of the locked canary was refused, but ${how}: these credentials can bypass governance retention, so whoever steals them can delete every backup`, `use credentials without s3:BypassGovernanceRetention for ${repository.accessKeyIdEnv}/${repository.secretAccessKeyEnv}, or set repositories.${name}.immutable.mode to compliance`);
+    } else {
+      canaryRow = { id: canaryId, title: canaryTitle, ok: true, detail: `a delete of the locked canary version was refused, with and without BypassGovernanceRetention, and so was shortening its lock${settings.mode === 'compliance' ? ' (compliance mode: nobody can bypass)' : ''}; left: ${probe.leftover}` };
+    }
+  } catch (error) {
+    canaryRow = failed(canaryId, canaryTitle, `probe on ${canaryKey(repository)}: ${scrubSecrets((error as Error).message)}`, `give the worker's key s3:PutObject, s3:PutObjectRetention and s3:DeleteObjectVersion under ${repositoryKeyPrefix(repository) || 'the bucket'}, and check the bucket's object lock (backupctl init --repository ${name})`);
+  }
+  return [lockRow, canaryRow];
 }
 
 export function createDoctorActivities({ logger, resticBin, env, config }: DoctorDependencies) {
@@ -192,12 +243,14 @@ export function createDoctorActivities({ logger, resticBin, env, config }: Docto
       const title = `S3 credentials and bucket of repository ${input.name}`;
       try {
         const client = createS3Client(input.repository, env);
+        let more: CheckResult[] | undefined;
         try {
           await checkBucket(client, input.repository);
+          if (input.repository.immutable) more = await immutableChecks(client, input.name, input.repository);
         } finally {
           client.destroy();
         }
-        return { id, title, ok: true, detail: `bucket ${input.repository.bucket} at ${input.repository.endpoint}` };
+        return { id, title, ok: true, detail: `bucket ${input.repository.bucket} at ${input.repository.endpoint}`, ...(more ? { more } : {}) };
       } catch (error) {
         if (error instanceof S3PreflightError) {
           const fix = {

@@ -1,12 +1,15 @@
 /**
  * `backupctl init`: creates what a repository needs (the bucket, the restic repository).
- * It never touches a repository that already exists.
+ * It never touches a repository that already exists. An immutable repository's bucket is created
+ * with object lock; an existing one gets its default retention and lifecycle rule checked and set,
+ * and one without object lock is refused before anything changes (src/storage/object-lock.ts).
  */
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import type { Config } from '../config/schema';
 import { ResticError, repositoryLocation, runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
+import { prepareImmutableBucket } from '../storage/object-lock';
 
 export interface InitResult {
   repository: string;
@@ -22,11 +25,20 @@ export async function initRepositories(config: Config, resticBin: string, names?
     if (repository.type === 's3') {
       const client = createS3Client(repository, env);
       try {
-        await checkBucket(client, repository);
-      } catch (error) {
-        if (!(error instanceof S3PreflightError) || error.failureType !== FailureType.BucketMissing) throw error;
-        await client.send(new CreateBucketCommand({ Bucket: repository.bucket }));
-        created.push(`bucket ${repository.bucket}`);
+        let exists = true;
+        try {
+          await checkBucket(client, repository);
+        } catch (error) {
+          if (!(error instanceof S3PreflightError) || error.failureType !== FailureType.BucketMissing) throw error;
+          exists = false;
+        }
+        if (repository.immutable) {
+          // Object lock first: an existing bucket without it is refused before restic writes anything.
+          created.push(...await prepareImmutableBucket(client, repository, exists, name));
+        } else if (!exists) {
+          await client.send(new CreateBucketCommand({ Bucket: repository.bucket }));
+          created.push(`bucket ${repository.bucket}`);
+        }
       } finally {
         client.destroy();
       }

@@ -38,6 +38,8 @@ import { neededQueues, policyQueues, waitWatched } from './waiting';
 import { checkName } from './suggest';
 import { addExamples, environmentHelp } from './examples';
 import { registerOperatorCommands } from './operators';
+import { registerUsageCommand, usageStatusLine } from './usage';
+import { registerRewindCommand } from './rewind';
 
 const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
@@ -85,7 +87,7 @@ program.command('doctor')
   });
 
 program.command('init')
-  .description('create the buckets and restic repositories the config names (existing ones are left alone)')
+  .description('create the buckets and restic repositories the config names (existing ones are left alone; an immutable repository gets a bucket with object lock, its default retention and a lifecycle rule, and an existing bucket without object lock is refused)')
   .option('-r, --repository <name...>', 'only these repositories')
   .action(async (options: { repository?: string[] }) => {
     // A misspelt --repository is named before the variables the config needs are checked.
@@ -206,13 +208,15 @@ program.command('verify')
 registerRecoveryCommands(program, withClient, configPath);
 registerAuditCommands(program, withClient);
 registerOperatorCommands(program, configFile);
+registerUsageCommand(program, configFile);
+registerRewindCommand(program, configFile);
 
 program.command('status')
   .description('last successful backup per source (from the ledger), open alerts, the last drill and verification, and the next scheduled runs')
   .option('--json', 'print as JSON')
   .action((options: { json?: boolean }) => withClient(async (client, config, host) => {
     const status = await deploymentStatus(client, config, host);
-    process.stdout.write(options.json ? `${JSON.stringify({ ...status, scratchRestores: scratchStatus(config) }, null, 2)}\n` : `${[formatStatus(config, status), scratchStatusLines(config)].filter(Boolean).join('\n\n')}\n`);
+    process.stdout.write(options.json ? `${JSON.stringify({ ...status, scratchRestores: scratchStatus(config) }, null, 2)}\n` : `${[formatStatus(config, status), scratchStatusLines(config), await usageStatusLine(config)].filter(Boolean).join('\n\n')}\n`);
   }));
 
 const ledger = program.command('ledger').description('the deployment\'s ledger (last successful backup per source)');

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { cronProblem, parseDuration, parseSize } from './units';
 import { publicKeyProblem } from '../operators/keys';
 import { ROLES } from '../operators/roles';
+import { PRICE_IDS, PRICING_TABLES } from './prices';
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a name of lower-case letters, digits and dashes (at most 63)');
 const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'the NAME of an environment variable (upper case, digits, _), not its value');
@@ -90,6 +91,7 @@ const repositoryCommon = {
   passwordEnv: envName.describe('Variable holding the restic repository password.'),
   packSizeMiB: z.number().int().min(4).max(128).optional().describe('restic --pack-size in MiB (default 16): larger packs mean fewer objects in the bucket.'),
   monthlyCostPerGiB: z.number().nonnegative().optional().describe('Storage price per GiB and month (e.g. 0.023 for S3 Standard): the metrics estimate the monthly cost from it.'),
+  pricing: z.enum(PRICING_TABLES).optional().describe('The price list `backupctl usage` and backupctl_repository_monthly_cost_usd bill this repository by (aws, r2, b2). Default: by the endpoint\'s host, else aws.'),
 };
 
 export const repositorySchema = z.discriminatedUnion('type', [
@@ -107,9 +109,29 @@ export const repositorySchema = z.discriminatedUnion('type', [
     pathStyle: z.boolean().default(true).describe('Path-style addressing (MinIO, R2); false for virtual-hosted AWS buckets.'),
     accessKeyIdEnv: envName,
     secretAccessKeyEnv: envName,
+    immutable: z.strictObject({
+      mode: z.enum(['governance', 'compliance']).describe('S3 object-lock mode: governance (a key with s3:BypassGovernanceRetention can still delete) or compliance (nobody can, the root account included, until the date).'),
+      days: z.number().int().min(1).max(36500).describe('How long every object is locked after it is written; retention is extended while packs are still current.'),
+    }).optional().describe('Object lock on the repository\'s bucket (init creates the bucket locked): nothing written can be deleted or overwritten for `days`, even with the worker\'s own key.'),
     ...repositoryCommon,
+  }).superRefine((repository, ctx) => {
+    if (repository.immutable && isR2Endpoint(repository.endpoint)) {
+      ctx.addIssue({
+        code: 'custom', path: ['immutable'],
+        message: 'Cloudflare R2 has no S3 object-lock API and no versioning (its bucket locks are set through Cloudflare\'s own API, not S3): remove "immutable" here and copy the backups to a second repository on storage with object lock (AWS S3, MinIO, Backblaze B2)',
+      });
+    }
   }),
 ]);
+
+/** A Cloudflare R2 endpoint (https://<account>.r2.cloudflarestorage.com, also its .eu/.fedramp jurisdictions). */
+export function isR2Endpoint(endpoint: string): boolean {
+  try {
+    return /(^|\.)r2\.cloudflarestorage\.com$/i.test(new URL(endpoint).hostname);
+  } catch {
+    return false;
+  }
+}
 
 export const retentionSchema = z.strictObject({
   keepLast: z.number().int().positive().optional(),
@@ -202,6 +224,8 @@ export const configSchema = z.strictObject({
     rtoTarget: duration.optional(),
   }).optional(),
   alerts: z.array(alertSchema).default([]),
+  pricing: z.strictObject(Object.fromEntries(PRICE_IDS.map((id) => [id, z.number().nonnegative().optional()])) as Record<(typeof PRICE_IDS)[number], z.ZodOptional<z.ZodNumber>>).optional()
+    .describe('USD per GB-month overriding the defaults of src/config/prices.ts (e.g. aws-standard: 0.0245 for another region).'),
   audit: z.strictObject({
     repository: name.optional().describe('An s3 repository whose bucket keeps the trail under audit/<deployment>/ (a 365-day lifecycle rule, set by init). Default: the first s3 repository.'),
     directory: z.string().min(1).optional().describe('A folder instead, for a local-only setup (no s3 repository). Default there: beside the first local repository.'),

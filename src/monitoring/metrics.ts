@@ -16,6 +16,18 @@ export interface MonitoringSnapshot extends HealthInput {
   verified: LastVerified | null;
   /** Per repository: the bytes its objects or files take (absent: not measured yet). */
   storage: Record<string, { storedBytes: number }>;
+  /** Per repository and storage class: objects and bytes of the same listing (a local repository's class is "local"). */
+  storageClasses?: Record<string, Record<string, { objects: number; bytes: number }>>;
+  /** Per s3 repository: the usage measured in the background (at most every 6 h) and its monthly cost. */
+  usage?: Record<string, UsageFigures>;
+}
+
+export interface UsageFigures {
+  measuredAt: string;
+  noncurrentBytes: number;
+  uploadBytes: number;
+  /** USD per month at the price table's list prices (src/config/prices.ts, pricing: overrides). */
+  monthlyCostUsd?: number;
 }
 
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -49,6 +61,9 @@ export const METRICS = {
   backupctl_drill_rto_target_seconds: 'gauge',
   backupctl_repository_stored_bytes: 'gauge',
   backupctl_storage_monthly_cost_estimate: 'gauge',
+  backupctl_repository_objects: 'gauge',
+  backupctl_repository_noncurrent_bytes: 'gauge',
+  backupctl_repository_monthly_cost_usd: 'gauge',
   backupctl_alerts_open: 'gauge',
   backupctl_audit_entries_total: 'counter',
   backupctl_audit_pending_events: 'gauge',
@@ -175,12 +190,27 @@ export function buildMetricsRegistry(snapshot: MonitoringSnapshot, health: Healt
   if (target !== undefined) gauge('backupctl_drill_rto_target_seconds', 'The drills\' recovery time objective (drills.rtoTarget).', []).set({ deployment }, target);
 
   // Storage.
-  const stored = gauge('backupctl_repository_stored_bytes', 'Bytes the repository takes in its storage (objects under its prefix, or files in its folder).', ['repository']);
+  const stored = gauge('backupctl_repository_stored_bytes', 'Bytes of the repository\'s current objects under its prefix (or files in its folder), per storage class ("local" for a folder).', ['repository', 'storage_class']);
+  const objects = gauge('backupctl_repository_objects', 'Current objects of the repository (or files in its folder), per storage class.', ['repository', 'storage_class']);
   const cost = gauge('backupctl_storage_monthly_cost_estimate', 'Stored GiB times repositories.*.monthlyCostPerGiB, in that price\'s currency per month.', ['repository']);
   for (const [repository, { storedBytes }] of Object.entries(snapshot.storage)) {
-    stored.set({ deployment, repository }, storedBytes);
+    const classes = snapshot.storageClasses?.[repository];
+    if (classes) {
+      for (const [storageClass, figures] of Object.entries(classes)) {
+        stored.set({ deployment, repository, storage_class: storageClass }, figures.bytes);
+        objects.set({ deployment, repository, storage_class: storageClass }, figures.objects);
+      }
+    } else {
+      stored.set({ deployment, repository, storage_class: 'unknown' }, storedBytes);
+    }
     const price = config.repositories[repository]?.monthlyCostPerGiB;
     if (price !== undefined) cost.set({ deployment, repository }, (storedBytes / GIB) * price);
+  }
+  const noncurrent = gauge('backupctl_repository_noncurrent_bytes', 'Bytes of noncurrent object versions under the repository\'s prefix (billed until a lifecycle rule expires them); measured at most every 6 h.', ['repository']);
+  const usd = gauge('backupctl_repository_monthly_cost_usd', 'Estimated monthly storage cost in USD: current objects, noncurrent versions and open uploads at the price table\'s list prices; measured at most every 6 h.', ['repository']);
+  for (const [repository, figures] of Object.entries(snapshot.usage ?? {})) {
+    noncurrent.set({ deployment, repository }, figures.noncurrentBytes);
+    if (figures.monthlyCostUsd !== undefined) usd.set({ deployment, repository }, figures.monthlyCostUsd);
   }
 
   // Alerts and the audit trail.

@@ -20,8 +20,9 @@ import type { OperationsView } from '../shared/operations';
 import { withClient as withMongoClient } from '../sources/mongodb-connection';
 import { pgClientConfig, toSourceError as toPostgresError } from '../sources/postgres-connection';
 import { createS3Client } from '../storage/s3';
+import { LOCAL_CLASS, measureRepository, totalOf, type ByClass } from '../storage/usage';
 import type { ServiceChecks, ServiceStatus } from './health';
-import type { MonitoringSnapshot } from './metrics';
+import type { MonitoringSnapshot, UsageFigures } from './metrics';
 
 /** The snapshot without what the server adds itself (the config and the time). */
 export type MonitoringReading = Omit<MonitoringSnapshot, 'config' | 'now'>;
@@ -39,6 +40,10 @@ export interface ProbeTimings {
   storageFailureTtlMs: number;
   /** How long a request waits for a refresh before answering with the last value. */
   refreshWaitMs: number;
+  /** The usage and cost of an s3 repository (versions, uploads: more listings): measured in the background at most this often. */
+  usageTtlMs: number;
+  /** ...and again this soon after a failure. */
+  usageFailureTtlMs: number;
 }
 
 export const DEFAULT_PROBE_TIMINGS: ProbeTimings = {
@@ -49,6 +54,8 @@ export const DEFAULT_PROBE_TIMINGS: ProbeTimings = {
   storageTtlMs: 5 * 60_000,
   storageFailureTtlMs: 60_000,
   refreshWaitMs: 4_000,
+  usageTtlMs: 6 * 3_600_000,
+  usageFailureTtlMs: 15 * 60_000,
 };
 
 export interface ProbeOptions {
@@ -149,10 +156,12 @@ export async function probeTemporal(client: () => Promise<Client>, timeoutMs: nu
 /** What restic writes into a repository: anything else under a shared prefix (an audit trail, other data) is not counted. */
 const RESTIC_LAYOUT = /^(config$|keys\/|data\/|index\/|snapshots\/|locks\/)/;
 
-async function s3StoredBytes(repository: Extract<Repository, { type: 's3' }>, env: NodeJS.ProcessEnv): Promise<number> {
+async function s3StoredBytes(repository: Extract<Repository, { type: 's3' }>, env: NodeJS.ProcessEnv): Promise<{ bytes: number; classes: ByClass }> {
   const client = createS3Client(repository, env);
   const prefix = repository.prefix ? `${repository.prefix}/` : '';
   let bytes = 0;
+  // The listing says each object's storage class: per class, for backupctl_repository_stored_bytes and _objects.
+  const classes: ByClass = {};
   let hasConfig = false;
   try {
     let token: string | undefined;
@@ -163,6 +172,9 @@ async function s3StoredBytes(repository: Extract<Repository, { type: 's3' }>, en
         if (!RESTIC_LAYOUT.test(key)) continue;
         if (key === 'config') hasConfig = true;
         bytes += object.Size ?? 0;
+        const entry = (classes[object.StorageClass || 'STANDARD'] ??= { objects: 0, bytes: 0 });
+        entry.objects += 1;
+        entry.bytes += object.Size ?? 0;
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -170,36 +182,47 @@ async function s3StoredBytes(repository: Extract<Repository, { type: 's3' }>, en
     client.destroy();
   }
   if (!hasConfig) throw new Error(`no restic repository at s3://${repository.bucket}/${prefix} (no config object): backupctl init creates it`);
-  return bytes;
+  return { bytes, classes };
 }
 
-async function folderBytes(path: string): Promise<number> {
+async function folderBytes(path: string, files = { count: 0 }): Promise<number> {
   let bytes = 0;
   for (const entry of await readdir(path, { withFileTypes: true })) {
     const child = join(path, entry.name);
-    if (entry.isDirectory()) bytes += await folderBytes(child);
-    else if (entry.isFile()) bytes += (await lstat(child)).size;
+    if (entry.isDirectory()) bytes += await folderBytes(child, files);
+    else if (entry.isFile()) {
+      files.count += 1;
+      bytes += (await lstat(child)).size;
+    }
   }
   return bytes;
 }
 
-async function localStoredBytes(path: string): Promise<number> {
+async function localStoredBytes(path: string): Promise<{ bytes: number; classes: ByClass }> {
   try {
     await stat(join(path, 'config'));
   } catch {
     throw new Error(`no restic repository at ${path} (no config file): backupctl init creates it`);
   }
-  return folderBytes(path);
+  const files = { count: 0 };
+  const bytes = await folderBytes(path, files);
+  return { bytes, classes: { [LOCAL_CLASS]: { objects: files.count, bytes } } };
+}
+
+/** probeRepository's answer with the bytes and objects per storage class of the same listing. */
+async function measureStorage(repository: Repository, env: NodeJS.ProcessEnv): Promise<RepositoryProbe & { classes?: ByClass }> {
+  try {
+    const { bytes, classes } = repository.type === 's3' ? await s3StoredBytes(repository, env) : await localStoredBytes(repository.path);
+    return { status: 'ok', storedBytes: bytes, classes };
+  } catch (error) {
+    return { status: 'critical', error: messageOf(error) };
+  }
 }
 
 /** Whether the repository's storage answers with a restic repository in it, and the bytes it holds. */
 export async function probeRepository(repository: Repository, env: NodeJS.ProcessEnv = process.env): Promise<RepositoryProbe> {
-  try {
-    const storedBytes = repository.type === 's3' ? await s3StoredBytes(repository, env) : await localStoredBytes(repository.path);
-    return { status: 'ok', storedBytes };
-  } catch (error) {
-    return { status: 'critical', error: messageOf(error) };
-  }
+  const { classes: _classes, ...probe } = await measureStorage(repository, env);
+  return probe;
 }
 
 
@@ -256,12 +279,32 @@ export function createProbes(options: ProbeOptions): Probes {
 
   const repositories = new Map(Object.entries(config.repositories).map(([name, repository]) => {
     let lastBytes: number | undefined;
+    let lastClasses: ByClass | undefined;
     return [name, refreshing(async () => {
-      const probe = await probeRepository(repository, env);
+      const { classes, ...probe } = await measureStorage(repository, env);
       note(`repository ${name}`, probe.status, probe.error);
       // A storage that does not answer still holds what it held: keep the last figure.
       if (probe.storedBytes !== undefined) lastBytes = probe.storedBytes;
-      return { value: { ...probe, storedBytes: lastBytes }, ttlMs: probe.status === 'ok' ? timings.storageTtlMs : timings.storageFailureTtlMs };
+      if (classes !== undefined) lastClasses = classes;
+      return { value: { ...probe, storedBytes: lastBytes, classes: lastClasses }, ttlMs: probe.status === 'ok' ? timings.storageTtlMs : timings.storageFailureTtlMs };
+    })] as const;
+  }));
+
+  // Usage and cost (noncurrent versions, open uploads: listings of their own) in the background,
+  // at most every usageTtlMs: a scrape never waits for it and gets the last figures.
+  const usage = new Map(Object.entries(config.repositories).filter(([, repository]) => repository.type === 's3').map(([name, repository]) => {
+    let last: UsageFigures | undefined;
+    return [name, refreshing(async () => {
+      try {
+        const measured = await measureRepository(config, name, repository, env);
+        last = {
+          measuredAt: measured.measuredAt, noncurrentBytes: totalOf(measured.noncurrent).bytes, uploadBytes: measured.uploads.bytes, monthlyCostUsd: measured.cost?.usdPerMonth,
+        };
+        return { value: last, ttlMs: timings.usageTtlMs };
+      } catch (error) {
+        logger.debug({ repository: name, error: messageOf(error) }, `monitoring: usage of repository ${name} not measured`);
+        return { value: last, ttlMs: timings.usageFailureTtlMs };
+      }
     })] as const;
   }));
 
@@ -283,21 +326,26 @@ export function createProbes(options: ProbeOptions): Probes {
   return {
     async read() {
       const wait = timings.refreshWaitMs;
-      const [temporal, answers, repositoryResults, databaseResults] = await Promise.all([
+      const [temporal, answers, repositoryResults, databaseResults, usageResults] = await Promise.all([
         probeTemporal(client, timings.temporalTimeoutMs),
         ledger(timings.temporalTimeoutMs * 2),
         Promise.all([...repositories].map(async ([name, probe]) => [name, await probe(wait)] as const)),
         Promise.all([...databases].map(async ([name, probe]) => [name, probe ? ((await probe(wait)) ?? 'unknown') : 'unknown'] as const)),
+        Promise.all([...usage].map(async ([name, probe]) => [name, await probe(0)] as const)),
       ]);
       note('Temporal', temporal);
       const services: ServiceChecks = { temporal, repositories: {}, databases: Object.fromEntries(databaseResults) };
       const storage: MonitoringReading['storage'] = {};
+      const storageClasses: NonNullable<MonitoringReading['storageClasses']> = {};
       for (const [name, result] of repositoryResults) {
         services.repositories[name] = result?.status ?? 'unknown';
         if (result?.storedBytes !== undefined) storage[name] = { storedBytes: result.storedBytes };
+        if (result?.classes !== undefined) storageClasses[name] = result.classes;
       }
+      const usageFigures: NonNullable<MonitoringReading['usage']> = {};
+      for (const [name, figures] of usageResults) if (figures) usageFigures[name] = figures;
       const { last, verified, operations } = answers ?? { last: null, verified: null, operations: null };
-      return { last, verified, operations, services, storage };
+      return { last, verified, operations, services, storage, storageClasses, usage: usageFigures };
     },
   };
 }

@@ -18,6 +18,10 @@ export function createS3Client(repository: S3Repository, env: NodeJS.ProcessEnv 
     credentials: { accessKeyId, secretAccessKey },
     // The preflight should answer in seconds; restic has its own retries for the data path.
     maxAttempts: 2,
+    // Checksums only where an operation requires one (PutObjectRetention, PutObjectLockConfiguration,
+    // DeleteObjects...): Cloudflare R2 rejected the SDK's default CRC32 on every request in 2025.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: { requestTimeout: 10_000, connectionTimeout: 5_000 },
   });
 }
