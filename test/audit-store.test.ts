@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync }
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, GetBucketLifecycleConfigurationCommand, GetObjectCommand, PutBucketLifecycleConfigurationCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { canonicalJson, chainEntries, continueChain, hashEntry, verifyChain } from '../src/audit/chain';
+import { canonicalJson, chainEntries, continueChain, hashEntry, problemsOf, verifyChain } from '../src/audit/chain';
 import { ensureAuditLifecycle } from '../src/audit/lifecycle';
 import { auditEntryKey, auditEntryName, openAuditStore, type AuditStore } from '../src/audit/store';
 import type { AuditEntry, AuditEvent, AuditLocation } from '../src/shared/operations';
@@ -287,5 +287,37 @@ describe('the audit lifecycle rule', () => {
 
   test('an empty prefix is refused: the rule would expire the whole bucket', async () => {
     await assert.rejects(ensureAuditLifecycle(s3Location(''), env), /has no prefix: a lifecycle rule would expire every object in the bucket/);
+  });
+});
+
+describe('audit verify after the lifecycle expired the start of the trail', () => {
+  const now = new Date('2027-12-05T12:00:00Z');
+  const day = 86_400_000;
+  // One entry a day for 400 days, the newest today.
+  const trail = chainEntries('app', 1, '', Array.from({ length: 400 }, (_, i): AuditEvent => ({
+    kind: 'backup', actor: 'schedule:app-daily', at: new Date(now.getTime() - (399 - i) * day).toISOString(), result: 'ok',
+  })));
+  const expiry = { days: 365, now };
+  const kept = trail.filter((entry) => now.getTime() - Date.parse(entry.at) <= 365 * day);
+
+  test('entries older than the lifecycle\'s days are reported as expired, and the rest verifies intact', () => {
+    assert.ok(kept[0]!.seq > 1, 'the simulated expiry removed the start');
+    const findings = verifyChain(kept, { seq: 400, head: trail[399]!.hash }, expiry);
+    assert.deepEqual(findings.map((f) => f.problem), ['expired']);
+    assert.match(findings[0]!.message, new RegExp(`entries 1\\.\\.${kept[0]!.seq - 1} are gone because the bucket's lifecycle expires audit entries after 365 days`));
+    assert.deepEqual(problemsOf(findings), []);
+  });
+
+  test('a start removed while its entries were young is still missing, and so is a gap inside the trail', () => {
+    const recentCut = kept.slice(60); // the oldest kept is now about 305 days old: not the lifecycle's doing
+    assert.deepEqual(problemsOf(verifyChain(recentCut, undefined, expiry)).map((f) => f.problem), ['missing']);
+    assert.match(verifyChain(recentCut, undefined, expiry)[0]!.message, /only \d+ days old, so the lifecycle \(365 days\) did not remove the ones before it/);
+    const hole = [...kept.slice(0, 100), ...kept.slice(101)];
+    assert.deepEqual(problemsOf(verifyChain(hole, undefined, expiry)).map((f) => f.problem), ['missing']);
+    // A folder trail has no lifecycle: any start gap is missing.
+    assert.deepEqual(verifyChain(kept).map((f) => f.problem), ['missing']);
+    // An altered entry among the kept ones is still found.
+    const altered = kept.map((e, i) => (i === 5 ? { ...e, actor: 'mallory' } : e));
+    assert.deepEqual(problemsOf(verifyChain(altered, undefined, expiry)).map((f) => f.problem), ['altered']);
   });
 });

@@ -10,8 +10,27 @@ import type { AuditEntry, AuditEvent } from '../shared/operations';
 /** What `verifyChain` found wrong, at the first seq it concerns. */
 export interface AuditFinding {
   seq: number;
-  problem: 'altered' | 'missing' | 'broken' | 'truncated' | 'duplicate';
+  /** 'expired': entries at the start that the bucket's lifecycle removed (a note, not a problem). */
+  problem: 'altered' | 'missing' | 'broken' | 'truncated' | 'duplicate' | 'expired';
   message: string;
+}
+
+/** An audit store whose objects expire (an S3 lifecycle rule): how many days, and when the check runs. */
+export interface AuditExpiry {
+  days: number;
+  now: Date;
+}
+
+/**
+ * How close to its own expiry the oldest stored entry must be for a gap before it to count as
+ * expired rather than removed: the ledger writes entries every day (each backup), so the oldest
+ * survivor of a trail whose start expired was written about `days` ago.
+ */
+export const EXPIRY_SLACK_DAYS = 7;
+
+/** Findings that mean the trail was tampered with ('expired' is a note). */
+export function problemsOf(findings: AuditFinding[]): AuditFinding[] {
+  return findings.filter((finding) => finding.problem !== 'expired');
 }
 
 /** The ledger's last chained entry: what the stored trail must reach. */
@@ -125,7 +144,7 @@ const entriesAt = (from: number, to: number): string => (from === to ? `entry ${
  * A trail that does not start at seq 1 is reported as missing entries even when it was started
  * later on purpose: the caller knows which it is.
  */
-export function verifyChain(entries: AuditEntry[], expected?: AuditHead): AuditFinding[] {
+export function verifyChain(entries: AuditEntry[], expected?: AuditHead, expiry?: AuditExpiry): AuditFinding[] {
   const findings: AuditFinding[] = [];
   const sorted = [...entries].sort((a, b) => a.seq - b.seq);
   const bySeq = new Map<number, AuditEntry>();
@@ -145,8 +164,16 @@ export function verifyChain(entries: AuditEntry[], expected?: AuditHead): AuditF
     bySeq.set(seq, entry);
 
     if (!previous) {
-      if (seq > 1) {
-        findings.push({ seq: 1, problem: 'missing', message: `${entriesAt(1, seq - 1)} missing: the trail starts at seq ${seq} (expected when the trail was deliberately started later)` });
+      const ageDays = expiry ? (expiry.now.getTime() - Date.parse(entry.at)) / 86_400_000 : Number.NaN;
+      if (seq > 1 && expiry && ageDays >= expiry.days - EXPIRY_SLACK_DAYS) {
+        // Its predecessors are older still: past the lifecycle's days, so expired, not removed.
+        findings.push({
+          seq: 1, problem: 'expired',
+          message: `${entriesAt(1, seq - 1)} gone because the bucket's lifecycle expires audit entries after ${expiry.days} days: the oldest kept, ${seq}, was written ${entry.at} (${Math.floor(ageDays)} days ago); the chain is checked from ${seq} on`,
+        });
+      } else if (seq > 1) {
+        const young = expiry ? `; the oldest kept, ${seq}, is only ${Math.floor(ageDays)} days old, so the lifecycle (${expiry.days} days) did not remove the ones before it` : ' (expected when the trail was deliberately started later)';
+        findings.push({ seq: 1, problem: 'missing', message: `${entriesAt(1, seq - 1)} missing: the trail starts at seq ${seq}${young}` });
       } else if (entry.prevHash !== '') {
         findings.push({ seq, problem: 'broken', message: `the chain is broken at ${seq}: the first entry's prevHash is ${short(entry.prevHash)} instead of ""` });
       }

@@ -20,7 +20,10 @@ export function auditLifecycleRuleId(location: S3AuditLocation): string {
  * replaces it when its prefix, days or status differ. A folder has no lifecycle: the ledger never
  * deletes audit entries, so ageing them out of a folder is the operator's job ('not-applicable').
  */
-export async function ensureAuditLifecycle(location: AuditLocation, env: NodeJS.ProcessEnv, days = 365): Promise<AuditLifecycleAction> {
+/** How long an S3 audit trail keeps its entries (the lifecycle rule init sets; audit verify expects it). */
+export const AUDIT_RETENTION_DAYS = 365;
+
+export async function ensureAuditLifecycle(location: AuditLocation, env: NodeJS.ProcessEnv, days = AUDIT_RETENTION_DAYS): Promise<AuditLifecycleAction> {
   if (location.type !== 's3') return 'not-applicable';
   if (!Number.isSafeInteger(days) || days < 1) throw new RangeError(`audit retention must be a whole number of days from 1, got ${days}`);
   const prefix = auditKeyPrefix(location);

@@ -1,7 +1,8 @@
 /** `backupctl audit`: the audit trail, read back from its store and checked against the ledger's head. */
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { verifyChain } from '../audit/chain';
+import { problemsOf, verifyChain } from '../audit/chain';
+import { AUDIT_RETENTION_DAYS } from '../audit/lifecycle';
 import { openAuditStore } from '../audit/store';
 import { auditLocation } from '../config/operations-plan';
 import type { Config } from '../config/schema';
@@ -176,10 +177,15 @@ export function registerAuditCommands(program: Command, withClient: WithClient):
       }
       const operations = await readOperations(client, config);
       const expected = operations && operations.audit.seq > 0 ? { seq: operations.audit.seq, head: operations.audit.head } : undefined;
-      const findings = verifyChain(entries, expected);
+      // An S3 trail expires after AUDIT_RETENTION_DAYS (the rule init sets): a gap at its start can be that.
+      const expiry = location.type === 's3' ? { days: AUDIT_RETENTION_DAYS, now: new Date() } : undefined;
+      const all = verifyChain(entries, expected, expiry);
+      const findings = problemsOf(all);
+      for (const note of all.filter((f) => f.problem === 'expired')) process.stdout.write(`note: ${note.message}\n`);
       if (findings.length === 0) {
         const head = entries.at(-1);
-        process.stdout.write(`audit trail intact: ${entries.length} entries in ${describeLocation(location)}, chained from seq 1 to ${head?.seq ?? 0}`
+        const first = [...entries].sort((a, b) => a.seq - b.seq)[0]?.seq ?? 1;
+        process.stdout.write(`audit trail intact: ${entries.length} entries in ${describeLocation(location)}, chained from seq ${first} to ${head?.seq ?? 0}`
           + `${expected ? `; the head ${expected.head.slice(0, 12)} matches the ledger's` : ' (the ledger did not answer: its head was not compared)'}`
           + `${operations && operations.audit.pending > 0 ? `; ${operations.audit.pending} event(s) wait in the ledger to be written${operations.audit.lastError ? ` (last error: ${operations.audit.lastError})` : ''}` : ''}\n`);
         return;
