@@ -18,6 +18,8 @@ import { snapshots } from '../src/restic/commands';
 import { applyOperationsPlan } from '../src/schedules/operations';
 import type { AuditEntry } from '../src/shared/operations';
 import { runCli } from './support/cli-process';
+import { makeOperatorKey, operatorsYaml } from './support/operator-keys';
+import type { Role } from '../src/operators/roles';
 import { startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 import { startWorkerProcess, type WorkerProcess } from './support/worker-process';
 
@@ -73,12 +75,8 @@ describe('an operator removed from the config file is refused from the next requ
 
   before(async () => {
     mkdirSync(join(root, 'keys'), { recursive: true });
-    const operators: string[] = [];
-    for (const [name, role] of [['alice', 'operator'], ['adam', 'admin']] as const) {
-      keys[name] = join(root, 'keys', name);
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@test`, '-f', keys[name]!]);
-      operators.push(`  ${name}: { key: "${readFileSync(`${keys[name]}.pub`, 'utf8').trim()}", roles: [${role}] }`);
-    }
+    const operators = ([['alice', 'operator'], ['adam', 'admin']] as const).map(([name, role]) => ({ key: makeOperatorKey(join(root, 'keys'), name), roles: [role] as Role[] }));
+    for (const { key } of operators) keys[key.name] = key.privateKey;
     mkdirSync(join(app, 'documents'), { recursive: true });
     writeFileSync(join(app, 'documents', 'a.txt'), 'alpha\n');
     const yaml = `deployment: ${deploymentName}
@@ -89,9 +87,7 @@ repositories:
   local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${names.password} }
 policies:
   daily: { schedule: { cron: "0 3 * * *" }, sources: [app], repositories: [local], retention: { keepDaily: 7 } }
-operators:
-${operators.join('\n')}
-`;
+${operatorsYaml(operators)}`;
     writeFileSync(configFile, yaml);
     deployment = await startDeployment(yaml, values, { worker: false, cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);

@@ -5,8 +5,8 @@
  * the step keeps waiting; the operator's passes, and the trail names the verified approver.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -20,6 +20,8 @@ import { applyOperationsPlan } from '../src/schedules/operations';
 import type { AuditEntry } from '../src/shared/operations';
 import { approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 import { runCli } from './support/cli-process';
+import { makeOperatorKey, operatorsYaml } from './support/operator-keys';
+import type { Role } from '../src/operators/roles';
 import { rootCause, startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 
 describe('signed approvals of manual steps', () => {
@@ -34,12 +36,8 @@ describe('signed approvals of manual steps', () => {
 
   before(async () => {
     mkdirSync(join(root, 'keys'), { recursive: true });
-    const operators: string[] = [];
-    for (const [name, role] of [['alice', 'operator'], ['vic', 'viewer']] as const) {
-      keys[name] = join(root, 'keys', name);
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@test`, '-f', keys[name]!]);
-      operators.push(`  ${name}: { key: "${readFileSync(`${keys[name]}.pub`, 'utf8').trim()}", roles: [${role}] }`);
-    }
+    const operators = ([['alice', 'operator'], ['vic', 'viewer']] as const).map(([name, role]) => ({ key: makeOperatorKey(join(root, 'keys'), name), roles: [role] as Role[] }));
+    for (const { key } of operators) keys[key.name] = key.privateKey;
     mkdirSync(join(app, 'documents'), { recursive: true });
     writeFileSync(join(app, 'documents', 'a.txt'), 'alpha\n');
     const yaml = `deployment: ${deploymentName}
@@ -54,9 +52,7 @@ recovery:
   steps:
     - { name: dns, tier: critical, manual: "point DNS at this host", deadline: 10m, reminder: 1m }
 drills: { schedule: { cron: "0 6 1 * *" }, scratchDirectory: ${join(root, 'drills')} }
-operators:
-${operators.join('\n')}
-`;
+${operatorsYaml(operators)}`;
     writeFileSync(configFile, yaml);
     deployment = await startDeployment(yaml, values, { cleanup: [root] });
     await initRepositories(deployment.config, servers.resticBin, undefined, process.env);

@@ -8,7 +8,7 @@
  * start` of a recover runs nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -25,6 +25,8 @@ import { sharedTaskQueue } from '../src/shared/task-queues';
 import { approveRecoverUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
 import type { disasterRecoveryWorkflow } from '../src/workflows';
 import { runCli } from './support/cli-process';
+import { makeOperatorKey, operatorsYaml } from './support/operator-keys';
+import type { Role } from '../src/operators/roles';
 import { rootCause, startDeployment, tempDir, testSecrets, testServers, uniqueName, waitFor, type TestDeployment } from './support/harness';
 
 const run = promisify(execFile);
@@ -68,14 +70,9 @@ describe('two people for a recover', () => {
   };
 
   before(async () => {
-    const operators: string[] = [];
-    for (const [name, role] of [['rita', 'recoverer'], ['ravi', 'recoverer'], ['alice', 'operator'], ['vic', 'viewer']] as const) {
-      const file = join(root, 'keys', name);
-      mkdirSync(join(root, 'keys'), { recursive: true });
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@test`, '-f', file]);
-      keys[name] = file;
-      operators.push(`  ${name}: { key: "${readFileSync(`${file}.pub`, 'utf8').trim()}", roles: [${role}] }`);
-    }
+    mkdirSync(join(root, 'keys'), { recursive: true });
+    const operators = ([['rita', 'recoverer'], ['ravi', 'recoverer'], ['alice', 'operator'], ['vic', 'viewer']] as const).map(([name, role]) => ({ key: makeOperatorKey(join(root, 'keys'), name), roles: [role] as Role[] }));
+    for (const { key } of operators) keys[key.name] = key.privateKey;
     mkdirSync(join(app, 'documents', 'nested'), { recursive: true });
     writeFileSync(join(app, files[0]!), 'alpha\n');
     writeFileSync(join(app, files[1]!), Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) % 256)));
@@ -90,9 +87,7 @@ repositories:
 policies:
   daily: { schedule: { cron: "0 3 * * *" }, sources: [app], repositories: [local], retention: { keepDaily: 7 } }
 restore: { allowedRoots: [${root}] }
-operators:
-${operators.join('\n')}
-approvals:
+${operatorsYaml(operators)}approvals:
   recover: { deadline: 10m, reminder: 1m }
 `;
     writeFileSync(configFile, yaml);
