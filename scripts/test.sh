@@ -17,7 +17,8 @@ fi
 # runbook's printed `aws s3 sync`) and Chromium (test/web-ui.test.ts drives the Temporal Web UI
 # with playwright-core, which downloads no browser) and systemd-analyze (test/deploy.test.ts
 # verifies the units of deploy/systemd/) and ssh-keygen (test/operators.test.ts signs and verifies
-# operators' requests with real keys). Quiet, but loud when it fails.
+# operators' requests with real keys) and zstd (test/archive.test.ts restores an archive with
+# `zstd -d | tar -x`). Quiet, but loud when it fails.
 install_tool() {
   local tool="$1" package="$2"
   command -v "$tool" >/dev/null 2>&1 && return 0
@@ -53,6 +54,7 @@ install_tool aws awscli
 install_tool chromium chromium
 install_tool systemd-analyze systemd
 install_tool ssh-keygen openssh-client
+install_tool zstd zstd
 
 npx eslint .
 npx tsc --noEmit -p tsconfig.json

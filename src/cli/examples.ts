@@ -40,6 +40,7 @@ export const EXAMPLES: Record<string, string[]> = {
     `${CONFIG} backupctl restore --source artifacts --in-place --yes`,
   ],
   rewind: [`${CONFIG} backupctl rewind --repository offsite --to 2026-12-05T06:00:00Z`, `${CONFIG} backupctl rewind --repository offsite --to 2h --add-to-config`],
+  archive: [`${CONFIG} backupctl archive --source artifacts`, `${CONFIG} backupctl archive --source mongodb --repository offsite --prefix archives/monthly --json`],
   runbook: [`${CONFIG} backupctl runbook --output RUNBOOK.md`],
   operators: [`${CONFIG} backupctl operators list`],
   'operators list': [`${CONFIG} backupctl operators list --json`],

@@ -40,6 +40,7 @@ import { addExamples, environmentHelp } from './examples';
 import { registerOperatorCommands } from './operators';
 import { registerUsageCommand, usageStatusLine } from './usage';
 import { registerRewindCommand } from './rewind';
+import { registerArchiveCommand } from './archive';
 
 const { version } = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
 
@@ -210,6 +211,7 @@ registerAuditCommands(program, withClient);
 registerOperatorCommands(program, configFile);
 registerUsageCommand(program, configFile);
 registerRewindCommand(program, configFile);
+registerArchiveCommand(program, configFile);
 
 program.command('status')
   .description('last successful backup per source (from the ledger), open alerts, the last drill and verification, and the next scheduled runs')

@@ -87,6 +87,9 @@ export const sourceSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** S3 storage classes a repository may be written with (restic's -o s3.storage-class). */
+export const S3_STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY'] as const;
+
 const repositoryCommon = {
   passwordEnv: envName.describe('Variable holding the restic repository password.'),
   packSizeMiB: z.number().int().min(4).max(128).optional().describe('restic --pack-size in MiB (default 16): larger packs mean fewer objects in the bucket.'),
@@ -113,6 +116,7 @@ export const repositorySchema = z.discriminatedUnion('type', [
       mode: z.enum(['governance', 'compliance']).describe('S3 object-lock mode: governance (a key with s3:BypassGovernanceRetention can still delete) or compliance (nobody can, the root account included, until the date).'),
       days: z.number().int().min(1).max(36500).describe('How long every object is locked after it is written; retention is extended while packs are still current.'),
     }).optional().describe('Object lock on the repository\'s bucket (init creates the bucket locked): nothing written can be deleted or overwritten for `days`, even with the worker\'s own key.'),
+    storageClass: z.enum(S3_STORAGE_CLASSES).optional().describe('The S3 storage class restic writes with (restic -o s3.storage-class); for GLACIER and DEEP_ARCHIVE restic writes only data packs in it, metadata stays STANDARD. MinIO accepts only STANDARD and REDUCED_REDUNDANCY. Default: the bucket\'s (STANDARD).'),
     ...repositoryCommon,
   }).superRefine((repository, ctx) => {
     if (repository.immutable && isR2Endpoint(repository.endpoint)) {

@@ -54,7 +54,10 @@ export function repositoryEnvironment(repository: Repository, env: NodeJS.Proces
 
 export function repositoryOptions(repository: Repository): string[] {
   if (repository.type !== 's3') return [];
-  return ['-o', `s3.bucket-lookup=${repository.pathStyle ? 'path' : 'dns'}`, '-o', `s3.region=${repository.region}`];
+  const options = ['-o', `s3.bucket-lookup=${repository.pathStyle ? 'path' : 'dns'}`, '-o', `s3.region=${repository.region}`];
+  // restic 0.18 (internal/backend/s3/s3.go, useStorageClass): for GLACIER/DEEP_ARCHIVE only data packs get the class.
+  if (repository.storageClass) options.push('-o', `s3.storage-class=${repository.storageClass}`);
+  return options;
 }
 
 export interface ResticRun {
