@@ -23,6 +23,7 @@ import { ALERT_SEVERITY } from '../shared/operations';
 import { alertChannels } from '../config/operations-plan';
 import { deliverToChannel } from '../alerts/channels';
 import type { Requester } from '../shared/plans';
+import { signalAuditEvent } from './ledger';
 import { requestWithoutAuth, type RequestKind } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
 
@@ -93,11 +94,7 @@ export function createAuthorization({ config, logger, temporalClient, env = proc
   const audit = async (event: AuditEvent): Promise<void> => {
     if (!config) return;
     try {
-      const client = await temporalClient();
-      await client.workflow.signalWithStart(LEDGER.workflowType, {
-        workflowId: ledgerWorkflowId(config.deployment), taskQueue: sharedTaskQueue(config.deployment),
-        args: [{ deployment: config.deployment } satisfies LedgerInput], signal: LEDGER.recordAuditSignal, signalArgs: [event],
-      });
+      await signalAuditEvent(await temporalClient(), config.deployment, event);
     } catch (error) {
       // The refusal stands either way; the worker's log keeps it when the trail cannot.
       logger.error({ err: error, event: { kind: event.kind, result: event.result, workflowId: event.workflowId } }, 'a refused request could not be written to the audit trail');

@@ -12,6 +12,17 @@ export interface LedgerDependencies {
   temporalClient: () => Promise<Client>;
 }
 
+/** An audit event into the deployment's ledger (started if need be), which chains and writes it. */
+export async function signalAuditEvent(client: Client, deployment: string, event: AuditEvent): Promise<void> {
+  await client.workflow.signalWithStart<typeof ledgerWorkflow, [AuditEvent]>(LEDGER.workflowType, {
+    workflowId: ledgerWorkflowId(deployment),
+    taskQueue: sharedTaskQueue(deployment),
+    args: [{ deployment } satisfies LedgerInput],
+    signal: LEDGER.recordAuditSignal,
+    signalArgs: [event],
+  });
+}
+
 export function createLedgerActivities({ temporalClient }: LedgerDependencies) {
   const recordOutcome = async (outcome: RunOutcome): Promise<void> => {
     const client = await temporalClient();
@@ -28,14 +39,7 @@ export function createLedgerActivities({ temporalClient }: LedgerDependencies) {
     recordOutcome,
     /** An audit event a workflow itself witnessed (an approval sent by any client): into the trail through the ledger. */
     async recordAuditEvent(input: { deployment: string; event: AuditEvent }): Promise<void> {
-      const client = await temporalClient();
-      await client.workflow.signalWithStart<typeof ledgerWorkflow, [AuditEvent]>(LEDGER.workflowType, {
-        workflowId: ledgerWorkflowId(input.deployment),
-        taskQueue: sharedTaskQueue(input.deployment),
-        args: [{ deployment: input.deployment } satisfies LedgerInput],
-        signal: LEDGER.recordAuditSignal,
-        signalArgs: [input.event],
-      });
+      await signalAuditEvent(await temporalClient(), input.deployment, input.event);
     },
     /** The earlier name: workflows started before the rename still schedule it. */
     recordBackupOutcome: recordOutcome,

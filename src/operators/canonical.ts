@@ -6,17 +6,11 @@
  *
  * Pure: workflows may import this file.
  */
+import type { RequestAuth } from '../shared/requests';
 import type { Action } from './roles';
 
-/** What travels with a request (beside its names): enough for the worker to rebuild the signed text. */
-export interface RequestProof {
-  /** Random, used once (a replay of the same signature is refused). */
-  requestId: string;
-  /** ISO 8601 time of signing, by the signer's clock. */
-  signedAt: string;
-  /** The armored `-----BEGIN SSH SIGNATURE-----` block of ssh-keygen -Y sign. */
-  signature: string;
-}
+/** What travels with a request (beside its names): the one shape, defined with the requests. */
+export type RequestProof = RequestAuth;
 
 export interface SignedFields {
   action: Action;

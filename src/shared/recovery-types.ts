@@ -8,6 +8,7 @@
 import type { Source } from '../config/schema';
 import type { FingerprintComparison } from './fingerprints';
 import type { NamedRepository } from './plans';
+import type { RequestAuth } from './requests';
 
 export type Tier = 'critical' | 'high' | 'medium';
 export const TIERS: Tier[] = ['critical', 'high', 'medium'];
@@ -67,7 +68,7 @@ export interface RecoveryPlan {
 
 /** A second recoverer's approval of a recover: their signature over `{ deployment, approve: <workflow id> }` (backupctl recover approve). */
 export interface RecoverApproval {
-  auth: { requestId: string; signedAt: string; signature: string };
+  auth: RequestAuth;
 }
 
 export interface TimelineEntry {
@@ -113,7 +114,7 @@ export interface StepApproval {
   approver: string;
   note?: string;
   /** With operators: the approver's signature over `{ deployment, approve: <workflow id>, step }` (backupctl drill approve signs). */
-  auth?: { requestId: string; signedAt: string; signature: string };
+  auth?: RequestAuth;
 }
 
 export interface RecoveryProgress {

@@ -96,8 +96,11 @@ type FieldType = 'string' | 'boolean' | 'string[]' | 'mode' | 'version' | 'proof
  * names operators, checked by the worker before the plan is resolved. Any request may carry one.
  */
 export interface RequestAuth {
+  /** Random, used once (a replay of the same signature is refused). */
   requestId: string;
+  /** ISO 8601 time of signing, by the signer's clock. */
   signedAt: string;
+  /** The armored `-----BEGIN SSH SIGNATURE-----` block of ssh-keygen -Y sign. */
   signature: string;
 }
 
