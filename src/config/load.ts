@@ -196,6 +196,13 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
     policy.repositories.forEach((repository, i) => {
       if (!(repository in config.repositories)) problems.push({ path: ['policies', policyName, 'repositories', i], message: `no repository named "${repository}" (known: ${Object.keys(config.repositories).join(', ')})` });
     });
+    policy.copyTo.forEach((repository, i) => {
+      if (!(repository in config.repositories)) problems.push({ path: ['policies', policyName, 'copyTo', i], message: `no repository named "${repository}" (known: ${Object.keys(config.repositories).join(', ')})` });
+      else if (policy.repositories.includes(repository)) problems.push({ path: ['policies', policyName, 'copyTo', i], message: `"${repository}" is already one of this policy's repositories (backed up to directly); a copy repository receives restic copies of the first repository's snapshots: remove it from one of the two lists` });
+    });
+    if (policy.copyTo.length > 0 && policy.repositories.length === 0) {
+      problems.push({ path: ['policies', policyName, 'copyTo'], message: 'copies are made from the policy\'s first repository: name one under repositories' });
+    }
     // A bucket goes to its replica; every other source needs a repository.
     const stored = policy.sources.filter((name) => config.sources[name] && config.sources[name].type !== 's3-bucket');
     if (policy.repositories.length === 0 && stored.length > 0) {

@@ -152,6 +152,7 @@ export const retentionSchema = z.strictObject({
 export const policySchema = z.strictObject({
   sources: z.array(name).min(1).describe('Names of sources this policy backs up.'),
   repositories: z.array(name).default([]).describe('Names of repositories to write to (an s3-bucket source goes to its replica instead).'),
+  copyTo: z.array(name).default([]).describe('Second destinations: after each backup is recorded, its snapshots are copied (restic copy, as the copy repository\'s single writer) from the policy\'s first repository into each of these, with their own credentials. Create them with backupctl init (it uses --copy-chunker-params so copies deduplicate).'),
   schedule: scheduleSchema,
   retention: retentionSchema,
   rpo: duration.optional().describe('Recovery point objective: alert when the last good backup is older.'),

@@ -61,6 +61,22 @@ export interface SnapshotRecord {
    * manifest and the roles (snapshotId); all carry the run's tag.
    */
   parts?: { part: string; snapshotId: string }[];
+  /**
+   * A copy (restic copy, policies.<p>.copyTo): the snapshot it copies, in the policy's first
+   * repository. `time` stays the original's (the data's age); `copiedAt` is when the copy ended.
+   */
+  original?: { repository: string; snapshotId: string };
+  copiedAt?: string;
+}
+
+/** One run's snapshots copied from a policy's first repository into one of its copyTo repositories. */
+export interface CopySnapshotsInput {
+  deployment: string;
+  policy: string;
+  from: { name: string; repository: Repository };
+  to: { name: string; repository: Repository };
+  /** The primary's records of the run (parts included): each is copied, and its copy recorded. */
+  snapshots: SnapshotRecord[];
 }
 
 /** A snapshot tag naming which piece of a multi-snapshot backup it holds (`part=database:app`, `part=manifest`). */
