@@ -157,6 +157,7 @@ async function main(): Promise<number> {
       TEST_SMTP_URL: mailpit.smtpUrl,
       TEST_MAILPIT_API: mailpit.apiUrl,
       RESTIC_BIN: bins.restic,
+      RCLONE_BIN: bins.rclone,
       TEMPORAL_BIN: bins.temporal,
       MINIO_BIN: bins.minio,
       FERRETDB_BIN: bins.ferretdb,

@@ -29,8 +29,8 @@ async function build(names: string[]): Promise<void> {
 
 async function start(): Promise<void> {
   const t0 = performance.now();
-  const [temporalBin, minioBin, ferretdbBin, resticBin, mailpitBin] = await Promise.all(
-    (['temporal', 'minio', 'ferretdb', 'restic', 'mailpit'] as const).map(async (name) => (await resolveBinaryInfo(name, { logger: log })).path),
+  const [temporalBin, minioBin, ferretdbBin, resticBin, mailpitBin, rcloneBin] = await Promise.all(
+    (['temporal', 'minio', 'ferretdb', 'restic', 'mailpit', 'rclone'] as const).map(async (name) => (await resolveBinaryInfo(name, { logger: log })).path),
   );
   const stops: Array<() => Promise<void>> = [];
   let stopping = false;
@@ -67,6 +67,7 @@ async function start(): Promise<void> {
     console.log(`export FERRETDB_BIN=${ferretdbBin}`);
     console.log(`export POSTGRES_URL=postgres://${pg.user}@${pg.host}:${pg.port}/postgres`);
     console.log(`export RESTIC_BIN=${resticBin}`);
+    console.log(`export RCLONE_BIN=${rcloneBin}`);
     console.log(`# Mailpit (SMTP ${mailpit.smtpUrl}, any user and password): ${mailpit.apiUrl}`);
     console.log(`export MAILPIT_BIN=${mailpitBin}`);
     // The same servers under the names the tests read, to run single test files by hand.

@@ -3,6 +3,8 @@
  * It never touches a repository that already exists. An immutable repository's bucket is created
  * with object lock; an existing one gets its default retention and lifecycle rule checked and set,
  * and one without object lock is refused before anything changes (src/storage/object-lock.ts).
+ * A copy repository (policies.<p>.copyTo) takes the chunker parameters of the repository it
+ * copies from, created after it (src/cli/init-copy.ts).
  */
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import type { Config } from '../config/schema';
@@ -10,6 +12,7 @@ import { ResticError, repositoryLocation, runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
 import { prepareImmutableBucket } from '../storage/object-lock';
+import { chunkerMismatch, copySources, initCopyRepository, type CopyInitContext } from './init-copy';
 
 export interface InitResult {
   repository: string;
@@ -17,9 +20,13 @@ export interface InitResult {
   detail: string;
 }
 
-export async function initRepositories(config: Config, resticBin: string, names?: string[], env: NodeJS.ProcessEnv = process.env): Promise<InitResult[]> {
+export async function initRepositories(config: Config, resticBin: string, names?: string[], env: NodeJS.ProcessEnv = process.env, rcloneBin?: string): Promise<InitResult[]> {
   const results: InitResult[] = [];
-  for (const [name, repository] of Object.entries(config.repositories)) {
+  const copyFrom = copySources(config);
+  const copyContext: CopyInitContext = { config, resticBin, env, rcloneBin };
+  // Copy repositories last: each is created from its source's config.
+  const ordered = Object.entries(config.repositories).sort(([a], [b]) => Number(copyFrom.has(a)) - Number(copyFrom.has(b)));
+  for (const [name, repository] of ordered) {
     if (names && names.length > 0 && !names.includes(name)) continue;
     const created: string[] = [];
     if (repository.type === 's3') {
@@ -43,17 +50,24 @@ export async function initRepositories(config: Config, resticBin: string, names?
         client.destroy();
       }
     }
+    const copiesFrom = copyFrom.get(name);
+    let existed = true;
     try {
       await runRestic(['cat', 'config', '--no-lock'], { bin: resticBin, repository, env });
     } catch (error) {
       if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryNotInitialised) throw error;
-      await runRestic(['init'], { bin: resticBin, repository, env });
-      created.push('restic repository');
+      existed = false;
+      if (copiesFrom !== undefined) created.push(await initCopyRepository(copyContext, name, repository, copiesFrom));
+      else {
+        await runRestic(['init'], { bin: resticBin, repository, env });
+        created.push('restic repository');
+      }
     }
+    const mismatch = existed && copiesFrom !== undefined ? await chunkerMismatch(copyContext, name, repository, copiesFrom) : undefined;
     results.push({
       repository: name,
       action: created.length > 0 ? 'created' : 'existed',
-      detail: created.length > 0 ? `${created.join(' and ')} at ${repositoryLocation(repository)}` : `${repositoryLocation(repository)} already initialised`,
+      detail: `${created.length > 0 ? `${created.join(' and ')} at ${repositoryLocation(repository)}` : `${repositoryLocation(repository)} already initialised`}${mismatch ? `; ${mismatch}` : ''}`,
     });
   }
   return results;

@@ -18,6 +18,7 @@ export const ENVIRONMENT_VARIABLES = {
   TEMPORAL_TLS_SERVER_NAME: 'Server name to verify, when it differs from the address.',
   TEMPORAL_API_KEY: 'API key for Temporal Cloud (a secret: never logged).',
   RESTIC_BIN: 'Path of the restic binary. Default: restic from PATH, then the project cache.',
+  RCLONE_BIN: 'Path of the rclone binary, which reads the source of a copy (policies.<p>.copyTo) on S3. Default: rclone from PATH, then the project cache.',
   LOG_LEVEL: 'pino level: trace, debug, info, warn, error. Default: info.',
   LOG_FORMAT: '"json" or "pretty". Default: pretty on a terminal, json otherwise.',
   BACKUP_WORKFLOW_CACHE: 'Workflows the worker keeps in memory between tasks (default: the SDK\'s). 0 replays every task from history, as the tests do.',

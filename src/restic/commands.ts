@@ -2,6 +2,7 @@
 import type { Repository } from '../config/schema';
 import { parseDuration } from '../config/units';
 import { runRestic, type ResticRunOptions } from './restic';
+import type { FromRepository } from './from-repository';
 
 export interface Snapshot {
   id: string;
@@ -10,6 +11,10 @@ export interface Snapshot {
   hostname: string;
   paths: string[];
   tags?: string[];
+  /** The root tree: equal in a snapshot and its copies. */
+  tree?: string;
+  /** A copy's (and a re-tagged snapshot's) persistent id: the snapshot it was first made as. */
+  original?: string;
   summary?: { total_files_processed?: number; total_bytes_processed?: number; data_added?: number; backup_start?: string; backup_end?: string };
 }
 
@@ -252,4 +257,54 @@ export async function ls(context: ResticContext, snapshotId: string): Promise<Ls
 export async function readSnapshotFile(context: ResticContext, snapshotId: string, path: string): Promise<string> {
   const { stdout } = await runRestic(['dump', '--no-lock', snapshotId, path], options(context));
   return stdout;
+}
+
+/** Snapshots by id; an id the repository does not have is left out (restic warns on stderr and exits 0). */
+export async function snapshotsById(context: ResticContext, ids: string[]): Promise<Snapshot[]> {
+  if (ids.length === 0) return [];
+  const { stdout } = await runRestic(['snapshots', '--json', '--no-lock', '--', ...ids], options(context));
+  const jsonLine = stdout.split('\n').find((line) => line.startsWith('['));
+  return jsonLine ? ((JSON.parse(jsonLine) as Snapshot[] | null) ?? []) : [];
+}
+
+export interface CopyProgress {
+  packsDone: number;
+  packsTotal: number;
+}
+
+/**
+ * `restic copy` of these snapshots from `from` into the context's repository. restic skips a
+ * snapshot that already has a copy there (same original id, same tree, time, tags and paths),
+ * so a retry copies only what is missing.
+ */
+export async function copy(context: ResticContext, from: FromRepository, snapshotIds: string[], onProgress?: (progress: CopyProgress) => void): Promise<void> {
+  // "[0:01] 37.50%  3 / 8 packs copied", twice a second (RESTIC_PROGRESS_FPS).
+  let pending = '';
+  const onStdout = (chunk: string) => {
+    pending += chunk;
+    const lines = pending.split(/\r|\n/);
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const match = /(\d+) \/ (\d+) packs copied/.exec(line);
+      if (match) onProgress?.({ packsDone: Number(match[1]), packsTotal: Number(match[2]) });
+    }
+  };
+  await runRestic(['copy', ...from.args, '--', ...snapshotIds], options(context, { extraEnv: from.env, collectStdout: false, onStdout }));
+}
+
+/** `restic init` with the chunker parameters of `from`, so copies from it deduplicate like its own backups. */
+export async function initWithChunkerParams(context: ResticContext, from: FromRepository): Promise<void> {
+  await runRestic(['init', '--copy-chunker-params', ...from.args], options(context, { extraEnv: from.env }));
+}
+
+export interface RepositoryConfig {
+  version: number;
+  id: string;
+  chunker_polynomial: string;
+}
+
+/** `restic cat config`: the repository's id and chunker polynomial. */
+export async function catConfig(context: ResticContext): Promise<RepositoryConfig> {
+  const { stdout } = await runRestic(['cat', 'config', '--no-lock'], options(context));
+  return JSON.parse(stdout) as RepositoryConfig;
 }

@@ -24,7 +24,7 @@ export function repositoryLocation(repository: Repository): string {
   return `s3:${endpoint}/${repository.bucket}${repository.prefix ? `/${repository.prefix}` : ''}`;
 }
 
-function requireSecret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
+export function requireSecret(env: NodeJS.ProcessEnv, variable: string, what: string): string {
   const value = env[variable];
   if (!value) throw new ResticError(`environment variable ${variable} (${what}) is not set on this worker`, FailureType.ConfigInvalid, null, '');
   registerSecretValue(value);
@@ -77,6 +77,8 @@ export interface ResticRunOptions {
   onJson?: (message: Record<string, unknown>) => void;
   /** Each JSON line of stderr (restic --json reports unreadable files there as "error" messages). */
   onErrorJson?: (message: Record<string, unknown>) => void;
+  /** Each chunk of stdout as it arrives (text progress: `restic copy`'s "3 / 8 packs copied"). */
+  onStdout?: (chunk: string) => void;
   /** Keep stdout in memory (default true; off for commands that stream a lot). */
   collectStdout?: boolean;
   /** Exit codes that are not failures (e.g. 3 for backup: some files could not be read). */
@@ -130,6 +132,7 @@ export async function runRestic(args: string[], options: ResticRunOptions): Prom
     child.stdout.on('data', (chunk: string) => {
       if (options.collectStdout !== false) stdoutChunks.push(chunk);
       stdoutLines?.(chunk);
+      options.onStdout?.(chunk);
       stdoutProgress(chunk);
     });
     child.stderr.on('data', (chunk: string) => {

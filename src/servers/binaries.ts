@@ -1,6 +1,7 @@
 /**
  * Finds (or builds) the server binaries the tests and the dev tooling need: the Temporal CLI
- * (dev server), MinIO, our FerretDB wrapper (tools/ferretdb), restic and Mailpit (an SMTP server
+ * (dev server), MinIO, our FerretDB wrapper (tools/ferretdb), restic, rclone (restic's source side
+ * of a copy between two S3 endpoints, src/restic/from-repository.ts) and Mailpit (an SMTP server
  * with an HTTP API, for the e-mail alert tests).
  *
  * Order: explicit env var, then PATH, then the project cache
@@ -17,9 +18,9 @@ import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 
 export { RESTIC_MIN_VERSION, compareVersions, parseResticVersion };
 
-export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic' | 'mailpit' | 'temporal-server' | 'temporal-sql-tool';
+export type BinaryName = 'temporal' | 'minio' | 'ferretdb' | 'restic' | 'rclone' | 'mailpit' | 'temporal-server' | 'temporal-sql-tool';
 
-export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'temporal', 'minio', 'ferretdb', 'mailpit', 'temporal-server', 'temporal-sql-tool'];
+export const BINARY_NAMES: readonly BinaryName[] = ['restic', 'rclone', 'temporal', 'minio', 'ferretdb', 'mailpit', 'temporal-server', 'temporal-sql-tool'];
 
 /** The Temporal server (on PostgreSQL) that production runs; the version of docker-compose.temporal.yml. */
 export const TEMPORAL_SERVER_VERSION = '1.32.2';
@@ -53,6 +54,16 @@ export const PINNED_BINARIES: Readonly<Record<BinaryName, PinnedBinary>> = {
     envVar: 'RESTIC_BIN',
     goInstall: 'github.com/restic/restic/cmd/restic@v0.18.1',
     installHint: `restic >= ${RESTIC_MIN_VERSION} (https://github.com/restic/restic/releases; Debian 12 ships 0.14, too old)`,
+  },
+  rclone: {
+    // restic's rclone: backend runs `rclone serve restic --stdio`: the source side of a `restic
+    // copy` whose two repositories need different S3 credentials (src/restic/from-repository.ts).
+    version: '1.76.0',
+    envVar: 'RCLONE_BIN',
+    goInstall: 'github.com/rclone/rclone@v1.76.0',
+    // Without it rclone reports v1.76.0-DEV (fs/versionsuffix.go).
+    ldflags: '-X github.com/rclone/rclone/fs.Version=v1.76.0',
+    installHint: 'rclone (https://rclone.org/downloads/; any version with `serve restic --stdio`, e.g. Debian 12\'s 1.60)',
   },
   temporal: {
     version: '1.5.1',
@@ -199,6 +210,11 @@ export async function binaryVersion(name: BinaryName, path: string): Promise<str
       const r = await run(path, ['version'], 10_000);
       return r.code === 0 ? parseResticVersion(r.stdout) : undefined;
     }
+    case 'rclone': {
+      // "rclone v1.76.0\n- os/version: ..."; the version is in its sources, so `go install` builds report it too.
+      const r = await run(path, ['version'], 10_000);
+      return r.code === 0 ? /^rclone v(\S+)/m.exec(r.stdout)?.[1] : undefined;
+    }
     case 'temporal': {
       // "temporal version 1.5.1 (Server 1.29.0, UI 2.41.0)"
       const r = await run(path, ['--version'], 10_000);
@@ -238,6 +254,9 @@ async function acceptFromPath(name: BinaryName, path: string): Promise<{ ok: boo
       return { ok: true, version };
     case 'ferretdb':
       if (version === undefined) return { ok: false, version, why: `${path} is not the tools/ferretdb wrapper` };
+      return { ok: true, version };
+    case 'rclone':
+      if (version === undefined) return { ok: false, version, why: `${path} did not report an rclone version` };
       return { ok: true, version };
     case 'temporal':
     case 'minio':
