@@ -23,6 +23,8 @@ import { S3PreflightError, checkBucket, createS3Client } from '../storage/s3';
 import { canaryKey, defaultRetentionMatches, lockMode, noncurrentRuleId, noncurrentRuleMatches, probeCanary, readBucketLockState, repositoryKeyPrefix } from '../storage/object-lock';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { registerSecretValue, scrubSecrets, type Logger } from '../logging/logger';
+import { auditLockCheck } from '../audit/lifecycle';
+import { auditLocation } from '../config/operations-plan';
 
 const run = promisify(execFile);
 
@@ -247,6 +249,13 @@ export function createDoctorActivities({ logger, resticBin, env, config }: Docto
         try {
           await checkBucket(client, input.repository);
           if (input.repository.immutable) more = await immutableChecks(client, input.name, input.repository);
+          // The audit trail's lock, on the row of the repository it is kept beside (audit.repository, else the first s3 one).
+          const audit = config ? auditLocation(config) : undefined;
+          const auditRepository = config ? config.audit.repository ?? Object.entries(config.repositories).find(([, r]) => r.type === 's3')?.[0] : undefined;
+          if (audit && auditRepository === input.name) {
+            const row = await auditLockCheck(audit, env);
+            if (row) more = [...(more ?? []), row];
+          }
         } finally {
           client.destroy();
         }

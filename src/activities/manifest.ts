@@ -8,7 +8,10 @@ import type { Dirent } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import type { Client } from '@temporalio/client';
 import type { FilesSource } from '../config/schema';
+import { LEDGER, ledgerWorkflowId } from '../shared/ledger';
+import type { OperationsView } from '../shared/operations';
 
 const run = promisify(execFile);
 
@@ -31,6 +34,63 @@ export interface BackupManifest {
   git: { commit: string; branch?: string; dirty: boolean } | null;
   envKeys: Record<string, string[]>;
   recovery: { procedure: string; command: string };
+  /**
+   * The audit trail's head when the backup ran (the ledger's last written entry), so the trail's
+   * end is also kept inside the encrypted snapshot, out of the ledger's reach: `audit verify` and
+   * `ledger rebuild` compare the trail against the newest one. Absent when the ledger did not answer.
+   */
+  auditHead?: ManifestAuditHead;
+}
+
+/** The audit trail's head as a backup recorded it. */
+export interface ManifestAuditHead {
+  seq: number;
+  hash: string;
+}
+
+/** The snapshot tag that carries the same head ("audit-head=42:<sha256 hex>"), readable from `restic snapshots` without reading the tree. */
+export const AUDIT_HEAD_TAG_KEY = 'audit-head';
+
+export function auditHeadTag(head: ManifestAuditHead): string {
+  return `${AUDIT_HEAD_TAG_KEY}=${head.seq}:${head.hash}`;
+}
+
+/** The head a snapshot's tags carry, or undefined. */
+export function auditHeadOfTags(tags: readonly string[] | null | undefined): ManifestAuditHead | undefined {
+  for (const tag of tags ?? []) {
+    const match = new RegExp(`^${AUDIT_HEAD_TAG_KEY}=(\\d+):([0-9a-f]{64})$`).exec(tag);
+    if (match) return { seq: Number(match[1]), hash: match[2]! };
+  }
+  return undefined;
+}
+
+/** How long a backup waits for the ledger's answer before it goes on without the head. */
+const AUDIT_HEAD_QUERY_MS = 5_000;
+
+/**
+ * One query of the ledger (its operations view) for the audit trail's head. Never fails a backup:
+ * a ledger that is not there (yet), does not answer in time, or has written nothing gives null.
+ */
+export async function readLedgerAuditHead(temporalClient: (() => Promise<Client>) | undefined, deployment: string, timeoutMs = AUDIT_HEAD_QUERY_MS): Promise<ManifestAuditHead | null> {
+  if (!temporalClient) return null;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const query = (async () => {
+      const client = await temporalClient();
+      return client.workflow.getHandle(ledgerWorkflowId(deployment)).query<OperationsView>(LEDGER.operationsQuery);
+    })();
+    const timeout = new Promise<null>((resolveTimeout) => {
+      timer = setTimeout(() => resolveTimeout(null), timeoutMs);
+    });
+    const view = await Promise.race([query, timeout]);
+    query.catch(() => undefined);
+    const audit = view?.audit;
+    return audit && audit.seq > 0 && /^[0-9a-f]{64}$/.test(audit.head) ? { seq: audit.seq, hash: audit.head } : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Keys of a dotenv file, without values (comments and blank lines skipped). */
@@ -135,7 +195,7 @@ async function gitState(root: string): Promise<BackupManifest['git']> {
   }
 }
 
-export async function buildManifest(input: { deployment: string; policy: string; sourceName: string; source: FilesSource; host: string; scheduledTime: string }): Promise<BackupManifest> {
+export async function buildManifest(input: { deployment: string; policy: string; sourceName: string; source: FilesSource; host: string; scheduledTime: string; auditHead?: ManifestAuditHead | null }): Promise<BackupManifest> {
   const totals: Tally = { files: 0, folders: 0, symlinks: 0, bytes: 0 };
   const envFiles: string[] = [];
   const paths: BackupManifest['paths'] = [];
@@ -175,5 +235,6 @@ export async function buildManifest(input: { deployment: string; policy: string;
       procedure: 'backupctl restore (docs/reference.md of the backupctl project); restic alone also works: restic -r <repository> restore <snapshot>:<root> --target <folder>',
       command: `backupctl restore --source ${input.sourceName} --target <folder>`,
     },
+    ...(input.auditHead ? { auditHead: input.auditHead } : {}),
   };
 }

@@ -24,7 +24,7 @@ import { backupDatabaseWithRestic } from '../sources/postgres-restic';
 import { stagingSpace } from './disk';
 import { failure } from './failures';
 import { requireSecret } from './secrets';
-import { MANIFEST_FILE } from './manifest';
+import { auditHeadTag, MANIFEST_FILE, type ManifestAuditHead } from './manifest';
 
 const run = promisify(execFile);
 
@@ -54,6 +54,8 @@ export interface SourceManifest {
   /** MongoDB: the mongodump-layout folder beside this manifest. */
   dump?: string;
   recovery: string;
+  /** The audit trail's head when the backup ran (src/activities/manifest.ts). */
+  auditHead?: ManifestAuditHead;
 }
 
 export interface SourceBackupContext {
@@ -65,6 +67,8 @@ export interface SourceBackupContext {
   logger: Logger;
   /** restic's --time for every snapshot of this run. */
   snapshotTime: string;
+  /** The audit trail's head from the ledger, into the manifest and the tags; null when the ledger did not answer. */
+  auditHead?: ManifestAuditHead | null;
 }
 
 export interface SourceBackupResult {
@@ -79,6 +83,7 @@ export interface SourceBackupResult {
 function tagsOf(context: SourceBackupContext, part?: string): string[] {
   const { input } = context;
   const tags = [`deployment=${input.deployment}`, `source=${input.sourceName}`, `policy=${input.policy}`, `scheduled=${input.scheduledTime}`, `host=${input.host}`, input.runTag];
+  if (context.auditHead) tags.push(auditHeadTag(context.auditHead));
   return part ? [...tags, `${PART_TAG_KEY}=${part}`] : tags;
 }
 
@@ -91,6 +96,7 @@ function manifestBase(context: SourceBackupContext, sourceType: SourceManifest['
   return {
     manifestVersion: 1, service: 'backupctl', deployment: input.deployment, policy: input.policy, source: input.sourceName, sourceType,
     host: input.host, scheduledTime: input.scheduledTime, createdAt: new Date().toISOString(), fingerprint, recovery,
+    ...(context.auditHead ? { auditHead: context.auditHead } : {}),
   };
 }
 

@@ -4,15 +4,15 @@
  * is never replaced by different content; writing the same entry again succeeds, so an activity
  * retry after a half-finished batch is harmless.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { scrubSecrets } from '../logging/logger';
 import { FailureType } from '../shared/failures';
 import type { AuditEntry, AuditLocation } from '../shared/operations';
 import { createS3Client } from '../storage/s3';
-import { canonicalJson, hashEntry, type AuditHead } from './chain';
+import { canonicalJson, EXPIRY_SLACK_DAYS, hashEntry, type AuditFinding, type AuditHead } from './chain';
 
 export type S3AuditLocation = Extract<AuditLocation, { type: 's3' }>;
 export type DirectoryAuditLocation = Extract<AuditLocation, { type: 'directory' }>;
@@ -31,6 +31,13 @@ export interface AuditStore {
   list(options?: AuditListOptions): Promise<AuditEntry[]>;
   /** The stored entry with the highest seq, or null for an empty trail. */
   readHead(): Promise<AuditHead | null>;
+  /**
+   * For `audit verify`: every entry as it was first written. In S3 that is the oldest version of
+   * each key (a versioned bucket keeps it, locked, under a later PUT or a delete marker), and each
+   * later version or delete marker younger than `expiredAfterDays` is a finding; a folder has no
+   * versions (its list, no findings).
+   */
+  readOriginals(options?: { expiredAfterDays?: number; now?: Date }): Promise<{ entries: AuditEntry[]; findings: AuditFinding[] }>;
   /** Releases the S3 client's connections; nothing to do for a folder. */
   close(): void;
 }
@@ -88,6 +95,12 @@ export function describeAuditS3Error(error: unknown, location: S3AuditLocation, 
     return new AuditStoreError(`${doing} ${where} was refused by ${location.endpoint} (${name}): check the keys in ${location.accessKeyIdEnv} and ${location.secretAccessKeyEnv} and that they may read and write that prefix`, FailureType.CredentialsRejected, { cause: error });
   }
   const message = scrubSecrets(error instanceof Error ? error.message : String(error));
+  if (location.lock && status === 400 && /object ?lock/i.test(`${name} ${message}`)) {
+    return new AuditStoreError(
+      `${doing} ${where} with an object lock was refused by ${location.endpoint}: bucket ${location.bucket} has no object lock (${message}); S3 enables it only when a bucket is created: set audit.bucket to a new bucket and run backupctl init (it creates it locked), or remove audit.immutable`,
+      FailureType.ConfigInvalid, { cause: error },
+    );
+  }
   return new AuditStoreError(`${doing} ${where} failed at ${location.endpoint} (${name}): ${message}`, FailureType.StorageUnreachable, { cause: error });
 }
 
@@ -162,6 +175,22 @@ async function mapLimited<T, R>(items: T[], limit: number, work: (item: T) => Pr
   return results;
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The object lock an entry is written with, when the location has one: mode, retain-until date
+ * (now + days) and the Content-MD5 S3 requires beside them (the clients compute checksums only
+ * where an operation requires one, and PutObject does not).
+ */
+export function lockFields(location: S3AuditLocation, body: string, now = new Date()): Pick<PutObjectCommandInput, 'ObjectLockMode' | 'ObjectLockRetainUntilDate' | 'ContentMD5'> {
+  if (!location.lock) return {};
+  return {
+    ObjectLockMode: location.lock.mode === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
+    ObjectLockRetainUntilDate: new Date(now.getTime() + location.lock.days * DAY_MS),
+    ContentMD5: createHash('md5').update(body, 'utf8').digest('base64'),
+  };
+}
+
 function openS3Store(location: S3AuditLocation, env: NodeJS.ProcessEnv): AuditStore {
   const client = createAuditS3Client(location, env);
   const prefix = auditKeyPrefix(location);
@@ -208,7 +237,7 @@ function openS3Store(location: S3AuditLocation, env: NodeJS.ProcessEnv): AuditSt
       }
     }
     try {
-      await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: key, Body: body, ContentType: 'application/json', IfNoneMatch: conditionalWrites ? '*' : undefined }));
+      await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: key, Body: body, ContentType: 'application/json', IfNoneMatch: conditionalWrites ? '*' : undefined, ...lockFields(location, body) }));
     } catch (error) {
       const name = error instanceof Error ? error.name : '';
       const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
@@ -238,6 +267,56 @@ function openS3Store(location: S3AuditLocation, env: NodeJS.ProcessEnv): AuditSt
     },
     async list(options = {}) {
       return filterEntries(await readEntries(await listKeys(options.fromSeq)), options);
+    },
+    async readOriginals({ expiredAfterDays, now = new Date() } = {}) {
+      interface Version { versionId?: string; at: number; marker: boolean }
+      const byKey = new Map<string, Version[]>();
+      let keyMarker: string | undefined;
+      let versionMarker: string | undefined;
+      try {
+        do {
+          const page = await client.send(new ListObjectVersionsCommand({ Bucket: location.bucket, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+          const add = (key: string | undefined, versionId: string | undefined, at: Date | undefined, marker: boolean): void => {
+            if (!key || !ENTRY_NAME.test(key.slice(prefix.length))) return;
+            const list = byKey.get(key) ?? [];
+            list.push({ versionId, at: at?.getTime() ?? 0, marker });
+            byKey.set(key, list);
+          };
+          for (const version of page.Versions ?? []) add(version.Key, version.VersionId, version.LastModified, false);
+          for (const marker of page.DeleteMarkers ?? []) add(marker.Key, marker.VersionId, marker.LastModified, true);
+          keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+          versionMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+        } while (keyMarker);
+      } catch (error) {
+        throw describeAuditS3Error(error, location, 'listing the versions of');
+      }
+      const findings: AuditFinding[] = [];
+      const keys = [...byKey.keys()].sort();
+      const entries = await mapLimited(keys, 8, async (key) => {
+        const versions = byKey.get(key)!.sort((a, b) => a.at - b.at);
+        const original = versions.find((version) => !version.marker);
+        if (!original) return undefined; // Only delete markers: the versions are gone; the chain check reports the gap.
+        const seq = Number(key.slice(prefix.length, prefix.length + 12));
+        // The lifecycle's own delete marker on an entry past its days is expiry, not tampering.
+        const expired = expiredAfterDays !== undefined && now.getTime() - original.at >= (expiredAfterDays - EXPIRY_SLACK_DAYS) * DAY_MS;
+        if (expired && versions.at(-1)!.marker) return undefined; // Gone, as list() sees it; verifyChain tells expiry from removal.
+        for (const later of expired ? [] : versions.filter((version) => version !== original)) {
+          const when = new Date(later.at).toISOString();
+          findings.push(later.marker
+            ? { seq, problem: 'missing', message: `entry ${seq} was deleted after it was written (a delete marker on ${where(key)} from ${when}); its original version is still stored and was checked` }
+            : { seq, problem: 'altered', message: `entry ${seq} was overwritten after it was written (a newer version of ${where(key)} from ${when}); its original version is still stored and was checked` });
+        }
+        let text: string | undefined;
+        try {
+          const object = await client.send(new GetObjectCommand({ Bucket: location.bucket, Key: key, ...(original.versionId && original.versionId !== 'null' ? { VersionId: original.versionId } : {}) }));
+          text = await object.Body!.transformToString('utf8');
+        } catch (error) {
+          if (error instanceof Error && /NoSuchKey|NoSuchVersion|NotFound/.test(error.name)) return undefined;
+          throw describeAuditS3Error(error, location, 'reading');
+        }
+        return parseEntry(text, where(key));
+      });
+      return { entries: entries.filter((entry): entry is AuditEntry => entry !== undefined).sort((a, b) => a.seq - b.seq), findings: findings.sort((a, b) => a.seq - b.seq) };
     },
     async readHead() {
       const keys = await listKeys();
@@ -353,6 +432,9 @@ function openDirectoryStore(location: DirectoryAuditLocation): AuditStore {
     },
     async list(options = {}) {
       return filterEntries(await readEntries(await entryNames(options.fromSeq)), options);
+    },
+    async readOriginals() {
+      return { entries: filterEntries(await readEntries(await entryNames()), {}), findings: [] };
     },
     async readHead() {
       const names = await entryNames();

@@ -1,8 +1,13 @@
 /** `backupctl audit`: the audit trail, read back from its store and checked against the ledger's head. */
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { problemsOf, verifyChain } from '../audit/chain';
-import { AUDIT_RETENTION_DAYS } from '../audit/lifecycle';
+import { problemsOf, verifyChain, type AuditFinding } from '../audit/chain';
+import { auditRetentionDays } from '../audit/lifecycle';
+import { checkAgainstSnapshotHeads, describeSnapshotHead, headsFromSnapshots, type SnapshotAuditHead } from '../audit/heads';
+import { livePollers } from '../temporal/pollers';
+import { sharedTaskQueue } from '../shared/task-queues';
+import type { Snapshot } from '../restic/commands';
+import { listSnapshots } from './operations';
 import { openAuditStore } from '../audit/store';
 import { auditLocation } from '../config/operations-plan';
 import type { Config } from '../config/schema';
@@ -58,6 +63,36 @@ async function readOperations(client: Client, config: Config): Promise<Operation
     return await client.workflow.getHandle(ledgerWorkflowId(config.deployment)).query(operationsQuery);
   } catch {
     return null;
+  }
+}
+
+/** The heads the snapshots recorded, or why they could not be read (a note, not a failure). */
+export interface RecordedHeads {
+  heads?: SnapshotAuditHead[];
+  /** The highest recorded seq (the newest snapshot among equals). */
+  newest?: SnapshotAuditHead;
+  note?: string;
+}
+
+export function recordedHeads(deployment: string, lists: Record<string, Snapshot[]>): RecordedHeads {
+  const heads = headsFromSnapshots(deployment, lists);
+  const newest = heads.reduce<SnapshotAuditHead | undefined>((best, head) => (!best || head.seq > best.seq ? head : best), undefined);
+  return {
+    heads, ...(newest ? { newest } : {}),
+    ...(heads.length === 0 ? { note: 'no snapshot records an audit head yet (backups record it from this version on): the trail\'s end was compared with the ledger only' } : {}),
+  };
+}
+
+/** Lists the snapshots through a worker (which holds the repositories' secrets) for their recorded heads. */
+export async function readSnapshotHeads(client: Client, config: Config): Promise<RecordedHeads> {
+  const queue = sharedTaskQueue(config.deployment);
+  try {
+    if (await livePollers(client, queue, 'workflow', 120_000) === 0) {
+      return { note: `no worker polls ${queue}: the audit heads recorded in the snapshots were not compared (start a worker and run audit verify again)` };
+    }
+    return recordedHeads(config.deployment, await listSnapshots(client, config, undefined, { out: { write: () => true } }));
+  } catch (error) {
+    return { note: `the snapshots could not be listed (${error instanceof Error ? error.message : String(error)}): the audit heads they recorded were not compared` };
   }
 }
 
@@ -168,31 +203,39 @@ export function registerAuditCommands(program: Command, withClient: WithClient):
     .description('check the trail\'s hash chain, entry by entry and against the ledger\'s head: exits 1 when an entry is missing or altered')
     .action(() => withClient(async (client, config) => {
       const location = requireLocation(config);
+      // An S3 trail expires after its lifecycle's days (the rule init sets): a gap at its start can be that.
+      const expiry = location.type === 's3' ? { days: auditRetentionDays(location), now: new Date() } : undefined;
       const store = openAuditStore(location, process.env);
       let entries: AuditEntry[];
+      let tampered: AuditFinding[];
       try {
-        entries = await store.list();
+        // Each entry as first written: in a versioned (locked) bucket a later PUT or delete marker does not hide it.
+        ({ entries, findings: tampered } = await store.readOriginals(expiry ? { expiredAfterDays: expiry.days, now: expiry.now } : {}));
       } finally {
         store.close();
       }
       const operations = await readOperations(client, config);
       const expected = operations && operations.audit.seq > 0 ? { seq: operations.audit.seq, head: operations.audit.head } : undefined;
-      // An S3 trail expires after AUDIT_RETENTION_DAYS (the rule init sets): a gap at its start can be that.
-      const expiry = location.type === 's3' ? { days: AUDIT_RETENTION_DAYS, now: new Date() } : undefined;
-      const all = verifyChain(entries, expected, expiry);
+      const chain = [...tampered, ...verifyChain(entries, expected, expiry)];
+      // The heads the backups recorded in their snapshots, out of the ledger's reach.
+      const recorded = await readSnapshotHeads(client, config);
+      const againstSnapshots = recorded.heads ? checkAgainstSnapshotHeads(entries, recorded.heads) : [];
+      const all = [...chain, ...againstSnapshots].sort((a, b) => a.seq - b.seq);
       const findings = problemsOf(all);
       for (const note of all.filter((f) => f.problem === 'expired')) process.stdout.write(`note: ${note.message}\n`);
+      if (recorded.note) process.stdout.write(`note: ${recorded.note}\n`);
       if (findings.length === 0) {
         const head = entries.at(-1);
         const first = [...entries].sort((a, b) => a.seq - b.seq)[0]?.seq ?? 1;
         process.stdout.write(`audit trail intact: ${entries.length} entries in ${describeLocation(location)}, chained from seq ${first} to ${head?.seq ?? 0}`
           + `${expected ? `; the head ${expected.head.slice(0, 12)} matches the ledger's` : ' (the ledger did not answer: its head was not compared)'}`
+          + `${recorded.newest ? `; it holds the head ${describeSnapshotHead(recorded.newest)} recorded (seq ${recorded.newest.seq})` : ''}`
           + `${operations && operations.audit.pending > 0 ? `; ${operations.audit.pending} event(s) wait in the ledger to be written${operations.audit.lastError ? ` (last error: ${operations.audit.lastError})` : ''}` : ''}\n`);
         return;
       }
       process.stdout.write(`audit trail NOT intact (${describeLocation(location)}): ${findings.length} problem(s)\n`);
       for (const finding of findings) process.stdout.write(`  - ${finding.message}\n`);
-      process.stdout.write('An entry was removed or changed after it was written: find who has write access to that location, and keep the bucket\'s object versions (or object lock) to see the original.\n');
+      process.stdout.write(`An entry was removed or changed after it was written: find who has write access to that location, and keep the bucket's object versions (or object lock) to see the original${location.type === 's3' && !location.lock ? '; audit.immutable (mode compliance) keeps every entry out of reach from now on' : ''}.\n`);
       process.exitCode = 1;
     }));
 }

@@ -15,6 +15,11 @@ import { currentActor } from '../temporal/actor';
 import { lastSuccessfulBackupQuery, rebuildLedgerSignal } from '../workflows/definitions';
 import { listSnapshots } from './operations';
 import type { WatchOptions } from './waiting';
+import type { AuditFinding } from '../audit/chain';
+import { checkAgainstSnapshotHeads, describeSnapshotHead, headsFromSnapshots, type SnapshotAuditHead } from '../audit/heads';
+import { openAuditStore } from '../audit/store';
+import { auditLocation } from '../config/operations-plan';
+import type { AuditEntry } from '../shared/operations';
 
 /** Pure: a snapshot of this deployment as the record its backup gave the ledger (undefined if not ours). */
 export function recordFromSnapshot(deployment: string, repository: string, snapshot: Snapshot): SnapshotRecord | undefined {
@@ -52,6 +57,55 @@ export interface RebuildReport {
   snapshotsFound: number;
   snapshotsSent: number;
   ledger: LastSuccessfulBackup;
+  /** The stored audit trail against the heads the snapshots recorded (the rebuilt ledger continues the stored trail). */
+  audit: RebuildAuditCheck;
+}
+
+export interface RebuildAuditCheck {
+  /** The stored trail's last entry (0: empty). */
+  storedSeq: number;
+  /** The highest head a snapshot recorded. */
+  newest?: SnapshotAuditHead;
+  /** What the stored trail lacks or changed compared with the recorded heads. */
+  problems: AuditFinding[];
+  /** Why the comparison could not be made. */
+  note?: string;
+}
+
+/** The stored trail against the heads in the snapshots just listed; a trail that cannot be read is a note. */
+export async function checkTrailAgainstSnapshots(config: Config, lists: Record<string, Snapshot[]>, env: NodeJS.ProcessEnv = process.env): Promise<RebuildAuditCheck> {
+  const location = auditLocation(config);
+  const heads = headsFromSnapshots(config.deployment, lists);
+  const newest = heads.reduce<SnapshotAuditHead | undefined>((best, head) => (!best || head.seq > best.seq ? head : best), undefined);
+  if (!location) return { storedSeq: 0, problems: [], note: 'this config has no audit trail' };
+  let entries: AuditEntry[];
+  try {
+    const store = openAuditStore(location, env);
+    try {
+      entries = await store.list();
+    } finally {
+      store.close();
+    }
+  } catch (error) {
+    return { storedSeq: 0, ...(newest ? { newest } : {}), problems: [], note: `the audit trail could not be read here (${error instanceof Error ? error.message : String(error)}): run backupctl audit verify where its keys are set` };
+  }
+  const storedSeq = entries.reduce((max, entry) => Math.max(max, entry.seq), 0);
+  return { storedSeq, ...(newest ? { newest } : {}), problems: checkAgainstSnapshotHeads(entries, heads) };
+}
+
+/** What `ledger rebuild` says about the audit trail; true when the trail lacks what a snapshot recorded. */
+export function formatRebuildAudit(check: RebuildAuditCheck): { text: string; failed: boolean } {
+  if (check.note) return { text: `audit trail: ${check.note}\n`, failed: false };
+  if (!check.newest) return { text: `audit trail: the rebuilt ledger continues it from its stored head, seq ${check.storedSeq} (no snapshot records an audit head to compare it with)\n`, failed: false };
+  if (check.problems.length === 0) {
+    return { text: `audit trail: the rebuilt ledger continues it from its stored head, seq ${check.storedSeq}, which holds the head ${describeSnapshotHead(check.newest)} recorded (seq ${check.newest.seq})\n`, failed: false };
+  }
+  const lines = [
+    `audit trail NOT intact: it does not hold what the snapshots recorded (${check.problems.length} problem(s)):`,
+    ...check.problems.map((problem) => `  - ${problem.message}`),
+    `The rebuilt ledger goes on from the stored head, seq ${check.storedSeq}; backupctl audit verify keeps reporting the loss. Find who could delete from the audit location (use audit.immutable with mode compliance and audit keys of its own).`,
+  ];
+  return { text: `${lines.join('\n')}\n`, failed: true };
 }
 
 export async function rebuildLedger(client: Client, config: Config, watch: WatchOptions = {}): Promise<RebuildReport> {
@@ -69,5 +123,6 @@ export async function rebuildLedger(client: Client, config: Config, watch: Watch
     snapshotsFound: Object.values(lists).reduce((n, l) => n + l.length, 0),
     snapshotsSent: rebuild.snapshots.length,
     ledger: await handle.query(lastSuccessfulBackupQuery),
+    audit: await checkTrailAgainstSnapshots(config, lists),
   };
 }
