@@ -280,6 +280,9 @@ export function renderRunbook(config: Config, options: RunbookOptions = {}): str
   // --- one section per source
   plans.forEach((plan, i) => renderSource(doc, config, plan, i + 1));
 
+  // --- the archives (config archives): stock tools only
+  if (Object.keys(config.archives ?? {}).length > 0) renderArchives(doc, config);
+
   // --- after the restores
   doc.add('## After the restores').blank();
   doc.add('- [ ] Every source above restored, and each check passed.');
@@ -502,6 +505,33 @@ function renderBucket(doc: Doc, config: Config, name: string, source: BucketSour
     `${awsCommand(source)} s3 ls ${bucketUrl(targetBucket, source.prefix)} --recursive --summarize ${awsEndpoint(source)} | tail -n 2`,
   ], `check:${name}`);
   renderLedgerCheck(doc, name);
+}
+
+/**
+ * The config's archives: each source's newest .tar.zst, restored with curl, zstd and tar (no
+ * restic, no worker, no Temporal); `backupctl archive url` only presigns the URL, with the S3
+ * key's variables. test/archive-schedule.test.ts runs the block as printed.
+ */
+function renderArchives(doc: Doc, config: Config): void {
+  doc.add('## Archives (without restic)').blank();
+  doc.add(`Self-contained ${code('.tar.zst')} files of whole snapshots (config ${code('archives')}), each with its ${code('.sha256')} and a ${code('.json')} manifest beside it that names the snapshot and whether it was verified. They need neither restic nor the repository's password: ${code('apt-get install curl zstd')}. The URL is presigned (valid ${code('--hours')}, default 24) with the S3 key of the archive's repository (${code('backupctl archive url')} reads its variables); with the AWS CLI instead: ${code('aws s3 ls')} the folder, then ${code('aws s3 presign')} the newest key.`);
+  for (const [archiveName, archive] of Object.entries(config.archives ?? {})) {
+    const repository = config.repositories[archive.repository];
+    if (repository?.type !== 's3') continue;
+    const bucket = archive.bucket ?? repository.bucket;
+    const cold = archive.storageClass === 'GLACIER' || archive.storageClass === 'DEEP_ARCHIVE';
+    doc.blank().add(`### Archive ${code(archiveName)}`).blank();
+    doc.add(`Made on ${describeSchedule(archive.schedule)}; the newest ${archive.keep} of each source kept, in ${code(`s3://${bucket}/${archive.prefix ?? `archives/${config.deployment}`}/<source>/`)} on ${repository.endpoint}${archive.storageClass ? `, storage class ${archive.storageClass}` : ''}.`);
+    if (cold) doc.para(`${archive.storageClass} objects cannot be read until restored: first ${code(`aws s3api restore-object --bucket ${bucket} --key <key> --restore-request Days=3`)} (hours for GLACIER, up to 12 h, or 48 h in bulk, for DEEP_ARCHIVE), then the block below.`);
+    for (const source of archive.sources) {
+      const folder = `${RESTORE_ROOT}/${source}-archive`;
+      doc.block([
+        `mkdir -p ${shellWord(folder)}`,
+        `curl -fsS "$(backupctl archive url --archive ${shellWord(archiveName)} --source ${shellWord(source)})" | zstd -d | tar -x -C ${shellWord(folder)}`,
+      ], `archive-restore:${archiveName}/${source}`);
+    }
+  }
+  doc.blank();
 }
 
 /** The CLI command: the config loaded without its variables (only their names are printed). */

@@ -16,7 +16,9 @@ import { digestOf } from '../config/digest';
 import { buildBackupPlan, buildPrunePlan, buildRecoveryPlan, buildVerifyPlan } from '../config/plans';
 import type { BackupRequest, DeploymentRequest, PruneRequest, RecoveryRequest } from '../shared/requests';
 import { sharedTaskQueue } from '../shared/task-queues';
-import { backupWorkflow, disasterRecoveryWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
+import { archiveWorkflow, backupWorkflow, disasterRecoveryWorkflow, pruneWorkflow, verifyWorkflow } from '../workflows';
+import { buildArchivePlan } from '../config/archive-plan';
+import type { ArchiveRunRequest } from '../shared/requests';
 
 export const MANAGED_BY = 'backupctl';
 /** Prune weekly, on Sunday 04:30 UTC, away from the usual 02:00 backups. */
@@ -38,9 +40,13 @@ export function drillScheduleId(deployment: string): string {
   return `${deployment}-drill`;
 }
 
+export function archiveScheduleId(deployment: string, archive: string): string {
+  return `${deployment}-archive-${archive}`;
+}
+
 interface DesiredSchedule {
   scheduleId: string;
-  kind: 'backup' | 'prune' | 'verify' | 'drill';
+  kind: 'backup' | 'prune' | 'verify' | 'drill' | 'archive';
   name: string;
   options: ScheduleOptions<ScheduleOptionsStartWorkflowAction<Workflow>>;
   digest: string;
@@ -92,6 +98,11 @@ export function desiredSchedules(config: Config, defaultHost: string): DesiredSc
     buildRecoveryPlan(config, { mode: 'drill', defaultHost, runId: 'check' });
     const request: RecoveryRequest = { deployment: config.deployment, mode: 'drill' };
     desired.push(make(drillScheduleId(config.deployment), 'drill', 'drill', config.drills.schedule, disasterRecoveryWorkflow, [request]));
+  }
+  for (const [archive, definition] of Object.entries(config.archives ?? {})) {
+    buildArchivePlan(config, archive);
+    const request: ArchiveRunRequest = { deployment: config.deployment, archive };
+    desired.push(make(archiveScheduleId(config.deployment, archive), 'archive', archive, definition.schedule, archiveWorkflow, [request]));
   }
   return desired;
 }

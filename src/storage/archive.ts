@@ -8,14 +8,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand, DeleteObjectsCommand, GetBucketLifecycleConfigurationCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command,
+  PutBucketLifecycleConfigurationCommand, PutObjectCommand, S3Client, type LifecycleRule, type StorageClass,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Repository, S3Repository } from '../config/schema';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { Config, Repository, S3Repository, Schedule } from '../config/schema';
+import { parseDuration } from '../config/units';
 import { registerSecretValue, scrubSecrets } from '../logging/logger';
 import { classifyResticFailure, repositoryEnvironment, repositoryOptions } from '../restic/restic';
 import type { Snapshot } from '../restic/commands';
 import { S3PreflightError } from './s3';
 import { FailureType } from '../shared/failures';
+import { PARTIAL_TAG, VERIFIED_TAG } from '../shared/backup-types';
 
 export class ArchiveFailed extends Error {
   constructor(message: string) {
@@ -51,6 +57,12 @@ export interface ArchiveRequest {
   onProgress?: (bytes: number) => void;
   /** Multipart part size (default 8 MiB; S3's minimum is 5 MiB). */
   partSize?: number;
+  /** The S3 storage class of the .tar.zst (the .sha256 and manifest stay in the bucket's default). */
+  storageClass?: string;
+  /** Whether the snapshot passed a verification (tagged verified); false: the newest, unverified, said so in the manifest. */
+  verified?: boolean;
+  /** Why this snapshot was chosen, for the manifest (e.g. "no verified snapshot: the newest"). */
+  note?: string;
 }
 
 export interface ArchiveManifest {
@@ -58,7 +70,10 @@ export interface ArchiveManifest {
   deployment: string;
   source: string;
   repository: string;
-  snapshot: { id: string; time: string; hostname: string; paths: string[] };
+  snapshot: { id: string; time: string; hostname: string; paths: string[]; verified?: boolean };
+  /** Why this snapshot (the newest verified one, or the newest when none was verified). */
+  note?: string;
+  storageClass?: string;
   bucket: string;
   key: string;
   bytes: number;
@@ -94,6 +109,19 @@ export function archiveKey(prefix: string, snapshotTime: string): string {
 /** The newest snapshot of a source among restic's snapshots (tags deployment=, source=). */
 export function newestSnapshot(snapshots: readonly Snapshot[]): Snapshot | undefined {
   return [...snapshots].sort((a, b) => Date.parse(a.time.replace(/(\.\d{3})\d+/, '$1')) - Date.parse(b.time.replace(/(\.\d{3})\d+/, '$1'))).at(-1);
+}
+
+/**
+ * What an archive run takes of a source: its newest snapshot tagged `verified` (a verification
+ * restored and compared it), else its newest complete one, else its newest, saying which.
+ */
+export function chooseArchiveSnapshot(found: readonly Snapshot[]): { snapshot: Snapshot; verified: boolean; note: string } | undefined {
+  const verified = newestSnapshot(found.filter((s) => s.tags?.includes(VERIFIED_TAG)));
+  if (verified) return { snapshot: verified, verified: true, note: `the newest verified snapshot (tagged ${VERIFIED_TAG})` };
+  const complete = newestSnapshot(found.filter((s) => !s.tags?.includes(PARTIAL_TAG)));
+  const newest = complete ?? newestSnapshot(found);
+  if (!newest) return undefined;
+  return { snapshot: newest, verified: false, note: `no verified snapshot of this source (run backupctl verify): the newest${complete ? '' : ', tagged partial (files were unreadable)'}, not verified` };
 }
 
 /** A client for long uploads (the preflight client gives up after 10 s). */
@@ -187,7 +215,7 @@ export async function archiveSnapshot(request: ArchiveRequest): Promise<ArchiveR
 
     const upload = new Upload({
       client, partSize: request.partSize ?? 8 * 1024 * 1024, queueSize: 2, leavePartsOnError: false,
-      params: { Bucket: destination.bucket, Key: key, Body: body, ContentType: 'application/zstd' },
+      params: { Bucket: destination.bucket, Key: key, Body: body, ContentType: 'application/zstd', ...(request.storageClass ? { StorageClass: request.storageClass as StorageClass } : {}) },
     });
     try {
       await upload.done();
@@ -207,7 +235,8 @@ export async function archiveSnapshot(request: ArchiveRequest): Promise<ArchiveR
     const name = key.split('/').at(-1)!;
     const manifest: ArchiveManifest = {
       format: 'tar+zstd', deployment: request.deployment, source: request.source, repository: request.repositoryName,
-      snapshot: { id: snapshot.id, time: snapshot.time, hostname: snapshot.hostname, paths: snapshot.paths },
+      snapshot: { id: snapshot.id, time: snapshot.time, hostname: snapshot.hostname, paths: snapshot.paths, ...(request.verified !== undefined ? { verified: request.verified } : {}) },
+      ...(request.note ? { note: request.note } : {}), ...(request.storageClass ? { storageClass: request.storageClass } : {}),
       bucket: destination.bucket, key, bytes, sha256, createdAt: new Date().toISOString(),
       restore: restoreLines(destination, key),
     };
@@ -217,4 +246,150 @@ export async function archiveSnapshot(request: ArchiveRequest): Promise<ArchiveR
   } finally {
     client.destroy();
   }
+}
+
+/** The .tar.zst keys of a source's folder, oldest first (their names are the snapshots' times). */
+export async function listArchiveKeys(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix.replace(/\/+$/, '')}/`, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) if (object.Key?.endsWith('.tar.zst')) keys.push(object.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
+}
+
+/**
+ * Deletes the archives of a folder beyond the newest `keep` (each with its .sha256 and manifest),
+ * never `complete`: the archive this run just finished. Called only after it is complete.
+ */
+export async function expireArchives(destination: ArchiveDestination, keep: number, complete: string, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  if (!Number.isSafeInteger(keep) || keep < 1) throw new ArchiveFailed(`keep must be a whole number from 1, got ${keep}`);
+  const client = archiveClient(destination, env);
+  try {
+    const keys = await listArchiveKeys(client, destination.bucket, destination.prefix);
+    if (!keys.includes(complete)) throw new ArchiveFailed(`the archive s3://${destination.bucket}/${complete} just written is not listed under ${destination.prefix}/: nothing was deleted`);
+    // The one just written, and the newest keep - 1 of the others.
+    const others = keys.filter((key) => key !== complete);
+    const kept = new Set([complete, ...others.slice(others.length - (keep - 1))]);
+    const deleted = keys.filter((key) => !kept.has(key));
+    for (let i = 0; i < deleted.length; i += 300) {
+      const objects = deleted.slice(i, i + 300).flatMap((key) => [{ Key: key }, { Key: `${key}.sha256` }, { Key: `${key}.json` }]);
+      const result = await client.send(new DeleteObjectsCommand({ Bucket: destination.bucket, Delete: { Objects: objects, Quiet: true } }));
+      if (result.Errors?.length) throw new ArchiveFailed(`deleting older archives: ${result.Errors.slice(0, 3).map((e) => `${e.Key}: ${e.Code} ${e.Message}`).join('; ')}`);
+    }
+    return deleted;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** A presigned GET URL of an object, valid `hours` hours (at most 7 days, S3's limit for SigV4). */
+export async function presignArchiveUrl(destination: ArchiveDestination, key: string, hours: number, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (!(hours > 0 && hours <= 168)) throw new ArchiveFailed(`a presigned URL is valid 1 second to 168 hours (7 days, S3's limit), got ${hours} hours`);
+  const client = archiveClient(destination, env);
+  try {
+    return await getSignedUrl(client, new GetObjectCommand({ Bucket: destination.bucket, Key: key }), { expiresIn: Math.round(hours * 3600) });
+  } finally {
+    client.destroy();
+  }
+}
+
+/**
+ * The longest gap between two runs of a schedule, for the lifecycle's backstop: `every` says it;
+ * a cron expression is read by its fields (a fixed month: a year; a fixed day of the month: 31
+ * days; a fixed day of the week: 7 days; a fixed hour: a day; else an hour), rounding up.
+ */
+export function longestIntervalDays(schedule: Schedule): number {
+  if (schedule.every !== undefined) return Math.max(1, Math.ceil(parseDuration(schedule.every)! / 86_400_000));
+  const [, , dayOfMonth, month, dayOfWeek] = schedule.cron!.trim().split(/\s+/);
+  const fixed = (field: string | undefined) => field !== undefined && field !== '*' && field !== '?';
+  if (fixed(month)) return 366;
+  if (fixed(dayOfMonth)) return 31;
+  if (fixed(dayOfWeek)) return 7;
+  return 1;
+}
+
+/** Days after which init's lifecycle rule expires an archive: (keep + 1) intervals plus 30 days, so only archives that keep missed go. */
+export function archiveExpiryDays(schedule: Schedule, keep: number): number {
+  return (keep + 1) * longestIntervalDays(schedule) + 30;
+}
+
+export type ArchiveLifecycleAction = 'created' | 'updated' | 'unchanged';
+
+export interface ArchiveLifecycle {
+  archive: string;
+  source: string;
+  bucket: string;
+  prefix: string;
+  days: number;
+  storageClass?: string;
+  action: ArchiveLifecycleAction;
+}
+
+/** "backupctl-archive-<deployment>-<archive>-<source>": one rule per source folder. */
+export function archiveLifecycleRuleId(deployment: string, archive: string, source: string): string {
+  return `backupctl-archive-${deployment}-${archive}-${source}`.slice(0, 255);
+}
+
+function sameRule(a: LifecycleRule, b: LifecycleRule): boolean {
+  const prefix = (rule: LifecycleRule) => rule.Filter?.Prefix ?? rule.Prefix;
+  return a.Status === b.Status && prefix(a) === prefix(b) && a.Expiration?.Days === b.Expiration?.Days
+    && !a.Filter?.And && !a.Filter?.Tag && !a.Transitions?.length && !a.NoncurrentVersionExpiration?.NoncurrentDays && !b.Transitions?.length;
+}
+
+/**
+ * `init`: a lifecycle rule per archived source's folder: objects expire after
+ * archiveExpiryDays (a backstop: keep deletes older archives after each complete run). Merged by rule ID with the bucket's other
+ * rules (PutBucketLifecycleConfiguration replaces all of them): read, merge, write once per bucket.
+ * The storage class is set at upload time (archives.<n>.storageClass), not by a transition.
+ */
+export async function ensureArchiveLifecycles(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<ArchiveLifecycle[]> {
+  const wanted = new Map<string, { s3: S3Repository; bucket: string; rules: { rule: LifecycleRule; row: Omit<ArchiveLifecycle, 'action'> }[] }>();
+  for (const [archiveName, archive] of Object.entries(config.archives ?? {})) {
+    const repository = config.repositories[archive.repository];
+    if (repository?.type !== 's3') continue;
+    const bucket = archive.bucket ?? repository.bucket;
+    const days = archiveExpiryDays(archive.schedule, archive.keep);
+    const entry = wanted.get(`${repository.endpoint} ${bucket}`) ?? { s3: repository, bucket, rules: [] };
+    for (const source of archive.sources) {
+      const prefix = `${archive.prefix ?? `archives/${config.deployment}`}/${source}/`;
+      entry.rules.push({
+        rule: { ID: archiveLifecycleRuleId(config.deployment, archiveName, source), Status: 'Enabled', Filter: { Prefix: prefix }, Expiration: { Days: days } },
+        row: { archive: archiveName, source, bucket, prefix, days, ...(archive.storageClass ? { storageClass: archive.storageClass } : {}) },
+      });
+    }
+    wanted.set(`${repository.endpoint} ${bucket}`, entry);
+  }
+  const rows: ArchiveLifecycle[] = [];
+  for (const { s3, bucket, rules } of wanted.values()) {
+    const client = archiveClient({ s3, bucket, prefix: '' }, env);
+    try {
+      let current: LifecycleRule[] = [];
+      try {
+        current = (await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))).Rules ?? [];
+      } catch (error) {
+        if (!(error instanceof Error && error.name === 'NoSuchLifecycleConfiguration')) throw new ArchiveFailed(`reading the lifecycle rules of bucket ${bucket}: ${(error as Error).message}`);
+      }
+      const byId = new Map(current.map((rule) => [rule.ID, rule]));
+      const actions = rules.map(({ rule }) => {
+        const existing = byId.get(rule.ID);
+        return !existing ? 'created' as const : sameRule(existing, rule) ? 'unchanged' as const : 'updated' as const;
+      });
+      if (actions.some((action) => action !== 'unchanged')) {
+        const ids = new Set(rules.map(({ rule }) => rule.ID));
+        const merged = [...current.filter((rule) => !ids.has(rule.ID)), ...rules.map(({ rule }) => rule)];
+        try {
+          await client.send(new PutBucketLifecycleConfigurationCommand({ Bucket: bucket, LifecycleConfiguration: { Rules: merged } }));
+        } catch (error) {
+          throw new ArchiveFailed(`setting the lifecycle rules of bucket ${bucket} (the archives' expiry): ${(error as Error).message}`);
+        }
+      }
+      rules.forEach(({ row }, i) => rows.push({ ...row, action: actions[i]! }));
+    } finally {
+      client.destroy();
+    }
+  }
+  return rows;
 }
