@@ -15,6 +15,16 @@
  * recoverer whose manual step an operator approves, signed (added 2026-12-05,
  * patched('recover-second-person') and patched('signed-step-approvals')).
  *
+ * --archive captures the archive policy's runs (added 2026-12-05, archiveWorkflow): a first run
+ * (a verified snapshot and an unverified source), a second that deletes the older archive beyond
+ * keep, and one failing on a wrong repository password (MinIO and restic; snapshots made with
+ * restic directly, tagged as the worker tags them).
+ *
+ * --copies captures a policy with a second destination (added 2026-12-05, patched('copy-to')): a
+ * backup whose snapshot the copy repository's writer copies (restic copy between two local
+ * repositories) and records as a `copy` outcome, then one whose copy fails (a wrong password of
+ * the copy repository), and the ledger raising and closing the copy-failed alert.
+ *
  * --drills captures the ledger hearing a failed drill and one over its RTO (added 2026-12-05, the
  * history from before patched('drill-failed-critical')).
  *
@@ -48,6 +58,8 @@ import { parseConfig } from '../src/config/load';
 import type { Config } from '../src/config/schema';
 import { createLogger } from '../src/logging/logger';
 import { resolveBinary } from '../src/servers/binaries';
+import { snapshots } from '../src/restic/commands';
+import { runRestic } from '../src/restic/restic';
 import { ensurePostgres, startFerretDb, startMinio, startTemporal } from '../src/servers/processes';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { MongoClient } from 'mongodb';
@@ -56,7 +68,7 @@ import { ledgerWorkflowId } from '../src/shared/ledger';
 import { sharedTaskQueue } from '../src/shared/task-queues';
 import { connectClient } from '../src/temporal/client';
 import { startWorker } from '../src/worker';
-import { backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
+import { archiveWorkflow, backupWorkflow, disasterRecoveryWorkflow, doctorWorkflow, listSnapshotsWorkflow, pruneWorkflow, restoreWorkflow, verifyWorkflow } from '../src/workflows';
 import { historyQuery } from '../src/workflows/definitions';
 import { repositoryWriterId } from '../src/workflows/repository';
 import { approveRecoverUpdate, approveStepUpdate, recoveryProgressQuery } from '../src/workflows/recovery';
@@ -555,7 +567,137 @@ approvals:
   }
 }
 
-(process.argv.includes('--operators') ? captureOperators() : process.argv.includes('--drills') ? captureDrills() : process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
+/** The archive policy's runs: archived, older ones deleted beyond keep, a wrong password (nothing deleted). */
+async function captureArchive(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-archive-'));
+  const [temporalBin, resticBin, minioBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic'), resolveBinary('minio')]);
+  process.env.RESTIC_BIN = resticBin;
+  const [temporal, minio] = await Promise.all([startTemporal({ bin: temporalBin }), startMinio({ bin: minioBin })]);
+  const suffix = randomBytes(3).toString('hex').toUpperCase();
+  const variable = (name: string, value: string) => {
+    process.env[`CAPTURE_${suffix}_${name}`] = value;
+    return `CAPTURE_${suffix}_${name}`;
+  };
+  const password = variable('PASSWORD', randomBytes(16).toString('hex'));
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'data'), { recursive: true });
+  writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+  const notes = join(root, 'notes');
+  mkdirSync(join(notes, 'notes'), { recursive: true });
+  writeFileSync(join(notes, 'notes', 'todo.txt'), 'archive me\n');
+  const config = parseConfig(`deployment: capture-archive
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  app: { type: files, root: ${app}, paths: [data] }
+  notes: { type: files, root: ${notes}, paths: [notes] }
+repositories:
+  offsite: { type: s3, endpoint: "${minio.endpoint}", bucket: capture-archive, prefix: restic, accessKeyIdEnv: ${variable('KEY', minio.accessKeyId)}, secretAccessKeyEnv: ${variable('SECRET', minio.secretAccessKey)}, passwordEnv: ${password} }
+policies:
+  files: { sources: [app, notes], repositories: [offsite], schedule: { cron: "0 2 * * *" }, retention: { keepLast: 5 } }
+archives:
+  monthly: { schedule: { cron: "0 5 1 * *" }, sources: [app, notes], repository: offsite, keep: 1 }
+`, 'capture.yaml', { env: process.env });
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
+  const repository = config.repositories.offsite!;
+  const restic = (args: string[], cwd?: string) => runRestic(args, { bin: resticBin, repository, env: process.env, ...(cwd ? { cwd } : {}) });
+  const backUpVerified = async (source: string, cwd: string, path: string) => {
+    await restic(['backup', '--host', 'capture', '--tag', 'deployment=capture-archive', '--tag', `source=${source}`, path], cwd);
+    const found = await snapshots({ bin: resticBin, repository, env: process.env }, { tags: ['deployment=capture-archive', `source=${source}`] });
+    await restic(['tag', '--add', 'verified', found.sort((a, b) => a.time.localeCompare(b.time)).at(-1)!.id]);
+  };
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  const request = { deployment: config.deployment, archive: 'monthly' };
+  try {
+    await backUpVerified('app', app, 'data');
+    await restic(['backup', '--host', 'capture', '--tag', 'deployment=capture-archive', '--tag', 'source=notes', 'notes'], notes);
+    const firstId = id('archive');
+    await client.workflow.execute(archiveWorkflow, { taskQueue, workflowId: firstId, args: [request] });
+    await save(server, 'archive-ok', firstId);
+    writeFileSync(join(app, 'data', 'b.txt'), 'beta\n');
+    await backUpVerified('app', app, 'data');
+    const keepId = id('archive-keep');
+    await client.workflow.execute(archiveWorkflow, { taskQueue, workflowId: keepId, args: [request] });
+    await save(server, 'archive-keep', keepId);
+    const right = process.env[password]!;
+    process.env[password] = 'not-the-password';
+    const failedId = id('archive-wrong-password');
+    await settle(client.workflow.execute(archiveWorkflow, { taskQueue, workflowId: failedId, args: [request] }));
+    process.env[password] = right;
+    await save(server, 'archive-wrong-password', failedId);
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await Promise.all([temporal.stop(), minio.stop()]);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** A backup copied to a second destination, a copy that fails, and the ledger's copy-failed alert opened and closed. */
+async function captureCopies(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const root = mkdtempSync(join(tmpdir(), 'capture-copies-'));
+  const [temporalBin, resticBin] = await Promise.all([resolveBinary('temporal'), resolveBinary('restic')]);
+  process.env.RESTIC_BIN = resticBin;
+  const temporal = await startTemporal({ bin: temporalBin });
+  const tag = randomBytes(3).toString('hex').toUpperCase();
+  const first = `CAPTURE_${tag}_PASSWORD`;
+  const second = `CAPTURE_${tag}_COPY_PASSWORD`;
+  process.env[first] = randomBytes(16).toString('hex');
+  process.env[second] = randomBytes(16).toString('hex');
+  const app = join(root, 'app');
+  mkdirSync(join(app, 'data'), { recursive: true });
+  writeFileSync(join(app, 'data', 'a.txt'), 'alpha\n');
+  const config = parseConfig(`deployment: capture-copies
+staging: { directory: ${join(root, 'staging')}, minFreeSpace: 1MiB }
+sources:
+  app: { type: files, root: ${app}, paths: [data] }
+repositories:
+  local: { type: local, path: ${join(root, 'repository')}, passwordEnv: ${first} }
+  copy: { type: local, path: ${join(root, 'copy')}, passwordEnv: ${second} }
+policies:
+  files: { sources: [app], repositories: [local], copyTo: [copy], schedule: { every: 1h }, retention: { keepLast: 3 } }
+audit: { directory: ${join(root, 'audit')} }
+`, 'capture.yaml', { env: process.env });
+  await initRepositories(config, resticBin, undefined, process.env);
+  const { worker, client } = await startCaptureWorker(config, temporal, resticBin);
+  const server = { bin: temporalBin, address: temporal.address };
+  const taskQueue = sharedTaskQueue(config.deployment);
+  const id = (name: string) => `capture-${name}-${randomBytes(3).toString('hex')}`;
+  const ledger = client.workflow.getHandle(ledgerWorkflowId(config.deployment));
+  const recorded = async (workflowId: string) => (await ledger.query(historyQuery, 50)).some((h) => h.workflowId === workflowId);
+  const writer = repositoryWriterId(config.deployment, 'copy');
+  try {
+    await applyOperationsPlan(client, config, 'capture@host');
+    const copiedId = id('backup-copied');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: copiedId, args: [{ deployment: config.deployment, policy: 'files' }] });
+    await waitUntil('the copy recorded', () => recorded(`${copiedId}/copy:copy`));
+    await save(server, 'copy-backup', copiedId);
+    await save(server, 'copy-writer', writer, (await client.workflow.getHandle(writer).describe()).runId);
+    const right = process.env[second]!;
+    process.env[second] = 'not-the-password';
+    writeFileSync(join(app, 'data', 'b.txt'), 'beta\n');
+    const failedId = id('backup-copy-failed');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: failedId, args: [{ deployment: config.deployment, policy: 'files' }] });
+    process.env[second] = right;
+    await waitUntil('the failed copy recorded', () => recorded(`${failedId}/copy:copy`));
+    await save(server, 'copy-backup-failed', failedId);
+    const againId = id('backup-copied-again');
+    await client.workflow.execute(backupWorkflow, { taskQueue, workflowId: againId, args: [{ deployment: config.deployment, policy: 'files' }] });
+    await waitUntil('the second copy recorded', () => recorded(`${againId}/copy:copy`));
+    await waitUntil('the audit trail written', async () => (await ledger.query<{ audit: { pending: number } }>('operations')).audit.pending === 0);
+    await save(server, 'ledger-copies', ledgerWorkflowId(config.deployment));
+  } finally {
+    await worker.shutdown();
+    await client.connection.close();
+    await temporal.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+(process.argv.includes('--copies') ? captureCopies() : process.argv.includes('--archive') ? captureArchive() : process.argv.includes('--operators') ? captureOperators() : process.argv.includes('--drills') ? captureDrills() : process.argv.includes('--operations') ? captureOperations() : process.argv.includes('--sources') ? captureSources() : main()).then(() => process.exit(0), (error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
   process.exit(1);
 });

@@ -58,7 +58,7 @@ async function inTurns<T, R>(items: readonly T[], width: number, run: (item: T) 
 const COMMANDS = [
   'doctor', 'init', 'schedules', 'schedules apply', 'schedules list', 'schedules trigger', 'schedules pause', 'schedules resume',
   'backup', 'verify', 'drill', 'drill start', 'drill list', 'drill status', 'drill approve', 'drill cancel', 'drill report', 'recover', 'recover approve',
-  'audit', 'audit verify', 'status', 'usage', 'ledger', 'ledger rebuild', 'snapshots', 'restore', 'rewind', 'archive', 'runbook', 'worker', 'dev',
+  'audit', 'audit verify', 'status', 'usage', 'ledger', 'ledger rebuild', 'snapshots', 'restore', 'rewind', 'archive', 'archive url', 'runbook', 'worker', 'dev',
   'operators', 'operators list', 'operators add', 'operators remove',
 ];
 

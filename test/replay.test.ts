@@ -45,6 +45,9 @@ test('every workflow type has a saved history, the ledger on both sides of a con
   for (const type of Object.keys(workflows)) assert.ok(covered.has(type), `no saved history of ${type} in test/histories (run scripts/capture-histories.ts)`);
   assert.ok(files.includes('ledger-before-continue-as-new.json') && files.includes('ledger-after-continue-as-new.json'));
   assert.ok(files.includes('backup-cancelled.json'), 'a cancelled backup is one of the shapes in flight');
+  for (const file of ['copy-backup.json', 'copy-backup-failed.json', 'copy-writer.json', 'ledger-copies.json']) {
+    assert.ok(files.includes(file), `${file}: a backup copied to a second destination and a copy that failed (patched('copy-to')): scripts/capture-histories.ts --copies`);
+  }
   assert.ok(files.includes('operators-recover-two-person.json') && files.includes('operators-signed-backup.json'), 'a signed run and a recover approved by a second recoverer (patched(\'recover-second-person\')): scripts/capture-histories.ts --operators');
   for (const file of ['backup-databases.json', 'repository-databases.json', 'backup-bucket.json', 'restore-mongodb.json', 'doctor-sources.json', 'verify.json', 'drill.json']) {
     assert.ok(files.includes(file), `${file}: the database, git and bucket paths need saved histories too (scripts/capture-histories.ts --sources)`);
@@ -98,6 +101,20 @@ test('a ledger from before patched(\'drill-failed-critical\') heard a failed dri
   // A drill that failed and one over its RTO (failed too, without an error); the warning's delivery between them.
   assert.deepEqual(outcomes.filter((o) => o.kind === 'drill').map((o) => [o.status, Boolean(o.error)]), [['failed', true], ['failed', false]]);
   assert.equal(events.filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, 1, 'without the patch the new code pages instead, then warns again: the replay fails');
+});
+
+test('the archive policy has histories: a run, one that deletes beyond keep after its archives, one failing on a wrong password that deletes nothing', () => {
+  const activities = (file: string) => {
+    assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --archive`);
+    const events = (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: Array<{ activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } }> }).events;
+    return events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter((name): name is string => !!name);
+  };
+  for (const file of ['archive-ok.json', 'archive-keep.json']) {
+    const scheduled = activities(file);
+    assert.equal(workflowTypeOf(file), 'archiveWorkflow');
+    assert.ok(scheduled.lastIndexOf('archiveSource') < scheduled.indexOf('expireArchives'), `${file}: every archive before any deletion: ${scheduled.join(', ')}`);
+  }
+  assert.ok(!activities('archive-wrong-password.json').includes('expireArchives'), 'a failed run deletes nothing');
 });
 
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {

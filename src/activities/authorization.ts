@@ -59,7 +59,7 @@ export interface AuthorizationDependencies {
 function auditKind(action: Action): AuditEvent['kind'] {
   if (action === 'restore-in-place') return 'restore';
   if (action === 'recover-approve' || action === 'drill-approve') return 'approval';
-  if (action === 'backup' || action === 'restore' || action === 'verify' || action === 'drill' || action === 'recover' || action === 'prune' || action === 'snapshots' || action === 'doctor') return action;
+  if (action === 'backup' || action === 'restore' || action === 'verify' || action === 'drill' || action === 'recover' || action === 'prune' || action === 'snapshots' || action === 'doctor' || action === 'archive') return action;
   return 'operators';
 }
 

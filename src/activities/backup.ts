@@ -20,7 +20,8 @@ import {
   type BackupHeartbeat, type PartialDetail, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
 } from '../shared/backup-types';
 import type { Logger } from '../logging/logger';
-import { buildManifest, MANIFEST_FILE } from './manifest';
+import { auditHeadTag, buildManifest, MANIFEST_FILE, readLedgerAuditHead, type ManifestAuditHead } from './manifest';
+import type { Client } from '@temporalio/client';
 import { failure, typed } from './failures';
 import { markProgress, withHeartbeat } from './heartbeat';
 import { backupOtherSource, pushMirror, type SourceManifest } from './source-backup';
@@ -29,6 +30,8 @@ export interface BackupDependencies {
   logger: Logger;
   resticBin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
+  /** The ledger is asked once per backup for the audit trail's head (into the manifest and a tag); without a client, no head. */
+  temporalClient?: () => Promise<Client>;
 }
 
 function isAlive(pid: number): boolean {
@@ -82,11 +85,11 @@ function partialDetail(unreadable: number, items: UnreadableItem[]): PartialDeta
   return { unreadable, items: items.slice(0, PARTIAL_LIST_LIMIT) };
 }
 
-export function snapshotTags(input: Pick<SourceBackupInput, 'deployment' | 'sourceName' | 'policy' | 'scheduledTime' | 'host' | 'runTag'>): string[] {
-  return [`deployment=${input.deployment}`, `source=${input.sourceName}`, `policy=${input.policy}`, `scheduled=${input.scheduledTime}`, `host=${input.host}`, input.runTag];
+export function snapshotTags(input: Pick<SourceBackupInput, 'deployment' | 'sourceName' | 'policy' | 'scheduledTime' | 'host' | 'runTag'>, auditHead?: ManifestAuditHead | null): string[] {
+  return [`deployment=${input.deployment}`, `source=${input.sourceName}`, `policy=${input.policy}`, `scheduled=${input.scheduledTime}`, `host=${input.host}`, input.runTag, ...(auditHead ? [auditHeadTag(auditHead)] : [])];
 }
 
-export function createBackupActivities({ logger, resticBin, env }: BackupDependencies) {
+export function createBackupActivities({ logger, resticBin, env, temporalClient }: BackupDependencies) {
   const context = async (repository: Repository, signal?: AbortSignal): Promise<ResticContext> => ({ bin: await resticBin(), repository, env, signal });
 
   return {
@@ -161,8 +164,10 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
         // The snapshot's time is set here (restic runs with TZ=UTC), so the ledger's record and the
         // snapshot agree to the second: a ledger rebuilt from the repository reads the same time back.
         const snapshotTime = input.time ?? resticTime(new Date(started));
+        // The audit trail's head, kept in the snapshot where a lost or rebuilt ledger cannot forge it (one query).
+        const auditHead = await readLedgerAuditHead(temporalClient, input.deployment);
         if (input.source.type !== 'files' && input.source.type !== 'secrets') {
-          const saved = await backupOtherSource({ input, restic, beat: beat as BackupHeartbeat & Record<string, unknown>, activity, env, logger, snapshotTime });
+          const saved = await backupOtherSource({ input, restic, beat: beat as BackupHeartbeat & Record<string, unknown>, activity, env, logger, snapshotTime, auditHead });
           logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: saved.snapshotId.slice(0, 8), bytes: saved.bytes, added: saved.dataAdded }, 'snapshot saved');
           return {
             ...record(input, { id: saved.snapshotId, time: isoFromResticTime(snapshotTime), files: saved.files, bytes: saved.bytes, dataAdded: saved.dataAdded, durationSeconds: (Date.now() - started) / 1000 }, false),
@@ -176,7 +181,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
             throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on host ${input.host}${input.host === hostname() ? '' : ` (${hostname()})`}: restore it (backupctl restore --source ${input.sourceName} --in-place --yes) or fix the source's paths`);
           }
         }
-        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime });
+        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime, auditHead });
         const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
         mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
         writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
@@ -187,7 +192,7 @@ export function createBackupActivities({ logger, resticBin, env }: BackupDepende
           paths: [...source.paths.map((p) => resolve(root, p)), manifestPath],
           cwd: root,
           host: input.host,
-          tags: snapshotTags(input),
+          tags: snapshotTags(input, auditHead),
           exclude: source.exclude,
           time: snapshotTime,
           tuning: { compression: source.compression, readConcurrency: source.readConcurrency, packSizeMiB: input.repository.packSizeMiB },

@@ -1,5 +1,6 @@
 /** All activities, built from their dependencies. Workflows import only the type. */
 import { createBackupActivities, type BackupDependencies } from './backup';
+import { createCopyActivities, type CopyDependencies } from './copy';
 import { createDoctorActivities, type DoctorDependencies } from './doctor';
 import { createLedgerActivities, type LedgerDependencies } from './ledger';
 import { createRestoreActivities } from './restore';
@@ -10,14 +11,16 @@ import { createRecoveryActivities } from './recovery';
 import { createOperationsActivities } from './operations';
 import { createPlanActivities, type PlanDependencies } from './plans';
 import { createRepositoryQueueActivities } from './repository-queue';
+import { createArchiveActivities } from './archive';
 
-export type ActivityDependencies = DoctorDependencies & BackupDependencies & LedgerDependencies & PlanDependencies;
+export type ActivityDependencies = DoctorDependencies & BackupDependencies & CopyDependencies & LedgerDependencies & PlanDependencies;
 
 export function createActivities(deps: ActivityDependencies) {
   return {
     ...createPlanActivities(deps),
     ...createDoctorActivities(deps),
     ...createBackupActivities(deps),
+    ...createCopyActivities(deps),
     ...createLedgerActivities(deps),
     ...createRestoreActivities(deps),
     ...createSourceRestoreActivities(deps),
@@ -26,6 +29,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createRecoveryActivities(deps),
     ...createOperationsActivities(deps),
     ...createRepositoryQueueActivities(deps),
+    ...createArchiveActivities(deps),
   };
 }
 

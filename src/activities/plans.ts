@@ -11,6 +11,7 @@ import {
   buildBackupPlan, buildDoctorPlan, buildPrunePlan, buildRecoveryPlan, buildRestorePlan, buildSnapshotsPlan, buildVerifyPlan,
   checkRestoreTarget, parseRestorePoint, PlanError, restoreRoots,
 } from '../config/plans';
+import { buildArchivePlan } from '../config/archive-plan';
 import { configDigest as digestOfConfig, digestOf } from '../config/digest';
 import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
@@ -56,7 +57,7 @@ export interface ResolvedPlan<P extends Plan = Plan> {
 
 const WORKFLOW_TYPES: Record<RequestKind, string> = {
   backup: 'backupWorkflow', restore: 'restoreWorkflow', recovery: 'disasterRecoveryWorkflow', verify: 'verifyWorkflow',
-  doctor: 'doctorWorkflow', prune: 'pruneWorkflow', snapshots: 'listSnapshotsWorkflow',
+  doctor: 'doctorWorkflow', prune: 'pruneWorkflow', snapshots: 'listSnapshotsWorkflow', archive: 'archiveWorkflow',
 };
 
 /** The workflow run this activity works for, as Temporal says (never from the input). */
@@ -124,6 +125,8 @@ export function buildPlanFromRequest(config: Config, host: string, input: Resolv
         if (r.source !== undefined && !config.sources[r.source]) throw new PlanError(`no source named "${r.source}" (known: ${Object.keys(config.sources).join(', ')})`);
         return buildSnapshotsPlan(config, r.source);
       }
+      case 'archive':
+        return buildArchivePlan(config, (request as RequestKinds['archive']).archive);
     }
   } catch (error) {
     if (error instanceof PlanError) throw failure(FailureType[error.failureType], `${workflowType}: ${error.message}. Nothing was run (checked by a worker of deployment ${config.deployment}, against its own config)`);

@@ -15,6 +15,9 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { scrubSecrets } from '../logging/logger';
 import { snapshots } from '../restic/commands';
+import type { Repository } from '../config/schema';
+import type { NamedRepository } from '../shared/plans';
+import { checkBucket, createS3Client } from '../storage/s3';
 import { FailureType } from '../shared/failures';
 import type { RecoveredSource, RecoverySource, RecoveryStep, RestorePoint } from '../shared/recovery-types';
 import { verifyReplica } from '../sources/bucket';
@@ -23,6 +26,20 @@ import { withHeartbeat } from './heartbeat';
 import { createRestoreActivities } from './restore';
 import { chooseSnapshot, createSourceRestore, previousRestoreRecord, readManifest, type DatabaseRestoreRecord } from './source-restore';
 import { runShortId, workflowRunOfActivity } from './plans';
+
+/** Why a repository cannot be read now (its bucket does not answer, is gone, refuses the key; no local repository), or undefined. */
+async function repositoryProblem(repository: Repository, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (repository.type === 'local') return existsSync(join(repository.path, 'config')) ? undefined : `no restic repository at ${repository.path}`;
+  const client = createS3Client(repository, env);
+  try {
+    await checkBucket(client, repository);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  } finally {
+    client.destroy();
+  }
+}
 import { databasesEndingWith, dropScratch } from './verify';
 
 export interface RecoveryDependencies {
@@ -121,7 +138,8 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
       const { source: planned } = input;
       // The source and repository as this worker's config has them (the input only names them).
       const source = needConfig('recovery').sources[planned.name] ?? planned.source;
-      const repository = planned.repository ? { name: planned.repository.name, repository: needConfig('recovery').repositories[planned.repository.name] ?? planned.repository.repository } : undefined;
+      const ownRepository = (named: NamedRepository): NamedRepository => ({ name: named.name, repository: needConfig('recovery').repositories[named.name] ?? named.repository });
+      let repository = planned.repository ? ownRepository(planned.repository) : undefined;
       const started = Date.now();
       // One details object for this activity's beats and those of the restores it runs (what a retry resumes from).
       const beat: Record<string, unknown> & DatabaseRestoreRecord = { stage: 'restore', source: planned.name };
@@ -143,6 +161,27 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           return { ...base, target: result.target, comparison: result.comparison, finishedAfterSeconds: (Date.now() - started) / 1000 };
         }
         if (!repository) throw failure(FailureType.ConfigInvalid, `source ${planned.name} is in no policy: no repository holds it`);
+        // The policy's first repository does not answer (its storage down, its bucket gone, its key
+        // revoked): the restore reads the first copy repository (copyTo) that does.
+        let fallback: string | undefined;
+        const copies = (planned.copies ?? []).map(ownRepository);
+        const unreachable = copies.length > 0 ? await repositoryProblem(repository.repository, env) : undefined;
+        if (unreachable) {
+          const tried: string[] = [];
+          for (const copy of copies) {
+            const problem = await repositoryProblem(copy.repository, env);
+            if (!problem) {
+              fallback = `repository ${repository.name} did not answer (${unreachable}); restored from its copy ${copy.name}`;
+              logger.warn({ source: planned.name, primary: repository.name, copy: copy.name, problem: unreachable }, 'restoring from a copy repository: the first repository does not answer');
+              repository = copy;
+              break;
+            }
+            tried.push(`${copy.name}: ${problem}`);
+          }
+          if (!fallback) throw failure(FailureType.StorageUnreachable, `neither repository ${repository.name} (${unreachable}) nor its copies (${tried.join('; ')}) answer: bring one of them back (backupctl doctor names what fails)`);
+        }
+        beat.repository = repository.name;
+        const withFallback = <T extends RecoveredSource>(recovered: T): T => ({ ...recovered, repository: repository!.name, ...(fallback ? { fallback } : {}) });
         const restic = { bin: await resticBin(), repository: repository.repository, env, signal: activity.cancellationSignal };
         const found = await snapshots(restic, { tags: [`deployment=${input.deployment}`, `source=${planned.name}`] });
         // A retry goes on with the snapshot its killed attempt was restoring (a newer one may exist by now).
@@ -163,12 +202,12 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           } else {
             result = await files.restoreFiles({ ...common, source, target: planned.target });
           }
-          return { ...base, ...snapshotInfo, target: result.target, finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${result.filesRestored} files restored` } };
+          return withFallback({ ...base, ...snapshotInfo, target: result.target, finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${result.filesRestored} files restored` } });
         }
         if (source.type === 'git') {
           if (!planned.target) throw failure(FailureType.RestoreTargetUnsafe, `source ${planned.name} has no target folder`);
           const result = await others.restoreSource({ ...common, source, target: planned.target, force: input.force, stagingDirectory: input.stagingDirectory });
-          return { ...base, ...snapshotInfo, target: result.target, comparison: result.comparison, finishedAfterSeconds: (Date.now() - started) / 1000 };
+          return withFallback({ ...base, ...snapshotInfo, target: result.target, comparison: result.comparison, finishedAfterSeconds: (Date.now() - started) / 1000 });
         }
         // Databases: each database of the snapshot into its target name.
         const manifest = await readManifest(restic, chosen);
@@ -201,7 +240,7 @@ export function createRecoveryActivities({ logger, resticBin, env, config }: Rec
           comparisons.push(record.what);
           targets.push(target);
         }
-        return { ...base, ...snapshotInfo, target: targets.join(', '), finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${comparisons.join('; ')}: equal to the fingerprint` } };
+        return withFallback({ ...base, ...snapshotInfo, target: targets.join(', '), finishedAfterSeconds: (Date.now() - started) / 1000, comparison: { equal: true, differences: [], what: `${comparisons.join('; ')}: equal to the fingerprint` } });
       }));
     },
 

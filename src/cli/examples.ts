@@ -41,6 +41,7 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   rewind: [`${CONFIG} backupctl rewind --repository offsite --to 2026-12-05T06:00:00Z`, `${CONFIG} backupctl rewind --repository offsite --to 2h --add-to-config`],
   archive: [`${CONFIG} backupctl archive --source artifacts`, `${CONFIG} backupctl archive --source mongodb --repository offsite --prefix archives/monthly --json`],
+  'archive url': [`curl -fsS "$(${CONFIG} backupctl archive url --source artifacts --hours 2)" | zstd -d | tar -x -C /restore/artifacts`],
   runbook: [`${CONFIG} backupctl runbook --output RUNBOOK.md`],
   operators: [`${CONFIG} backupctl operators list`],
   'operators list': [`${CONFIG} backupctl operators list --json`],

@@ -21,7 +21,7 @@ import type { BackupOutcome } from '../shared/backup-types';
 import { connectClient } from '../temporal/client';
 import type { RestoreResult } from '../shared/restore-types';
 import { handleError, UsageError } from './errors';
-import { rebuildLedger } from './ledger-rebuild';
+import { formatRebuildAudit, rebuildLedger } from './ledger-rebuild';
 import { runbookCommand } from './runbook';
 import { registerRecoveryCommands } from './recovery';
 import { deploymentStatus, formatSnapshots, formatStatus, formatVerification, listSnapshots, startManualBackup, startRestore, startVerification, triggerSchedule } from './operations';
@@ -30,15 +30,15 @@ import { portOption, secondsOption } from './options';
 import { applyOperationsPlan, recordAuditEvent } from '../schedules/operations';
 import { currentActor } from '../temporal/actor';
 import { formatOperationsPlan, registerAuditCommands } from './audit';
-import { ensureAuditLifecycle } from '../audit/lifecycle';
+import { auditRetentionDays, ensureAuditBucket, ensureAuditLifecycle } from '../audit/lifecycle';
 import { auditLocation } from '../config/operations-plan';
-import { AUDIT_RETENTION_DAYS } from '../shared/operations';
 import { waitWithProgress } from './progress';
 import { neededQueues, policyQueues, waitWatched } from './waiting';
 import { checkName } from './suggest';
 import { addExamples, environmentHelp } from './examples';
 import { registerOperatorCommands } from './operators';
 import { registerUsageCommand, usageStatusLine } from './usage';
+import { ensureArchiveLifecycles } from '../storage/archive';
 import { registerRewindCommand } from './rewind';
 import { registerArchiveCommand } from './archive';
 
@@ -99,9 +99,18 @@ program.command('init')
     const rows = results.map((r) => [r.repository, r.action, r.detail]);
     const location = auditLocation(config);
     if (location && (!options.repository || options.repository.length === 0)) {
-      // The audit trail ages out after a year, by the bucket's own lifecycle rule (a folder keeps it until someone removes it).
-      const action = await ensureAuditLifecycle(location, process.env, AUDIT_RETENTION_DAYS);
-      rows.push(['audit trail', action, location.type === 's3' ? `s3://${location.bucket}/${location.prefix}/: objects expire after ${AUDIT_RETENTION_DAYS} days` : `${location.path} (a folder: no lifecycle; kept until removed)`]);
+      // The audit trail's own bucket (with object lock when it is locked), then its lifecycle: it
+      // ages out after a year by the bucket's own rule (a folder keeps it until someone removes it).
+      const repositoryBucket = Object.values(config.repositories).some((r) => r.type === 's3' && location.type === 's3' && r.endpoint === location.endpoint && r.bucket === location.bucket);
+      const prepared = await ensureAuditBucket(location, process.env, { repositoryBucket });
+      const action = await ensureAuditLifecycle(location, process.env);
+      rows.push(['audit trail', prepared.length > 0 && prepared[0]!.startsWith('bucket') ? 'created' : action, location.type === 's3' ? `s3://${location.bucket}/${location.prefix}/: ${[...prepared, `objects expire after ${auditRetentionDays(location)} days`].join('; ')}` : `${location.path} (a folder: no lifecycle; kept until removed)`]);
+    }
+    if (!options.repository || options.repository.length === 0) {
+      // Each archived source's folder: a backstop expiry (keep deletes older archives after each complete run).
+      for (const rule of await ensureArchiveLifecycles(config)) {
+        rows.push([`archive ${rule.archive}/${rule.source}`, rule.action, `s3://${rule.bucket}/${rule.prefix}: objects expire after ${rule.days} days${rule.storageClass ? `; written as ${rule.storageClass}` : ''}`]);
+      }
     }
     process.stdout.write(`${renderTable(['repository', 'action', 'detail'], rows)}\n`);
   });
@@ -180,6 +189,12 @@ for (const verb of ['pause', 'resume'] as const) {
 function printOutcome(outcome: BackupOutcome): void {
   const rows = outcome.snapshots.map((s) => [s.source, s.repository, s.snapshotId.slice(0, 8), String(s.files), formatBytes(s.bytes), formatBytes(s.dataAdded), `${s.durationSeconds.toFixed(1)} s`]);
   process.stdout.write(`${renderTable(['source', 'repository', 'snapshot', 'files', 'size', 'added', 'took'], rows)}\n`);
+  // Second destinations (copyTo): copied after the backup was recorded; a failed copy leaves the backup a success.
+  for (const copy of outcome.copies ?? []) {
+    process.stdout.write(copy.status === 'ok'
+      ? `copied ${copy.snapshots} snapshot(s) to ${copy.repository}\n`
+      : `copy to ${copy.repository} ${copy.status.toUpperCase()}${copy.error ? ` (${copy.error.type}): ${copy.error.message}` : ''}; the backup itself is recorded, and the next one copies what is missing\n`);
+  }
 }
 
 program.command('backup')
@@ -234,6 +249,9 @@ ledger.command('rebuild')
       return [source, last ? last.time.replace(/\.\d+Z$/, 'Z') : 'never', last?.snapshotId.slice(0, 8) ?? '-', run?.status ?? '-'];
     });
     process.stdout.write(`${renderTable(['source', 'last success', 'snapshot', 'last run'], rows)}\n\nnext: backupctl schedules apply (recreates the schedules from the config)\n`);
+    const audit = formatRebuildAudit(report.audit);
+    process.stdout.write(audit.text);
+    if (audit.failed) process.exitCode = 1;
   }));
 
 program.command('snapshots')

@@ -124,6 +124,35 @@ export function describeRun(run: SourceRun | undefined): string {
   return `${run.status.toUpperCase()}${run.error ? `: ${run.error.type}` : ''}`;
 }
 
+/**
+ * The second destinations (policies.<p>.copyTo): per source and copy repository, the newest copy,
+ * when it was made, and its lag (how much older it is than the primary's newest snapshot).
+ */
+export function formatCopies(config: Config, status: DeploymentStatus, now = new Date()): string | undefined {
+  const rows: string[][] = [];
+  for (const policy of Object.values(config.policies)) {
+    const primary = policy.repositories[0];
+    if (!primary) continue;
+    for (const repository of policy.copyTo) {
+      for (const source of policy.sources) {
+        if (config.sources[source]?.type === 's3-bucket') continue;
+        const copy = status.ledger?.repositories[`${source}/${repository}`];
+        const newest = status.ledger?.repositories[`${source}/${primary}`];
+        if (!copy) {
+          rows.push([source, `${primary} → ${repository}`, 'never', '-', '-', newest ? `${formatAge(Math.round((now.getTime() - Date.parse(newest.time)) / 1000))} (all of it)` : '-']);
+          continue;
+        }
+        const lag = newest ? Math.max(0, Math.round((Date.parse(newest.time) - Date.parse(copy.time)) / 1000)) : 0;
+        rows.push([
+          source, `${primary} → ${repository}`, copy.copiedAt?.replace(/\.\d+Z$/, 'Z') ?? copy.time.replace(/\.\d+Z$/, 'Z'), copy.snapshotId.slice(0, 8),
+          copy.original ? `${copy.original.snapshotId.slice(0, 8)} of ${copy.time.replace(/\.\d+Z$/, 'Z')}` : '-', lag === 0 ? 'none (up to date)' : formatAge(lag),
+        ]);
+      }
+    }
+  }
+  return rows.length > 0 ? renderTable(['source', 'copy', 'last copied', 'copy', 'of snapshot', 'lag'], rows) : undefined;
+}
+
 export function formatStatus(config: Config, status: DeploymentStatus, now = new Date()): string {
   const rows = Object.keys(config.sources).map((source) => {
     const last = status.ledger?.sources[source];
@@ -158,7 +187,8 @@ export function formatStatus(config: Config, status: DeploymentStatus, now = new
     ? renderTable(['schedule', 'state', 'next run', 'last run'], schedules)
     : `no schedules of deployment ${config.deployment} in this Temporal server: \`backupctl schedules apply\` creates them from the config`;
   const queues = status.queues && status.queues.length > 0 ? formatQueues(status.queues, now) : ['no repository work running or queued'];
-  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${alertLines.join('\n')}\n\n${formatLastChecks(status, now).join('\n')}\n\n${coverage.join('\n')}\n\n${queues.join('\n')}\n\n${scheduleTable}`;
+  const copies = formatCopies(config, status, now);
+  return `${overall}${renderTable(['source', 'health', 'last success', 'age', 'snapshot', 'size', 'files', 'last run', 'verified'], rows)}\n\n${copies ? `${copies}\n\n` : ''}${alertLines.join('\n')}\n\n${formatLastChecks(status, now).join('\n')}\n\n${coverage.join('\n')}\n\n${queues.join('\n')}\n\n${scheduleTable}`;
 }
 
 /** The snapshots, listed by a worker (it holds the repositories' secrets); says so when no worker polls. */

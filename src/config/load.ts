@@ -7,7 +7,7 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { closestName } from '../shared/names';
 import type { z } from 'zod';
-import { configSchema, type Config } from './schema';
+import { configSchema, isR2Endpoint, type Config } from './schema';
 
 export interface ConfigProblem {
   path: (string | number)[];
@@ -212,6 +212,39 @@ function semanticProblems(config: Config, options: LoadOptions): ConfigProblem[]
   if (config.audit.repository !== undefined && config.repositories[config.audit.repository]?.type !== 's3') {
     const s3 = Object.entries(config.repositories).filter(([, r]) => r.type === 's3').map(([n]) => n);
     problems.push({ path: ['audit', 'repository'], message: `the audit trail goes to an s3 repository's bucket; "${config.audit.repository}" is ${config.repositories[config.audit.repository] ? 'a local repository (use audit.directory instead)' : 'not a repository'} (s3 repositories: ${s3.join(', ') || 'none'})` });
+  }
+  const auditS3 = config.audit.repository !== undefined || Object.values(config.repositories).some((r) => r.type === 's3');
+  if (!config.audit.directory && !auditS3 && config.audit.endpoint === undefined && (config.audit.bucket !== undefined || config.audit.immutable !== undefined || config.audit.accessKeyIdEnv !== undefined)) {
+    problems.push({ path: ['audit'], message: 'an S3 audit trail needs an endpoint: set audit.endpoint (and audit.bucket), or add an s3 repository whose endpoint it uses' });
+  }
+  if (!auditS3 && config.audit.endpoint !== undefined && config.audit.accessKeyIdEnv === undefined) {
+    problems.push({ path: ['audit'], message: 'audit.endpoint without an s3 repository: set audit.accessKeyIdEnv and audit.secretAccessKeyEnv (the audit writer\'s keys)' });
+  }
+  if (config.audit.immutable && config.audit.endpoint !== undefined && isR2Endpoint(config.audit.endpoint)) {
+    problems.push({ path: ['audit', 'immutable'], message: 'Cloudflare R2 has no S3 object-lock API: put the audit bucket on storage with object lock (AWS S3, MinIO, Backblaze B2)' });
+  }
+  for (const [archiveName, archive] of Object.entries(config.archives ?? {})) {
+    const s3 = Object.entries(config.repositories).filter(([, r]) => r.type === 's3').map(([n]) => n);
+    const repository = config.repositories[archive.repository];
+    if (!repository) problems.push({ path: ['archives', archiveName, 'repository'], message: `no repository named "${archive.repository}" (s3 repositories: ${s3.join(', ') || 'none'})` });
+    else if (repository.type !== 's3') problems.push({ path: ['archives', archiveName, 'repository'], message: `"${archive.repository}" is a local repository: an archive is written with an s3 repository's endpoint and credentials; name one of: ${s3.join(', ') || 'none (add an s3 repository)'}` });
+    archive.sources.forEach((source, i) => {
+      if (!(source in config.sources)) problems.push({ path: ['archives', archiveName, 'sources', i], message: `no source named "${source}" (known: ${Object.keys(config.sources).join(', ')})` });
+      else if (config.sources[source]!.type === 's3-bucket') problems.push({ path: ['archives', archiveName, 'sources', i], message: `"${source}" is an s3-bucket source: it is replicated to its replica bucket, not stored in a restic repository, so there is no snapshot to archive; remove it from this list` });
+    });
+    if (new Set(archive.sources).size !== archive.sources.length) problems.push({ path: ['archives', archiveName, 'sources'], message: 'a source is named twice: name each once' });
+  }
+  // keep counts the archives in a source's folder: two archives sharing one would delete each other's.
+  const folders = new Map<string, string>();
+  for (const [archiveName, archive] of Object.entries(config.archives ?? {})) {
+    const repository = config.repositories[archive.repository];
+    if (repository?.type !== 's3') continue;
+    for (const source of archive.sources) {
+      const folder = `${archive.bucket ?? repository.bucket}/${archive.prefix ?? `archives/${config.deployment}`}/${source}`;
+      const other = folders.get(folder);
+      if (other) problems.push({ path: ['archives', archiveName, 'prefix'], message: `archive "${other}" already writes source ${source} into s3://${folder}/ (each keeps its own count there): give this archive another prefix or bucket` });
+      else folders.set(folder, archiveName);
+    }
   }
   for (const [sourceName, source] of Object.entries(config.sources)) {
     if (source.type === 's3-bucket' && source.endpoint === source.replica.endpoint && source.bucket === source.replica.bucket && source.prefix === source.replica.prefix) {

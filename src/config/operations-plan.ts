@@ -6,7 +6,7 @@
 import { dirname, join } from 'node:path';
 import type { Config, Schedule } from './schema';
 import { parseDuration } from './units';
-import { OPERATIONS_PLAN_VERSION, type AlertChannel, type AuditLocation, type Expectation, type OperationsPlan } from '../shared/operations';
+import { AUDIT_RETENTION_DAYS, OPERATIONS_PLAN_VERSION, type AlertChannel, type AuditLocation, type Expectation, type OperationsPlan } from '../shared/operations';
 
 /** Half the interval, between 15 minutes and 6 hours: a daily backup is missed after 30 h, an hourly one after 1 h 30 min. */
 export function defaultGraceSeconds(intervalSeconds: number): number {
@@ -32,10 +32,19 @@ export function auditLocation(config: Config): AuditLocation | undefined {
   const entries = Object.entries(config.repositories);
   const named = config.audit.repository ? entries.find(([name]) => name === config.audit.repository) : entries.find(([, r]) => r.type === 's3');
   const repository = named?.[1];
-  if (repository?.type === 's3') {
+  const own = config.audit;
+  if (repository?.type === 's3' || own.endpoint !== undefined) {
+    const base = repository?.type === 's3' ? repository : undefined;
+    const endpoint = own.endpoint ?? base!.endpoint;
+    const bucket = own.bucket ?? base!.bucket;
+    // The trail in an immutable repository's bucket is locked like it, for the trail's year.
+    const sharing = Object.values(config.repositories).find((r) => r.type === 's3' && r.immutable && r.endpoint === endpoint && r.bucket === bucket);
+    const lock = own.immutable ?? (sharing?.type === 's3' && sharing.immutable ? { mode: sharing.immutable.mode, days: AUDIT_RETENTION_DAYS } : undefined);
     return {
-      type: 's3', endpoint: repository.endpoint, bucket: repository.bucket, prefix, region: repository.region, pathStyle: repository.pathStyle,
-      accessKeyIdEnv: repository.accessKeyIdEnv, secretAccessKeyEnv: repository.secretAccessKeyEnv,
+      type: 's3', endpoint, bucket, prefix,
+      region: own.endpoint !== undefined || !base ? 'us-east-1' : base.region, pathStyle: base?.pathStyle ?? true,
+      accessKeyIdEnv: own.accessKeyIdEnv ?? base!.accessKeyIdEnv, secretAccessKeyEnv: own.secretAccessKeyEnv ?? base!.secretAccessKeyEnv,
+      ...(lock ? { lock: { mode: lock.mode, days: lock.days } } : {}),
     };
   }
   const local = entries.find(([, r]) => r.type === 'local')?.[1];
@@ -67,7 +76,7 @@ export function buildOperationsPlan(config: Config, options: OperationsPlanOptio
     const graceSeconds = definition.grace !== undefined ? Math.round(parseDuration(definition.grace)! / 1000) : defaultGraceSeconds(intervalSeconds);
     const rpoSeconds = definition.rpo !== undefined ? Math.round(parseDuration(definition.rpo)! / 1000) : undefined;
     for (const source of definition.sources) {
-      const expectation: Expectation = { source, policy, intervalSeconds, graceSeconds, ...(rpoSeconds !== undefined ? { rpoSeconds } : {}) };
+      const expectation: Expectation = { source, policy, intervalSeconds, graceSeconds, ...(rpoSeconds !== undefined ? { rpoSeconds } : {}), ...(definition.copyTo.length > 0 ? { copyTo: definition.copyTo } : {}) };
       // A source in two policies is expected as often as its more frequent one.
       const current = expectations[source];
       if (!current || intervalSeconds + graceSeconds < current.intervalSeconds + current.graceSeconds) expectations[source] = expectation;

@@ -98,6 +98,7 @@ export function buildBackupPlan(config: Config, policyName: string, defaultHost:
     staging: { directory: config.staging.directory, minFreeSpace: config.staging.minFreeSpace },
     sources: policy.sources.map((name) => sourceOf(config, name, defaultHost)),
     repositories: policy.repositories.map((name) => repositoryOf(config, name)),
+    ...(policy.copyTo.length > 0 ? { copyTo: policy.copyTo.map((name) => repositoryOf(config, name)) } : {}),
     retention: policy.retention,
     attempts: policy.attempts,
     ...(policy.heartbeatUrlEnv ? { heartbeatUrlEnv: policy.heartbeatUrlEnv } : {}),
@@ -249,6 +250,7 @@ export function buildRecoveryPlan(config: Config, request: RecoveryRequest): Rec
     return {
       ...planned, tier: policy.tier, ...(policy.rpo ? { rpoSeconds: seconds(policy.rpo) } : {}),
       ...(policy.repositories[0] ? { repository: repositoryOf(config, policy.repositories[0]) } : {}),
+      ...(policy.copyTo.length > 0 ? { copies: policy.copyTo.map((copy) => repositoryOf(config, copy)) } : {}),
       ...(source.type === 'mongodb' || source.type === 'postgres' ? (drill ? { databaseSuffix: `_drill_${request.runId}` } : {}) : target ? { target } : {}),
     };
   });

@@ -186,6 +186,17 @@ export const operatorSchema = z.strictObject({
   roles: z.array(z.enum(ROLES)).min(1).describe('viewer (snapshots, doctor), operator (backup now, verify, drill, restore into a new target), recoverer (recover, approve another recoverer\'s recover, restore in place), admin (sign the schedules: schedules apply; scheduled runs carry that signature). Every role may do the viewer\'s; roles do not nest.'),
 }).refine((o) => (o.key === undefined) !== (o.allowedSignersFile === undefined), { message: 'exactly one of "key" or "allowedSignersFile"' });
 
+/** A monthly (or any schedule's) self-contained archive of sources: `restic dump --archive tar | zstd` into S3 (issue 17, point 4). */
+export const archiveSchema = z.strictObject({
+  schedule: scheduleSchema.describe('When an archive is made, e.g. { cron: "0 5 1 * *" } for 05:00 on the first of each month.'),
+  sources: z.array(name).min(1).describe('The sources archived: each one\'s newest verified snapshot (tagged verified by backupctl verify), else its newest, said so in the manifest.'),
+  repository: name.describe('The s3 repository the snapshots are read from; its endpoint and credentials receive the archive.'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)').optional().describe('Another bucket on the repository\'s endpoint (same credentials). Default: the repository\'s bucket.'),
+  prefix: z.string().regex(/^[^/].*[^/]$/, 'a key prefix without leading or trailing "/"').optional().describe('Folder of the archives; each source gets <prefix>/<source>/. Default: archives/<deployment>, so archives/<deployment>/<source>/.'),
+  storageClass: z.enum(S3_STORAGE_CLASSES).optional().describe('The S3 storage class the .tar.zst is written in (e.g. GLACIER_IR, DEEP_ARCHIVE: a restore then needs a restore request first). MinIO accepts only STANDARD and REDUCED_REDUNDANCY. Default: the bucket\'s.'),
+  keep: z.number().int().min(1).max(1000).describe('How many archives of each source are kept: older ones are deleted after a new one is complete, never before and never by a failed run. init also sets a lifecycle rule that expires them after (keep + 1) intervals plus 30 days, a backstop.'),
+});
+
 export const configSchema = z.strictObject({
   deployment: name.describe('Name of the deployment; schedule and workflow ids carry it.'),
   staging: z.strictObject({
@@ -228,13 +239,27 @@ export const configSchema = z.strictObject({
     scratchDirectory: z.string().min(1).default('/var/tmp/backup-drills'),
     rtoTarget: duration.optional(),
   }).optional(),
+  archives: z.record(name, archiveSchema).optional().describe('Self-contained archives (.tar.zst, restorable with curl, zstd and tar, without restic or backupctl), each on its own schedule.'),
   alerts: z.array(alertSchema).default([]),
   pricing: z.strictObject(Object.fromEntries(PRICE_IDS.map((id) => [id, z.number().nonnegative().optional()])) as Record<(typeof PRICE_IDS)[number], z.ZodOptional<z.ZodNumber>>).optional()
     .describe('USD per GB-month overriding the defaults of src/config/prices.ts (e.g. aws-standard: 0.0245 for another region).'),
   audit: z.strictObject({
     repository: name.optional().describe('An s3 repository whose bucket keeps the trail under audit/<deployment>/ (a 365-day lifecycle rule, set by init). Default: the first s3 repository.'),
     directory: z.string().min(1).optional().describe('A folder instead, for a local-only setup (no s3 repository). Default there: beside the first local repository.'),
-  }).refine((a) => !(a.repository && a.directory), { message: 'one of "repository" or "directory"' }).prefault({}),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lower-case letters, digits, dots, dashes)').optional()
+      .describe('A bucket of its own for the trail (init creates it, with object lock when audit.immutable is set), on the repository\'s endpoint unless audit.endpoint says otherwise.'),
+    endpoint: z.url().optional().describe('The S3 endpoint of audit.bucket. Default: the audit repository\'s.'),
+    accessKeyIdEnv: envName.optional().describe('Variable holding the audit writer\'s own S3 key id (with secretAccessKeyEnv), so the key that writes the trail is not the key that writes the backups. Default: the repository\'s key.'),
+    secretAccessKeyEnv: envName.optional().describe('Variable holding the secret of audit.accessKeyIdEnv.'),
+    immutable: z.strictObject({
+      mode: z.enum(['governance', 'compliance']).describe('Object-lock mode of each audit entry: compliance (nobody can delete it or shorten its lock before the date) is the one to use; with governance a key allowed s3:BypassGovernanceRetention can delete it, and MinIO lets a key denied it still shorten the lock.'),
+      days: z.number().int().min(1).max(36500).default(365).describe('How long each entry is locked after it is written (the trail\'s lifecycle keeps entries at least this long).'),
+    }).optional().describe('Each audit entry is written with an object lock (PutObject with ObjectLockMode and ObjectLockRetainUntilDate), so nobody, the worker\'s keys included, can delete or overwrite it for `days`; the bucket must have object lock (init creates audit.bucket with it). Default: when the trail is in an immutable repository\'s bucket, that repository\'s mode for 365 days.'),
+  }).refine((a) => !(a.repository && a.directory), { message: 'one of "repository" or "directory"' })
+    .refine((a) => !a.directory || (a.bucket === undefined && a.endpoint === undefined && a.accessKeyIdEnv === undefined && a.immutable === undefined), { message: 'a folder (audit.directory) takes no bucket, endpoint, keys or immutable: those are for an S3 trail' })
+    .refine((a) => (a.accessKeyIdEnv === undefined) === (a.secretAccessKeyEnv === undefined), { message: 'both of "accessKeyIdEnv" and "secretAccessKeyEnv", or neither' })
+    .refine((a) => a.endpoint === undefined || a.bucket !== undefined, { message: '"endpoint" needs "bucket" (the audit bucket on that endpoint)' })
+    .prefault({}),
   monitoring: z.strictObject({
     port: z.number().int().min(0).max(65535).optional().describe('Port of the worker\'s /health and /metrics (unset: not served; 0: any free port).'),
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; 0.0.0.0 for a scraper on another machine.'),
@@ -271,3 +296,4 @@ export type Policy = z.infer<typeof policySchema>;
 export type Retention = z.infer<typeof retentionSchema>;
 export type Schedule = z.infer<typeof scheduleSchema>;
 export type Operator = z.infer<typeof operatorSchema>;
+export type ArchivePolicy = z.infer<typeof archiveSchema>;

@@ -44,6 +44,8 @@ export const METRICS = {
   backupctl_database_up: 'gauge',
   backupctl_backup_last_success_timestamp_seconds: 'gauge',
   backupctl_backup_repository_last_success_timestamp_seconds: 'gauge',
+  backupctl_copy_lag_seconds: 'gauge',
+  backupctl_copy_last_success_timestamp_seconds: 'gauge',
   backupctl_recovery_point_age_seconds: 'gauge',
   backupctl_rpo_seconds: 'gauge',
   backupctl_schedule_expected_interval_seconds: 'gauge',
@@ -130,6 +132,23 @@ export function buildMetricsRegistry(snapshot: MonitoringSnapshot, health: Healt
   }
   const perRepository = gauge('backupctl_backup_repository_last_success_timestamp_seconds', 'When the source\'s last successful backup into this repository finished (Unix time).', ['source', 'repository']);
   for (const record of Object.values(last?.repositories ?? {})) perRepository.set({ deployment, source: record.source, repository: record.repository }, epochSeconds(record.time));
+  // Second destinations (copyTo): how far each copy repository is behind the source's first repository.
+  const copyLag = gauge('backupctl_copy_lag_seconds', 'How much older the newest copy of the source in this copy repository (policies.*.copyTo) is than the newest snapshot in the policy\'s first repository; 0 when up to date.', ['source', 'repository']);
+  const copiedAt = gauge('backupctl_copy_last_success_timestamp_seconds', 'When the newest copy of the source reached this copy repository (Unix time).', ['source', 'repository']);
+  for (const policy of Object.values(config.policies)) {
+    const primary = policy.repositories[0];
+    if (!primary) continue;
+    for (const repository of policy.copyTo) {
+      for (const source of policy.sources) {
+        const copy = last?.repositories[`${source}/${repository}`];
+        const newest = last?.repositories[`${source}/${primary}`];
+        if (!newest) continue;
+        // Never copied: the lag is the whole age of the primary's newest snapshot.
+        copyLag.set({ deployment, source, repository }, Math.max(0, copy ? epochSeconds(newest.time) - epochSeconds(copy.time) : snapshot.now.getTime() / 1000 - epochSeconds(newest.time)));
+        if (copy?.copiedAt) copiedAt.set({ deployment, source, repository }, epochSeconds(copy.copiedAt));
+      }
+    }
+  }
   const rpo = gauge('backupctl_rpo_seconds', 'The source\'s recovery point objective: its policy\'s rpo, else its schedule\'s interval + grace, else 26 h.', ['source']);
   for (const source of Object.keys(config.sources)) rpo.set({ deployment, source }, rpoOf(config, source, operations).seconds);
 

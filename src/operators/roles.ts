@@ -19,6 +19,8 @@ export const ACTION_ROLES = {
   doctor: 'viewer',
   backup: 'operator',
   verify: 'operator',
+  /** A self-contained archive (config archives): reads snapshots, writes .tar.zst files and deletes those beyond keep. */
+  archive: 'operator',
   drill: 'operator',
   'drill-approve': 'operator',
   /** Into a new folder, database or bucket: nothing in production is overwritten. */
@@ -62,6 +64,7 @@ export function actionOfRequest(kind: RequestKind, request: { mode?: unknown; in
     case 'doctor':
     case 'prune':
     case 'snapshots':
+    case 'archive':
       return kind;
   }
 }

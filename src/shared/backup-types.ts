@@ -92,7 +92,7 @@ export interface BucketReplicationInput {
   scheduledTime: string;
 }
 
-export type RunKind = 'backup' | 'restore' | 'prune' | 'verify' | 'drill' | 'recover';
+export type RunKind = 'backup' | 'restore' | 'prune' | 'verify' | 'drill' | 'recover' | 'copy' | 'archive';
 export type RunStatus = 'ok' | 'partial' | 'failed' | 'cancelled';
 
 /**
@@ -128,6 +128,10 @@ export interface RunOutcome {
   approver?: Requester;
   /** Backup: retention that failed after the success was recorded (the snapshots are safe; the repository keeps more than its rules say). */
   upkeepError?: { type: string; message: string };
+  /** Archive: each source's .tar.zst (config archives), the snapshot it holds, and the older archives deleted after it (keep). */
+  archives?: { source: string; key: string; bytes: number; sha256: string; snapshotId: string; verified: boolean; deleted: string[] }[];
+  /** Backup: how each copy to a second destination (policies.<p>.copyTo) ended; each is also recorded as a `copy` outcome of its own. */
+  copies?: { repository: string; status: RunStatus; snapshots: number; error?: { type: string; message: string } }[];
 }
 
 export type BackupOutcome = RunOutcome;
@@ -166,7 +170,7 @@ export interface VerificationReport {
 }
 
 export interface BackupProgress {
-  stage: 'preflight' | 'waiting-for-repository' | 'backup' | 'retention' | 'done' | 'partial' | 'failed' | 'cancelled';
+  stage: 'preflight' | 'waiting-for-repository' | 'backup' | 'retention' | 'copy' | 'done' | 'partial' | 'failed' | 'cancelled';
   policy: string;
   sourcesDone: number;
   sourcesTotal: number;
@@ -219,9 +223,11 @@ export interface RepositoryJob {
   reportSnapshotsTo?: string;
   /** Verification's data check (`restic check --read-data-subset group/groups`), after everything else. */
   check?: { group: number; groups: number };
+  /** A copy repository's job: snapshots copied into it (restic copy) before its retention; their records come back as the job's snapshots. */
+  copies?: CopySnapshotsInput[];
 }
 
-export type RepositoryJobKind = 'backup' | 'prune' | 'check';
+export type RepositoryJobKind = 'backup' | 'prune' | 'check' | 'copy';
 
 /** A job handed to a repository's writer queue (signal-with-start); its answer goes back to `replyTo`. */
 export interface RepositoryRequest {

@@ -8,7 +8,7 @@ import type { RunStatus } from './backup-types';
 export const OPERATIONS_PLAN_VERSION = 1;
 
 /** Why an alert is open; one open alert per source and cause. */
-export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-failed' | 'drill-over-rto' | 'audit-write-failed' | 'recover-approval';
+export type AlertCause = 'backup-failed' | 'credentials-rejected' | 'missed-backup' | 'verification-failed' | 'drill-failed' | 'drill-over-rto' | 'audit-write-failed' | 'recover-approval' | 'copy-failed' | 'missed-copy';
 export type AlertSeverity = 'critical' | 'warning';
 
 export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
@@ -23,6 +23,9 @@ export const ALERT_SEVERITY: Record<AlertCause, AlertSeverity> = {
   'audit-write-failed': 'warning',
   // A recover stands still until a second recoverer approves it: production is down meanwhile.
   'recover-approval': 'critical',
+  // The primary still holds the backups: one copy short is a warning until the primary is lost too.
+  'copy-failed': 'warning',
+  'missed-copy': 'warning',
 };
 
 interface ChannelCommon {
@@ -81,11 +84,17 @@ export interface Expectation {
   /** Extra time before a late backup is a missed one. */
   graceSeconds: number;
   rpoSeconds?: number;
+  /** The policy's copy repositories (copyTo): each must receive the source's snapshots as often. */
+  copyTo?: string[];
 }
 
 /** Where the audit trail's objects go: an S3 prefix, or a folder for a local-only setup. */
 export type AuditLocation =
-  | { type: 's3'; endpoint: string; bucket: string; /** e.g. "audit/job-pipeline" */ prefix: string; region: string; pathStyle: boolean; accessKeyIdEnv: string; secretAccessKeyEnv: string }
+  | {
+    type: 's3'; endpoint: string; bucket: string; /** e.g. "audit/job-pipeline" */ prefix: string; region: string; pathStyle: boolean; accessKeyIdEnv: string; secretAccessKeyEnv: string;
+    /** Each entry written with this object lock (audit.immutable, or an immutable repository's mode for 365 days). */
+    lock?: { mode: 'governance' | 'compliance'; days: number };
+  }
   | { type: 'directory'; path: string };
 
 /** How long the audit trail is kept: a year, as the second assessment asks (the bucket's lifecycle rule). */
@@ -108,7 +117,7 @@ export interface OperationsPlan {
 
 /** Something to write down in the audit trail; the ledger numbers and chains them. */
 export interface AuditEvent {
-  kind: 'backup' | 'restore' | 'verify' | 'drill' | 'recover' | 'prune' | 'schedule-change' | 'approval' | 'ledger-rebuild' | 'alert' | 'operations-plan' | 'snapshots' | 'doctor' | 'operators';
+  kind: 'backup' | 'restore' | 'verify' | 'drill' | 'recover' | 'prune' | 'copy' | 'schedule-change' | 'approval' | 'ledger-rebuild' | 'alert' | 'operations-plan' | 'snapshots' | 'doctor' | 'operators' | 'archive';
   /** Who: "alice@vps-1", "schedule:job-pipeline-artifacts", "ledger". */
   actor: string;
   at: string;

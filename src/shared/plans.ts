@@ -38,6 +38,8 @@ export interface BackupPlan {
   /** Files, secrets, databases and git go into the repositories; an s3-bucket source is replicated to its replica. */
   sources: PlannedSource[];
   repositories: NamedRepository[];
+  /** Second destinations (policies.<p>.copyTo): the first repository's new snapshots are copied into each after the backup is recorded. */
+  copyTo?: NamedRepository[];
   retention: Retention;
   /** Attempts of each transfer before the run fails (older plans: 20). */
   attempts?: number;
@@ -110,7 +112,21 @@ export interface VerifyPlan {
   sources: (PlannedSource & { repository?: NamedRepository; rpoSeconds?: number })[];
 }
 
-export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan | RecoveryPlan;
+/** A run of archives.<name>: each source's newest verified snapshot as a .tar.zst in S3, then the older ones beyond keep deleted. */
+export interface ArchivePlan {
+  kind: 'archive';
+  version: typeof PLAN_VERSION;
+  deployment: string;
+  archive: string;
+  repository: NamedRepository;
+  /** The bucket on the repository's endpoint (its credentials) and each source's folder in it. */
+  bucket: string;
+  sources: { name: string; prefix: string }[];
+  storageClass?: string;
+  keep: number;
+}
+
+export type Plan = BackupPlan | RestorePlan | PrunePlan | DoctorPlan | SnapshotsPlan | VerifyPlan | RecoveryPlan | ArchivePlan;
 
 /**
  * The operator whose signed request a worker verified (src/activities/authorization.ts): carried

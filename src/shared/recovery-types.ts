@@ -24,6 +24,8 @@ export interface RecoverySource {
   tier: Tier;
   rpoSeconds?: number;
   repository?: NamedRepository;
+  /** The policy's copy repositories (copyTo): where the restore reads when the repository does not answer. */
+  copies?: NamedRepository[];
   /**
    * Where it goes: a folder (files, secrets, git) or a bucket (s3-bucket). Drill: scratch targets.
    */
@@ -89,6 +91,9 @@ export interface RecoveredSource {
   rpoTargetSeconds?: number;
   comparison?: FingerprintComparison & { what: string };
   finishedAfterSeconds: number;
+  /** The repository it was restored from, and why it is not the policy's first (that one did not answer). */
+  repository?: string;
+  fallback?: string;
 }
 
 export interface RecoveryReport {

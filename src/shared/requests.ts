@@ -71,6 +71,14 @@ export interface PruneRequest {
   auth?: RequestAuth;
 }
 
+/** A run of one of the config's archives (archives.<name>): every source it names. */
+export interface ArchiveRunRequest {
+  deployment: string;
+  archive: string;
+  version?: typeof REQUEST_VERSION;
+  auth?: RequestAuth;
+}
+
 export interface SnapshotsRequest {
   deployment: string;
   source?: string;
@@ -86,6 +94,7 @@ export interface RequestKinds {
   doctor: DeploymentRequest;
   prune: PruneRequest;
   snapshots: SnapshotsRequest;
+  archive: ArchiveRunRequest;
 }
 export type RequestKind = keyof RequestKinds;
 
@@ -121,6 +130,7 @@ const FIELDS: { [K in RequestKind]: { required: string[]; optional: Record<strin
   doctor: { required: [], optional: {} },
   prune: { required: ['repository'], optional: {} },
   snapshots: { required: [], optional: { source: 'string' } },
+  archive: { required: ['archive'], optional: {} },
 };
 
 /** The request's fields, for messages and the README: `{ "deployment", "policy" }`. */

@@ -6,16 +6,16 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { ApplicationFailure, condition, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupOutcome, BackupProgress, RepositoryJob, RepositoryJobResult, RepositorySource, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
+import type { BackupOutcome, BackupProgress, RepositoryJob, RepositoryJobResult, RepositorySource, RunOutcome, SnapshotRecord, SourceBackupInput } from '../shared/backup-types';
 import type { BucketSource } from '../config/schema';
 import { FailureType } from '../shared/failures';
-import type { BackupPlan, PlannedSource } from '../shared/plans';
+import type { BackupPlan, PlannedSource, Requester } from '../shared/plans';
 import type { BackupRequest } from '../shared/requests';
 import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery, snapshotsReadySignal } from './definitions';
 import { recordedRun, rootCause, startedBySchedule } from './outcomes';
 import { planOfRun } from './requests';
-import { legacyRepositoryWorkflowId, repositoryWriterClient, repositoryWriterId, runAsRepositoryWriter } from './repository';
+import { legacyRepositoryWorkflowId, repositoryWriterClient, repositoryWriterId, runAsRepositoryWriter, type RepositoryWriterClient } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
@@ -49,6 +49,42 @@ function repositoryJobs(plan: BackupPlan, when: string): RepositoryJob[] {
   });
 }
 
+/** Since 2026-12-05: a policy's copyTo repositories receive the run's snapshots after it is recorded. */
+export const COPY_TO = 'copy-to';
+
+/**
+ * The run's complete snapshots in the first repository, copied into each copy repository by that
+ * repository's writer (restic copy, then its retention). Each copy is an outcome of its own in the
+ * ledger (`<run>/copy:<repository>`): a failed copy alerts, and never turns the recorded backup
+ * into a failure.
+ */
+async function copyToSecondDestinations(plan: BackupPlan & { requester?: Requester }, outcome: BackupOutcome, client: RepositoryWriterClient): Promise<NonNullable<BackupOutcome['copies']>> {
+  const primary = plan.repositories[0]!;
+  const snapshots = outcome.snapshots.filter((s) => s.repository === primary.name && !s.partial);
+  const hostOf = new Map(plan.sources.map((s) => [s.name, s.host]));
+  return Promise.all((plan.copyTo ?? []).map(async (to) => {
+    const copy: RunOutcome = {
+      kind: 'copy', status: 'failed', ok: false, deployment: plan.deployment, policy: plan.policy, repository: to.name, sources: [...new Set(snapshots.map((s) => s.source))],
+      workflowId: `${outcome.workflowId}/copy:${to.name}`, startedAt: new Date().toISOString(), finishedAt: '', snapshots: [],
+      ...(plan.requester ? { requester: plan.requester } : {}),
+    };
+    const job: RepositoryJob = {
+      deployment: plan.deployment, repositoryName: to.name, repository: to.repository, backups: [], prune: false,
+      copies: [{ deployment: plan.deployment, policy: plan.policy, from: primary, to, snapshots }],
+      // The copy repository keeps what the policy keeps (restic copy carries the tags and hosts retention groups by).
+      retention: copy.sources!.map((source) => ({ deployment: plan.deployment, repositoryName: to.name, repository: to.repository, sourceName: source, host: hostOf.get(source)!, retention: plan.retention })),
+    };
+    try {
+      await recordedRun(copy, async () => {
+        copy.snapshots = (await client.run(job, 'copy')).snapshots;
+      });
+    } catch (error) {
+      log.warn('a copy to a second destination failed; the backup itself is recorded', { repository: to.name, error: rootCause(error) });
+    }
+    return { repository: to.name, status: copy.status, snapshots: copy.snapshots.length, ...(copy.error ? { error: copy.error } : {}) };
+  }));
+}
+
 export async function backupWorkflow(request: BackupRequest): Promise<BackupOutcome> {
   const plan = await planOfRun<BackupPlan>(request, 'backup', 'backup', 'backupWorkflow', startedBySchedule() ? 'schedule' : 'manual');
   const info = workflowInfo();
@@ -80,6 +116,9 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
   const reported = new Map<string, SnapshotRecord[]>();
   if (recordBeforeUpkeep) setHandler(snapshotsReadySignal, ({ repository, snapshots }) => void reported.set(repository, snapshots));
   let upkeep: Promise<unknown>[] = [];
+  // One client per run: it installs the writers' answer handlers.
+  let client: RepositoryWriterClient | undefined;
+  const writerClient = () => (client ??= repositoryWriterClient());
 
   try {
     await recordedRun(outcome, async () => {
@@ -102,7 +141,7 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
       const jobs = repositoryJobs(plan, when).map((job) => (recordBeforeUpkeep ? { ...job, reportSnapshotsTo: info.workflowId } : job));
       // Since 2026-12-05: each repository's writer is a queue that takes the job the moment the
       // one before it ends (before: a child per job, started again after a backoff while busy).
-      const queued = jobs.length > 0 && patched('repository-queue') ? repositoryWriterClient() : undefined;
+      const queued = jobs.length > 0 && patched('repository-queue') ? writerClient() : undefined;
       const writers = jobs.map(async (job) => {
         let result: RepositoryJobResult;
         if (queued) {
@@ -155,6 +194,12 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
       outcome.upkeepError = rootCause(failed.reason);
       log.warn('retention failed after the backup was recorded', { error: outcome.upkeepError });
     }
+  }
+  // After the primary's own retention (its exclusive lock would meet restic copy's read lock).
+  if (outcome.status === 'ok' && (plan.copyTo?.length ?? 0) > 0 && patched(COPY_TO)) {
+    progress.stage = 'copy';
+    outcome.copies = await copyToSecondDestinations(plan, outcome, writerClient());
+    progress.stage = 'done';
   }
   // Recorded as partial; the run itself fails, so that the Web UI and the CLI show it as not a success.
   if (outcome.status === 'partial') throw ApplicationFailure.create({ type: FailureType.PartialSnapshot, message: outcome.error!.message, nonRetryable: true, details: [outcome] });

@@ -8,3 +8,4 @@ export { listSnapshotsWorkflow } from './snapshots';
 export { verifyWorkflow } from './verify';
 export { disasterRecoveryWorkflow } from './recovery';
 export { alertDeliveryWorkflow } from './alerts';
+export { archiveWorkflow } from './archive';

@@ -164,6 +164,23 @@ function onBackup(ops: LedgerOperations, outcome: RunOutcome, isNew: boolean): v
   }
 }
 
+/** A copy to a second destination: its failure alerts per source (the primary still holds the backups). */
+function onCopy(ops: LedgerOperations, outcome: RunOutcome): void {
+  const at = outcome.finishedAt;
+  for (const source of outcome.sources ?? []) {
+    if (outcome.status === 'ok') {
+      resolve(ops, outcome.deployment, source, ['copy-failed', 'missed-copy'], at, `copy ${outcome.workflowId} reached ${outcome.repository ?? '?'}`);
+    } else if (outcome.status === 'failed') {
+      raise(ops, outcome.deployment, {
+        cause: 'copy-failed', source,
+        summary: `the copy to repository ${outcome.repository ?? '?'} failed: ${outcome.error?.message ?? 'no detail'}`.slice(0, 900),
+        fix: `The backup itself is recorded in the first repository. Fix what the message names (the copy repository's credentials or endpoint: \`backupctl doctor\`), then \`backupctl backup --policy ${outcome.policy ?? '<policy>'} --wait\`: the next backup copies every snapshot still missing.`,
+        details: { policy: outcome.policy ?? null, repository: outcome.repository ?? null, workflowId: outcome.workflowId, error: outcome.error?.type ?? null },
+      }, at);
+    }
+  }
+}
+
 function onVerify(ops: LedgerOperations, outcome: RunOutcome): void {
   const report = outcome.verification;
   const at = outcome.finishedAt;
@@ -279,6 +296,7 @@ export function operationsOnOutcome(state: LedgerState, outcome: RunOutcome, isN
     });
   }
   if (outcome.kind === 'backup') onBackup(ops, outcome, isNew);
+  else if (outcome.kind === 'copy') onCopy(ops, outcome);
   else if (outcome.kind === 'verify') onVerify(ops, outcome);
   else if (outcome.kind === 'drill') onDrill(ops, outcome, options);
 }
@@ -319,10 +337,37 @@ export function deadlines(state: LedgerState): Record<string, number> {
   return result;
 }
 
-/** Raises the missed-backup alert of every source whose deadline has passed; returns the next deadline still ahead. */
+/** Per source and copy repository (copyTo): when the dead man's switch fires for the copy. */
+export function copyDeadlines(state: LedgerState): { source: string; repository: string; deadline: number }[] {
+  const plan = state.operations.plan;
+  if (!plan) return [];
+  return Object.entries(plan.expectations).flatMap(([source, expectation]) => (expectation.copyTo ?? []).map((repository) => {
+    const since = Date.parse(state.operations.expectationSince[source] ?? plan.appliedAt);
+    const copied = state.lastBySourceAndRepository[`${source}/${repository}`];
+    const last = copied ? Date.parse(copied.time) : 0;
+    return { source, repository, deadline: Math.max(since, last) + (expectation.intervalSeconds + expectation.graceSeconds) * 1000 };
+  }));
+}
+
+/** Raises the missed-backup alert of every source whose deadline has passed (missed-copy for its copies); returns the next deadline still ahead. */
 export function checkDeadlines(state: LedgerState, now: Date): number | undefined {
   const ops = state.operations;
   let next: number | undefined;
+  for (const { source, repository, deadline } of copyDeadlines(state)) {
+    if (deadline > now.getTime()) {
+      next = next === undefined ? deadline : Math.min(next, deadline);
+      continue;
+    }
+    if (ops.alerts[alertKey(source, 'missed-copy')]) continue;
+    const expectation = ops.plan!.expectations[source]!;
+    const last = state.lastBySourceAndRepository[`${source}/${repository}`];
+    raise(ops, ops.plan!.deployment, {
+      cause: 'missed-copy', source,
+      summary: `no copy of ${source} reached repository ${repository} ${last ? `since the snapshot of ${last.time}` : 'yet'}; expected every ${formatSeconds(expectation.intervalSeconds)} (+${formatSeconds(expectation.graceSeconds)} grace, policy ${expectation.policy})`,
+      fix: `Read the last copy's error (\`backupctl status\`), check that repository ${repository} answers (\`backupctl doctor\`), then \`backupctl backup --policy ${expectation.policy} --wait\` (it copies after the backup).`,
+      details: { policy: expectation.policy, repository, lastCopy: last?.copiedAt ?? null, deadline: new Date(deadline).toISOString() },
+    }, now.toISOString());
+  }
   for (const [source, deadline] of Object.entries(deadlines(state))) {
     if (deadline > now.getTime()) {
       next = next === undefined ? deadline : Math.min(next, deadline);

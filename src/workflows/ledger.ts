@@ -78,6 +78,11 @@ function noteSuccess(state: LedgerState, snapshot: SnapshotRecord): void {
   if (newer(state.lastBySourceAndRepository[key], snapshot)) state.lastBySourceAndRepository[key] = snapshot;
 }
 
+function noteCopy(state: LedgerState, snapshot: SnapshotRecord): void {
+  const key = `${snapshot.source}/${snapshot.repository}`;
+  if (newer(state.lastBySourceAndRepository[key], snapshot)) state.lastBySourceAndRepository[key] = snapshot;
+}
+
 function noteRun(state: LedgerState, source: string, run: SourceRun): void {
   const previous = state.lastRunBySource[source];
   if (!previous || previous.finishedAt <= run.finishedAt) state.lastRunBySource[source] = run;
@@ -105,6 +110,11 @@ export function applyOutcome(state: LedgerState, received: RunOutcome, options: 
   operationsOnOutcome(state, outcome, isNew, options);
   if (outcome.kind === 'verify') {
     applyVerification(state, outcome);
+    return;
+  }
+  if (outcome.kind === 'copy') {
+    // A copy is its repository's newest snapshot of the source; the source's own newest stays the primary's.
+    if (outcome.status === 'ok') for (const snapshot of outcome.snapshots) noteCopy(state, snapshot);
     return;
   }
   if (outcome.kind !== 'backup') return;

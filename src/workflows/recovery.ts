@@ -273,7 +273,8 @@ export async function disasterRecoveryWorkflow(request: RecoveryRequest): Promis
       const recovered = await onHost.recoverSource({ deployment: plan.deployment, mode: plan.mode, source: planned, restorePoint: plan.restorePoint, stagingDirectory: plan.staging.directory, force: plan.force, startedAt: startedAt.toISOString() });
       recovered.finishedAfterSeconds = elapsed();
       report.sources.push(recovered);
-      note(step, 'ended', recovered.comparison?.what);
+      // A restore read from a copy repository says so (the first one did not answer).
+      note(step, 'ended', [recovered.fallback, recovered.comparison?.what].filter(Boolean).join('; ') || undefined);
       return recovered;
     } catch (error) {
       note(step, 'failed', rootCause(error).message);

@@ -50,6 +50,12 @@ async function runRepositoryJob(job: RepositoryJob, progress: JobProgress): Prom
       // The backup workflow is gone (cancelled or terminated): it no longer waits for them.
     }
   }
+  // A copy repository's job (copyTo): the primary's new snapshots are copied in before its retention.
+  for (const copy of job.copies ?? []) {
+    progress.stage = 'copy';
+    progress.source = copy.from.name;
+    result.snapshots.push(...await transfers.copySnapshots(copy));
+  }
   progress.stage = 'retention';
   for (const retention of job.retention) result.retention.push(await transfers.applyRetention(retention));
   if (job.prune) {
