@@ -48,7 +48,7 @@ repositories:
 policies:
   artifacts: { sources: [artifacts], repositories: [offsite, local], schedule: { cron: "0 2 * * *" }, retention: { keepDaily: 7 }, rpo: 26h }
   secrets: { sources: [secrets], repositories: [local], schedule: { cron: "0 3 * * 0" }, retention: { keepWeekly: 4 } }
-  database: { sources: [jobs], repositories: [offsite], schedule: { every: 6h }, retention: { keepDaily: 7 } }
+  database: { sources: [jobs], repositories: [offsite], copyTo: [local], schedule: { every: 6h }, retention: { keepDaily: 7 } }
 drills: { schedule: { cron: "0 4 1 * *" }, rtoTarget: 4h }
 `;
 const config: Config = parseConfig(CONFIG_YAML, 'monitoring-test.yaml', { checkEnv: false });
@@ -69,6 +69,10 @@ function ledger(ages: Record<string, number | null> = {}): LastSuccessfulBackup 
     const repository = source === 'secrets' ? 'local' : 'offsite';
     sources[source] = record(source, repository, hoursAgo(hours));
     repositories[`${source}/${repository}`] = sources[source];
+  }
+  // The database policy's copy (copyTo: [local]): one backup behind, copied 30 min after it was made.
+  if (all.jobs !== null) {
+    repositories['jobs/local'] = { ...record('jobs', 'local', hoursAgo(all.jobs + 1)), original: { repository: 'offsite', snapshotId: 'jobs0123456789' }, copiedAt: hoursAgo(all.jobs + 0.5) };
   }
   return { deployment: 'job-pipeline', overall: null, sources, repositories, lastRuns: {} };
 }
@@ -231,6 +235,13 @@ describe('metrics: Prometheus text from the same snapshot', () => {
       assert.equal(f.name.endsWith('_total'), f.type === 'COUNTER', `${f.name} is a ${f.type}`);
       assert.ok(f.help.length > 10, `${f.name} has no help`);
     }
+  });
+
+  test('a copy repository\'s lag behind the first repository and when its newest copy arrived', () => {
+    const labels = { deployment: 'job-pipeline', source: 'jobs', repository: 'local' };
+    assert.equal(sample(families, 'backupctl_copy_lag_seconds', labels), HOUR);
+    assert.equal(sample(families, 'backupctl_copy_last_success_timestamp_seconds', labels), Date.parse(hoursAgo(2.5)) / 1000);
+    assert.equal(family(families, 'backupctl_copy_lag_seconds').metrics.length, 1, 'only the policies with copyTo have a copy lag');
   });
 
   test('recovery points, RPOs and intervals are per deployment and source, in seconds', () => {
