@@ -86,6 +86,32 @@ describe('ledger operations', () => {
     assert.equal(operationsView(state, 'd', new Date(T0)).deadlines.a, at(20_000 + 4200));
   });
 
+  test('copies (copyTo): a copy is its repository\'s newest snapshot but never the source\'s; a failed copy warns, a late one raises missed-copy, a good one closes both', () => {
+    const state = emptyLedgerState();
+    const withCopy = plan(0);
+    withCopy.expectations.a!.copyTo = ['second'];
+    applyOperationsPlan(state, withCopy);
+    applyOutcome(state, backup('w1', 'ok', 1000, ['a']));
+    const copy = (id: string, status: RunOutcome['status'], finished: number, original: number): RunOutcome => ({
+      kind: 'copy', status, ok: status === 'ok', deployment: 'd', workflowId: `${id}/copy:second`, policy: 'p', repository: 'second', sources: ['a'], startedAt: at(finished - 5), finishedAt: at(finished),
+      snapshots: status === 'ok' ? [snapshot('a', at(original), { repository: 'second', snapshotId: `copy-${original}`, original: { repository: 'r', snapshotId: `snap-a-${at(original)}` }, copiedAt: at(finished) })] : [],
+      ...(status === 'ok' ? {} : { error: { type: 'CredentialsRejected', message: 'S3 credentials of the copy repository "second" were rejected' } }),
+    });
+    applyOutcome(state, copy('w1', 'failed', 1010, 1000));
+    assert.equal(state.operations.alerts['a/copy-failed']?.severity, 'warning');
+    assert.match(state.operations.alerts['a/copy-failed']!.summary, /repository second failed/);
+    assert.equal(state.lastBySource.a!.repository, 'r');
+    // No copy since the plan: missed-copy once its deadline (interval + grace) has passed.
+    checkDeadlines(state, new Date(T0 + 4201 * 1000));
+    assert.ok(state.operations.alerts['a/missed-copy']);
+    applyOutcome(state, backup('w2', 'ok', 5000, ['a']));
+    applyOutcome(state, copy('w2', 'ok', 5010, 5000));
+    assert.deepEqual(Object.keys(state.operations.alerts), []);
+    assert.equal(state.lastBySource.a!.repository, 'r', 'the source\'s newest stays the first repository\'s');
+    assert.equal(state.lastBySourceAndRepository['a/second']!.original?.snapshotId, `snap-a-${at(5000)}`);
+    assert.equal(checkDeadlines(state, new Date(T0 + 5100 * 1000)), T0 + (5000 + 4200) * 1000);
+  });
+
   test('with no success yet the switch counts from when the expectation was applied; an unchanged plan does not restart it', () => {
     const state = emptyLedgerState();
     applyOperationsPlan(state, plan(0));
