@@ -12,6 +12,8 @@ import { after, before, test } from 'node:test';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { deploymentStatus, formatCopies, restoreRequestOf } from '../src/cli/operations';
 import { initRepositories } from '../src/cli/init';
+import { createDoctorActivities } from '../src/activities/doctor';
+import { createLogger } from '../src/logging/logger';
 import { runRestic } from '../src/restic/restic';
 import { startMinio, type MinioServer } from '../src/servers/processes';
 import type { BackupOutcome } from '../src/shared/backup-types';
@@ -171,5 +173,21 @@ test('a drill with the first MinIO stopped restores from the copy and says so', 
     assert.ok(report.timeline.some((e) => e.step === 'restore artifacts' && e.event === 'ended' && /copy offsite/.test(e.detail ?? '')));
   } finally {
     await primary.restart();
+  }
+});
+
+test('doctor checks rclone for a policy that copies from an S3 repository, and names the fix when it is missing', async () => {
+  const doctor = createDoctorActivities({ logger: createLogger({ level: 'silent', format: 'json' }), resticBin: async () => process.env.RESTIC_BIN!, env: process.env, config: deployment.config });
+  const found = (await doctor.checkRestic()).more?.find((row) => row.id === 'rclone');
+  assert.equal(found?.ok, true, found?.detail);
+  assert.match(found!.detail, /rclone v1\.76\.0/);
+  const saved = process.env.RCLONE_BIN;
+  process.env.RCLONE_BIN = join(root, 'no-rclone-here');
+  try {
+    const missing = (await doctor.checkRestic()).more?.find((row) => row.id === 'rclone');
+    assert.equal(missing?.ok, false);
+    assert.match(missing!.fix ?? '', /install rclone .* or set RCLONE_BIN/);
+  } finally {
+    process.env.RCLONE_BIN = saved;
   }
 });

@@ -25,6 +25,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { registerSecretValue, scrubSecrets, type Logger } from '../logging/logger';
 import { auditLockCheck } from '../audit/lifecycle';
 import { auditLocation } from '../config/operations-plan';
+import { resolveBinary } from '../servers/binaries';
 
 const run = promisify(execFile);
 
@@ -217,6 +218,22 @@ export function createDoctorActivities({ logger, resticBin, env, config }: Docto
     return { ...row, more: [scratch] };
   };
 
+  /** A copyTo whose first repository is in S3 reads it through rclone (src/restic/from-repository.ts): is it there? */
+  const rcloneCheck = async (): Promise<CheckResult | undefined> => {
+    const needed = Object.entries(config?.policies ?? {}).filter(([, p]) => p.copyTo.length > 0 && config?.repositories[p.repositories[0] ?? '']?.type === 's3').map(([name]) => name);
+    if (needed.length === 0) return undefined;
+    const id = 'rclone';
+    const title = `rclone for the copies of ${needed.map((p) => `policy ${p}`).join(', ')}`;
+    const fix = 'install rclone (apt-get install rclone, or go install github.com/rclone/rclone@v1.76.0) or set RCLONE_BIN';
+    try {
+      const bin = await resolveBinary('rclone', { build: false });
+      const { stdout } = await run(bin, ['version'], { timeout: 10_000 });
+      return { id, title, ok: true, detail: `${stdout.split('\n')[0]?.trim() ?? 'rclone'} (${bin})` };
+    } catch (error) {
+      return failed(id, title, (error as Error).message.split('\n')[0] ?? 'rclone not found', fix);
+    }
+  };
+
   return {
     async checkRestic(): Promise<CheckResult> {
       const id = 'restic';
@@ -234,7 +251,8 @@ export function createDoctorActivities({ logger, resticBin, env, config }: Docto
         if (compareVersions(version, RESTIC_MIN_VERSION) < 0) {
           return failed(id, title, `restic ${version} at ${bin}`, `install restic >= ${RESTIC_MIN_VERSION} (older versions lack the exit codes this service relies on)`);
         }
-        return { id, title, ok: true, detail: `restic ${version} (${bin})` };
+        const rclone = await rcloneCheck();
+        return { id, title, ok: true, detail: `restic ${version} (${bin})`, ...(rclone ? { more: [rclone] } : {}) };
       } catch (error) {
         return failed(id, title, `${bin}: ${(error as Error).message}`, `install restic >= ${RESTIC_MIN_VERSION} or set RESTIC_BIN`);
       }
