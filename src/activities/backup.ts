@@ -11,7 +11,7 @@ import type { Repository } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
 import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ForgetGroup, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
-import { checkBucket, createS3Client } from '../storage/s3';
+import { checkRepositoryBucket, createS3Client } from '../storage/s3';
 import { extendRetention } from '../storage/object-lock';
 import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
@@ -96,14 +96,7 @@ export function createBackupActivities({ logger, resticBin, env, temporalClient 
     /** Bucket reachable with accepted credentials, or the local repository present: fail before any work. */
     async preflightRepository(input: { name: string; repository: Repository }): Promise<void> {
       await typed(async () => {
-        if (input.repository.type === 's3') {
-          const client = createS3Client(input.repository, env);
-          try {
-            await checkBucket(client, input.repository);
-          } finally {
-            client.destroy();
-          }
-        }
+        if (input.repository.type === 's3') await checkRepositoryBucket(input.repository, env);
         // No `restic cat config` here: it costs a key derivation (~0.7 s), and the backup's own exit
         // codes already give the same typed failures (no repository, wrong password).
         if (input.repository.type === 'local' && !existsSync(join(input.repository.path, 'config'))) {

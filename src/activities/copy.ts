@@ -14,7 +14,7 @@ import { ResticError, repositoryLocation } from '../restic/restic';
 import { resolveBinary } from '../servers/binaries';
 import { PARTIAL_TAG, type CopySnapshotsInput, type SnapshotRecord } from '../shared/backup-types';
 import { FailureType } from '../shared/failures';
-import { checkBucket, createS3Client } from '../storage/s3';
+import { checkRepositoryBucket } from '../storage/s3';
 import { failure, typed } from './failures';
 import { withHeartbeat } from './heartbeat';
 
@@ -136,14 +136,7 @@ export function createCopyActivities({ logger, env, resticBin, rcloneBin }: Copy
         for (const side of ['source', 'copy'] as const) {
           const { repository } = side === 'source' ? input.from : input.to;
           if (repository.type !== 's3') continue;
-          await onSide(side, async () => {
-            const client = createS3Client(repository, env);
-            try {
-              await checkBucket(client, repository);
-            } finally {
-              client.destroy();
-            }
-          });
+          await onSide(side, () => checkRepositoryBucket(repository, env));
         }
         // The originals, with their own credentials: a snapshot re-tagged after its backup carries an
         // `original` of its own, which its copies keep (restic copy: srcOriginal).

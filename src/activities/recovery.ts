@@ -17,7 +17,7 @@ import { scrubSecrets } from '../logging/logger';
 import { snapshots } from '../restic/commands';
 import type { Repository } from '../config/schema';
 import type { NamedRepository } from '../shared/plans';
-import { checkBucket, createS3Client } from '../storage/s3';
+import { checkRepositoryBucket } from '../storage/s3';
 import { FailureType } from '../shared/failures';
 import type { RecoveredSource, RecoverySource, RecoveryStep, RestorePoint } from '../shared/recovery-types';
 import { verifyReplica } from '../sources/bucket';
@@ -30,15 +30,7 @@ import { runShortId, workflowRunOfActivity } from './plans';
 /** Why a repository cannot be read now (its bucket does not answer, is gone, refuses the key; no local repository), or undefined. */
 async function repositoryProblem(repository: Repository, env: NodeJS.ProcessEnv): Promise<string | undefined> {
   if (repository.type === 'local') return existsSync(join(repository.path, 'config')) ? undefined : `no restic repository at ${repository.path}`;
-  const client = createS3Client(repository, env);
-  try {
-    await checkBucket(client, repository);
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  } finally {
-    client.destroy();
-  }
+  return checkRepositoryBucket(repository, env).then(() => undefined, (error: unknown) => (error instanceof Error ? error.message : String(error)));
 }
 import { databasesEndingWith, dropScratch } from './verify';
 

@@ -6,7 +6,7 @@ import type { Config } from '../config/schema';
 import { tagValue, type Snapshot } from '../restic/commands';
 import { backupScheduleId, describeSchedules, type ScheduleStatus } from '../schedules/reconcile';
 import type { RepositoryQueueView, VerificationReport } from '../shared/backup-types';
-import { buildBackupPlan, buildRestorePlan, type RestoreRequest } from '../config/plans';
+import { buildBackupPlan, buildRestorePlan, copyPairs, type RestoreRequest } from '../config/plans';
 import type { RestoreRequest as RestoreWorkflowRequest } from '../shared/requests';
 import { ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified, type RecoveryPointAge, type SourceRun } from '../shared/ledger';
 import { sharedTaskQueue } from '../shared/task-queues';
@@ -129,27 +129,16 @@ export function describeRun(run: SourceRun | undefined): string {
  * when it was made, and its lag (how much older it is than the primary's newest snapshot).
  */
 export function formatCopies(config: Config, status: DeploymentStatus, now = new Date()): string | undefined {
-  const rows: string[][] = [];
-  for (const policy of Object.values(config.policies)) {
-    const primary = policy.repositories[0];
-    if (!primary) continue;
-    for (const repository of policy.copyTo) {
-      for (const source of policy.sources) {
-        if (config.sources[source]?.type === 's3-bucket') continue;
-        const copy = status.ledger?.repositories[`${source}/${repository}`];
-        const newest = status.ledger?.repositories[`${source}/${primary}`];
-        if (!copy) {
-          rows.push([source, `${primary} → ${repository}`, 'never', '-', '-', newest ? `${formatAge(Math.round((now.getTime() - Date.parse(newest.time)) / 1000))} (all of it)` : '-']);
-          continue;
-        }
-        const lag = newest ? Math.max(0, Math.round((Date.parse(newest.time) - Date.parse(copy.time)) / 1000)) : 0;
-        rows.push([
-          source, `${primary} → ${repository}`, copy.copiedAt?.replace(/\.\d+Z$/, 'Z') ?? copy.time.replace(/\.\d+Z$/, 'Z'), copy.snapshotId.slice(0, 8),
-          copy.original ? `${copy.original.snapshotId.slice(0, 8)} of ${copy.time.replace(/\.\d+Z$/, 'Z')}` : '-', lag === 0 ? 'none (up to date)' : formatAge(lag),
-        ]);
-      }
-    }
-  }
+  const rows = copyPairs(config).map(({ source, primary, repository }) => {
+    const copy = status.ledger?.repositories[`${source}/${repository}`];
+    const newest = status.ledger?.repositories[`${source}/${primary}`];
+    if (!copy) return [source, `${primary} → ${repository}`, 'never', '-', '-', newest ? `${formatAge(Math.round((now.getTime() - Date.parse(newest.time)) / 1000))} (all of it)` : '-'];
+    const lag = newest ? Math.max(0, Math.round((Date.parse(newest.time) - Date.parse(copy.time)) / 1000)) : 0;
+    return [
+      source, `${primary} → ${repository}`, copy.copiedAt?.replace(/\.\d+Z$/, 'Z') ?? copy.time.replace(/\.\d+Z$/, 'Z'), copy.snapshotId.slice(0, 8),
+      copy.original ? `${copy.original.snapshotId.slice(0, 8)} of ${copy.time.replace(/\.\d+Z$/, 'Z')}` : '-', lag === 0 ? 'none (up to date)' : formatAge(lag),
+    ];
+  });
   return rows.length > 0 ? renderTable(['source', 'copy', 'last copied', 'copy', 'of snapshot', 'lag'], rows) : undefined;
 }
 

@@ -90,6 +90,16 @@ function sourceOf(config: Config, name: string, defaultHost: string): PlannedSou
   return { name, source, host: source.host ?? defaultHost };
 }
 
+/** Each source a policy copies (copyTo, buckets aside: they go to their replica), with the policy's first repository and one copy repository. */
+export function copyPairs(config: Config): { source: string; primary: string; repository: string }[] {
+  return Object.values(config.policies).flatMap((policy) => {
+    const primary = policy.repositories[0];
+    if (!primary) return [];
+    const sources = policy.sources.filter((source) => config.sources[source]?.type !== 's3-bucket');
+    return policy.copyTo.flatMap((repository) => sources.map((source) => ({ source, primary, repository })));
+  });
+}
+
 export function buildBackupPlan(config: Config, policyName: string, defaultHost: string, trigger: BackupPlan['trigger']): BackupPlan {
   const policy = config.policies[policyName];
   if (!policy) throw new PlanError(`no policy named "${policyName}" (known: ${Object.keys(config.policies).join(', ')})`);

@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Registry, type Metric } from 'prom-client';
 import { defaultGraceSeconds, expectedIntervalSeconds } from '../config/operations-plan';
+import { copyPairs } from '../config/plans';
 import { parseDuration } from '../config/units';
 import type { LastVerified } from '../shared/ledger';
 import { DURATION_BUCKETS } from '../shared/operations';
@@ -135,19 +136,13 @@ export function buildMetricsRegistry(snapshot: MonitoringSnapshot, health: Healt
   // Second destinations (copyTo): how far each copy repository is behind the source's first repository.
   const copyLag = gauge('backupctl_copy_lag_seconds', 'How much older the newest copy of the source in this copy repository (policies.*.copyTo) is than the newest snapshot in the policy\'s first repository; 0 when up to date.', ['source', 'repository']);
   const copiedAt = gauge('backupctl_copy_last_success_timestamp_seconds', 'When the newest copy of the source reached this copy repository (Unix time).', ['source', 'repository']);
-  for (const policy of Object.values(config.policies)) {
-    const primary = policy.repositories[0];
-    if (!primary) continue;
-    for (const repository of policy.copyTo) {
-      for (const source of policy.sources) {
-        const copy = last?.repositories[`${source}/${repository}`];
-        const newest = last?.repositories[`${source}/${primary}`];
-        if (!newest) continue;
-        // Never copied: the lag is the whole age of the primary's newest snapshot.
-        copyLag.set({ deployment, source, repository }, Math.max(0, copy ? epochSeconds(newest.time) - epochSeconds(copy.time) : snapshot.now.getTime() / 1000 - epochSeconds(newest.time)));
-        if (copy?.copiedAt) copiedAt.set({ deployment, source, repository }, epochSeconds(copy.copiedAt));
-      }
-    }
+  for (const { source, primary, repository } of copyPairs(config)) {
+    const copy = last?.repositories[`${source}/${repository}`];
+    const newest = last?.repositories[`${source}/${primary}`];
+    if (!newest) continue;
+    // Never copied: the lag is the whole age of the primary's newest snapshot.
+    copyLag.set({ deployment, source, repository }, Math.max(0, copy ? epochSeconds(newest.time) - epochSeconds(copy.time) : snapshot.now.getTime() / 1000 - epochSeconds(newest.time)));
+    if (copy?.copiedAt) copiedAt.set({ deployment, source, repository }, epochSeconds(copy.copiedAt));
   }
   const rpo = gauge('backupctl_rpo_seconds', 'The source\'s recovery point objective: its policy\'s rpo, else its schedule\'s interval + grace, else 26 h.', ['source']);
   for (const source of Object.keys(config.sources)) rpo.set({ deployment, source }, rpoOf(config, source, operations).seconds);

@@ -42,6 +42,16 @@ export async function checkBucket(client: S3Client, repository: S3Repository): P
   }
 }
 
+/** checkBucket with a client of its own: the repository's keys reach its bucket, or a typed S3PreflightError says why not. */
+export async function checkRepositoryBucket(repository: S3Repository, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const client = createS3Client(repository, env);
+  try {
+    await checkBucket(client, repository);
+  } finally {
+    client.destroy();
+  }
+}
+
 export function describeS3Error(error: unknown, repository: S3Repository): S3PreflightError {
   const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
   const name = error instanceof Error ? error.name : String(error);
