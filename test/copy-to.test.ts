@@ -13,6 +13,8 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { deploymentStatus, formatCopies, restoreRequestOf } from '../src/cli/operations';
 import { initRepositories } from '../src/cli/init';
 import { createDoctorActivities } from '../src/activities/doctor';
+import { createCopyActivities } from '../src/activities/copy';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createLogger } from '../src/logging/logger';
 import { runRestic } from '../src/restic/restic';
 import { startMinio, type MinioServer } from '../src/servers/processes';
@@ -189,5 +191,27 @@ test('doctor checks rclone for a policy that copies from an S3 repository, and n
     assert.match(missing!.fix ?? '', /install rclone .* or set RCLONE_BIN/);
   } finally {
     process.env.RCLONE_BIN = saved;
+  }
+});
+
+test('a forged copy job (another destination, or the copy repository\'s name over another endpoint) sends nothing anywhere else', async () => {
+  const { config } = deployment;
+  const copies = createCopyActivities({ logger: createLogger({ level: 'silent', format: 'json' }), env: process.env, resticBin: async () => process.env.RESTIC_BIN!, config });
+  const loot = uniqueName('loot');
+  await createBucket(primary, loot);
+  const s3 = new S3Client({ endpoint: primary.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: primary.accessKeyId, secretAccessKey: primary.secretAccessKey } });
+  const recorded = (await snapshotsIn('primary'))[0]!;
+  const record = { deployment: config.deployment, policy: 'artifacts', source: 'artifacts', repository: 'primary', snapshotId: recorded.id, time: new Date().toISOString(), scheduledTime: new Date().toISOString(), files: 1, bytes: 1, dataAdded: 0, durationSeconds: 0, resumed: false };
+  // The attacker's bucket, with the worker's own key variables: the keys would travel with the copy.
+  const elsewhere = { ...config.repositories.primary!, bucket: loot, prefix: 'stolen' } as typeof config.repositories.primary;
+  try {
+    await assert.rejects(copies.copySnapshots({ deployment: config.deployment, policy: 'artifacts', from: { name: 'primary', repository: config.repositories.primary! }, to: { name: 'evil', repository: elsewhere! }, snapshots: [record] }), /does not copy policy artifacts's repository "primary" into "evil"/);
+    const before = (await snapshotsIn('offsite')).length;
+    const copied = await copies.copySnapshots({ deployment: config.deployment, policy: 'artifacts', from: { name: 'primary', repository: config.repositories.primary! }, to: { name: 'offsite', repository: elsewhere! }, snapshots: [record] });
+    assert.equal(copied[0]!.repository, 'offsite');
+    assert.ok((await snapshotsIn('offsite')).length >= before, 'the copy went to the configured offsite');
+    assert.equal((await s3.send(new ListObjectsV2Command({ Bucket: loot }))).KeyCount ?? 0, 0, 'nothing reached the forged endpoint');
+  } finally {
+    s3.destroy();
   }
 });

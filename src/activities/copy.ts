@@ -6,7 +6,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Repository } from '../config/schema';
+import type { Config, Repository } from '../config/schema';
 import type { Logger } from '../logging/logger';
 import { catConfig, copy, snapshots, snapshotsById, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
 import { checkRcloneRemote, fromRepository } from '../restic/from-repository';
@@ -24,6 +24,8 @@ export interface CopyDependencies {
   resticBin: () => Promise<string>;
   /** Default: RCLONE_BIN, then PATH, then the project cache (the worker never builds it). */
   rcloneBin?: () => Promise<string>;
+  /** The worker's config: the repositories are taken from it by name, never from the input. */
+  config?: Config;
 }
 
 interface CopyHeartbeat {
@@ -92,7 +94,23 @@ function isCopyOf(copyCandidate: Snapshot, source: Snapshot): boolean {
     && sameSet(copyCandidate.paths, source.paths) && sameSet(copyCandidate.tags, source.tags);
 }
 
-export function createCopyActivities({ logger, env, resticBin, rcloneBin }: CopyDependencies) {
+/**
+ * The input's pair as this worker's config has it: only a policy's first repository into one of its
+ * copyTo repositories, with the endpoints and keys of the config (a job signalled to a writer by
+ * someone else cannot send the snapshots, or the worker's keys, anywhere else).
+ */
+function configuredPair(config: Config | undefined, input: CopySnapshotsInput): CopySnapshotsInput {
+  if (!config) return input;
+  const policy = config.policies[input.policy];
+  const from = config.repositories[input.from.name];
+  const to = config.repositories[input.to.name];
+  if (!policy || !from || !to || policy.repositories[0] !== input.from.name || !policy.copyTo.includes(input.to.name)) {
+    throw failure(FailureType.ConfigInvalid, `this worker's config does not copy policy ${input.policy}'s repository "${input.from.name}" into "${input.to.name}" (policies.${input.policy}.copyTo): nothing was copied`);
+  }
+  return { ...input, from: { name: input.from.name, repository: from }, to: { name: input.to.name, repository: to } };
+}
+
+export function createCopyActivities({ logger, env, resticBin, rcloneBin, config }: CopyDependencies) {
   let rclonePath: Promise<string> | undefined;
   const rclone = rcloneBin ?? (() => (rclonePath ??= resolveBinary('rclone', { build: false }).catch((error: unknown) => {
     rclonePath = undefined;
@@ -104,7 +122,8 @@ export function createCopyActivities({ logger, env, resticBin, rcloneBin }: Copy
      * Copies the run's snapshots (and their parts) from `input.from` into `input.to` and returns
      * one record per input record, naming the copy and its original.
      */
-    async copySnapshots(input: CopySnapshotsInput): Promise<SnapshotRecord[]> {
+    async copySnapshots(requested: CopySnapshotsInput): Promise<SnapshotRecord[]> {
+      const input = configuredPair(config, requested);
       const activity = currentActivity();
       const signal = activity?.cancellationSignal;
       const beat: CopyHeartbeat = { stage: 'preflight', from: input.from.name, to: input.to.name, snapshots: input.snapshots.length };
