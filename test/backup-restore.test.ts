@@ -103,9 +103,13 @@ policies:
     const manifestPath = join(deployment.config.staging.directory, 'manifests', deployment.config.deployment, 'secrets', 'BACKUP_MANIFEST.json');
     const { stdout } = await runRestic(['dump', secrets.snapshotId, manifestPath], { bin: servers.resticBin, repository, env: process.env });
     assert.doesNotMatch(stdout, /sk-test-value-that-must-not-leak|user:pw/);
-    const manifest = JSON.parse(stdout) as { envKeys: Record<string, string[]>; totals: { files: number }; service: { version: string }; recovery: { command: string } };
+    const manifest = JSON.parse(stdout) as { envKeys: Record<string, string[]>; totals?: unknown; paths: { path: string; kind: string; files?: number }[]; service: { version: string }; recovery: { command: string } };
     assert.deepEqual(manifest.envKeys, { '.env': ['OPENAI_API_KEY', 'MONGODB_URI'] });
-    assert.equal(manifest.totals.files, 2);
+    // No second walk of the tree: restic's summary in the snapshot counts the files (the two secrets and the manifest).
+    assert.equal(manifest.totals, undefined);
+    assert.ok(manifest.paths.every((p) => p.files === undefined && ['file', 'folder', 'symlink', 'missing'].includes(p.kind)));
+    const [stored] = JSON.parse((await runRestic(['snapshots', '--json', secrets.snapshotId], { bin: servers.resticBin, repository, env: process.env })).stdout) as { summary: { total_files_processed: number } }[];
+    assert.equal(stored!.summary.total_files_processed, 3);
     assert.match(manifest.service.version, /^\d+\.\d+\.\d+/);
     assert.match(manifest.recovery.command, /backupctl restore --source secrets/);
   });

@@ -29,8 +29,13 @@ export interface BackupManifest {
   scheduledTime: string;
   createdAt: string;
   root: string;
-  paths: { path: string; kind: 'file' | 'folder' | 'symlink' | 'missing'; files: number; bytes: number }[];
-  totals: { files: number; folders: number; symlinks: number; bytes: number };
+  /** Each configured path and what it was when the backup ran (older manifests also counted its files and bytes). */
+  paths: { path: string; kind: 'file' | 'folder' | 'symlink' | 'missing'; files?: number; bytes?: number }[];
+  /**
+   * Manifests written before the tree walk went (restic's own summary in the snapshot counts the
+   * files and bytes now: `restic snapshots --json`, field `summary`). Absent in new manifests.
+   */
+  totals?: { files: number; folders: number; symlinks: number; bytes: number };
   git: { commit: string; branch?: string; dirty: boolean } | null;
   envKeys: Record<string, string[]>;
   recovery: { procedure: string; command: string };
@@ -103,84 +108,29 @@ export function envKeys(text: string): string[] {
   return keys;
 }
 
-interface Tally { files: number; folders: number; symlinks: number; bytes: number }
+/** A `.env` file by its name: `.env`, `.env.production`, ... */
+const ENV_FILE = /^\.env(\..+)?$/;
 
-/** Folders read at once, and files whose size is read at once per folder: lstat and readdir go through libuv's thread pool; one at a time was the walk's cost. */
-const FOLDER_CONCURRENCY = 8;
-const STAT_BATCH = 64;
-
-/** Async, so the activity's heartbeat timer keeps firing while a large tree is walked. */
-async function walk(path: string, tally: Tally, envFiles: string[]): Promise<void> {
-  let stat;
-  try {
-    stat = await lstat(path);
-  } catch {
-    return; // Vanished or unreadable: restic reports it (a partial snapshot), the manifest counts what it saw.
+/**
+ * The `.env` files whose key names the manifest lists: each path that is one, and those directly
+ * inside each folder path. One readdir per folder path, never a walk of the tree: restic reads the
+ * tree once and reports its counts in the snapshot's summary (files, bytes, new, changed), so the
+ * service no longer walks it a second time. A `.env` deeper down is backed up like any file; its
+ * key names are not listed.
+ */
+async function envFilesAt(paths: readonly string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const path of paths) {
+    const stat = await lstat(path).catch(() => undefined);
+    if (!stat) continue;
+    if (stat.isFile()) {
+      if (ENV_FILE.test(basename(path))) found.push(path);
+    } else if (stat.isDirectory()) {
+      const entries = await readdir(path, { withFileTypes: true }).catch(() => [] as Dirent[]);
+      for (const entry of entries) if (entry.isFile() && ENV_FILE.test(entry.name)) found.push(join(path, entry.name));
+    }
   }
-  if (stat.isSymbolicLink()) {
-    tally.symlinks += 1;
-  } else if (stat.isDirectory()) {
-    tally.folders += 1;
-    await walkFolders(path, tally, envFiles);
-  } else {
-    countFile(path, stat.size, tally, envFiles);
-  }
-}
-
-function countFile(path: string, size: number, tally: Tally, envFiles: string[]): void {
-  tally.files += 1;
-  tally.bytes += size;
-  if (/^\.env(\..+)?$/.test(basename(path))) envFiles.push(path);
-}
-
-/** Every folder under `root`, FOLDER_CONCURRENCY at a time, from one queue (a deep tree does not multiply the concurrency). */
-async function walkFolders(root: string, tally: Tally, envFiles: string[]): Promise<void> {
-  const queue = [root];
-  let active = 0;
-  await new Promise<void>((resolveAll) => {
-    const pump = (): void => {
-      if (queue.length === 0 && active === 0) {
-        resolveAll();
-        return;
-      }
-      while (active < FOLDER_CONCURRENCY && queue.length > 0) {
-        active += 1;
-        void readFolder(queue.pop()!, tally, envFiles, queue).finally(() => {
-          active -= 1;
-          pump();
-        });
-      }
-    };
-    pump();
-  });
-}
-
-/** One folder: its entries by their types (no lstat for folders and links), its files' sizes in parallel batches; subfolders go to the queue. */
-async function readFolder(path: string, tally: Tally, envFiles: string[], queue: string[]): Promise<void> {
-  let entries: Dirent[];
-  try {
-    entries = await readdir(path, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  const files: string[] = [];
-  for (const entry of entries) {
-    const full = join(path, entry.name);
-    if (entry.isSymbolicLink()) tally.symlinks += 1;
-    else if (entry.isDirectory()) {
-      tally.folders += 1;
-      queue.push(full);
-    } else files.push(full);
-  }
-  for (let i = 0; i < files.length; i += STAT_BATCH) {
-    await Promise.all(files.slice(i, i + STAT_BATCH).map(async (file) => {
-      try {
-        countFile(file, (await lstat(file)).size, tally, envFiles);
-      } catch {
-        // Vanished meanwhile: not counted, as above.
-      }
-    }));
-  }
+  return found;
 }
 
 async function gitState(root: string): Promise<BackupManifest['git']> {
@@ -196,23 +146,16 @@ async function gitState(root: string): Promise<BackupManifest['git']> {
 }
 
 export async function buildManifest(input: { deployment: string; policy: string; sourceName: string; source: FilesSource; host: string; scheduledTime: string; auditHead?: ManifestAuditHead | null }): Promise<BackupManifest> {
-  const totals: Tally = { files: 0, folders: 0, symlinks: 0, bytes: 0 };
-  const envFiles: string[] = [];
   const paths: BackupManifest['paths'] = [];
+  const present: string[] = [];
   for (const path of input.source.paths) {
     const full = resolve(input.source.root, path);
-    if (!existsSync(full)) {
-      paths.push({ path, kind: 'missing', files: 0, bytes: 0 });
-      continue;
-    }
-    const tally: Tally = { files: 0, folders: 0, symlinks: 0, bytes: 0 };
-    await walk(full, tally, envFiles);
-    const stat = await lstat(full);
-    paths.push({ path, kind: stat.isSymbolicLink() ? 'symlink' : stat.isDirectory() ? 'folder' : 'file', files: tally.files, bytes: tally.bytes });
-    for (const key of Object.keys(totals) as (keyof Tally)[]) totals[key] += tally[key];
+    const stat = await lstat(full).catch(() => undefined);
+    paths.push({ path, kind: !stat ? 'missing' : stat.isSymbolicLink() ? 'symlink' : stat.isDirectory() ? 'folder' : 'file' });
+    if (stat) present.push(full);
   }
   const keys: Record<string, string[]> = {};
-  for (const file of envFiles.sort()) {
+  for (const file of (await envFilesAt(present)).sort()) {
     const text = await readFile(file, 'utf8').catch(() => undefined);
     if (text !== undefined) keys[file.slice(input.source.root.length + 1) || basename(file)] = envKeys(text);
   }
@@ -228,7 +171,6 @@ export async function buildManifest(input: { deployment: string; policy: string;
     createdAt: new Date().toISOString(),
     root: input.source.root,
     paths,
-    totals,
     git: await gitState(input.source.root),
     envKeys: keys,
     recovery: {

@@ -397,11 +397,12 @@ function renderFiles(doc: Doc, config: Config, name: string, source: FilesSource
   ], `hand-restore:${name}`);
   doc.add('### Check').blank();
   const paths = source.paths.map((p) => shellWord(join(landed, p))).join(' ');
-  doc.add(`The manifest's ${code('totals')} (files, bytes) were counted at backup time, before the exclude patterns${source.exclude.length > 0 ? ` (${source.exclude.map(code).join(', ')}), so they may be higher` : ''}; the restored files:`);
+  const counted = `${paths} ${shellWord(`${target}${manifest}`)}`;
+  doc.add(`restic counted the files and bytes it stored${source.exclude.length > 0 ? ` (after the exclude patterns ${source.exclude.map(code).join(', ')})` : ''} in the snapshot's summary: the paths above and the manifest. The restored files must count the same:`);
   doc.block([
-    `grep -A 5 '"totals"' ${shellWord(`${target}${manifest}`)}`,
-    `find ${paths} -type f | wc -l`,
-    `find ${paths} -type f -printf '%s\\n' | awk '{ bytes += $1 } END { print bytes + 0 }'`,
+    `${restic} snapshots --json --latest 1 ${tagFilter(config, name)} | grep -oE '"total_(files|bytes)_processed":[0-9]+'`,
+    `find ${counted} -type f | wc -l`,
+    `find ${counted} -type f -printf '%s\\n' | awk '{ bytes += $1 } END { print bytes + 0 }'`,
   ], `check:${name}`);
 }
 
