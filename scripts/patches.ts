@@ -11,7 +11,7 @@ import { join, relative } from 'node:path';
 
 const ROOT = join(__dirname, '..');
 const WORKFLOWS = join(ROOT, 'src', 'workflows');
-/** No run lives longer than this once a patch is in every worker (a backup waits at most 6 h for its repository, a drill 4 h per manual step, the ledger continues as new long before). */
+/** No run lives longer than this once a patch is in every worker (a backup waits at most 6 h for its repository, a drill 4 h per manual step); the ledger's run lives until 5,000 events, so a ledger patch also waits for its continue-as-new (docs/architecture.md, "Retiring a patch"). */
 export const DEPRECATE_AFTER_DAYS = 14;
 /** deprecatePatch() stays one more release: workers that replay the old marker still meet it. */
 export const REMOVE_AFTER_DAYS = 28;

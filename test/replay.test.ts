@@ -16,15 +16,34 @@ import * as workflows from '../src/workflows';
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
 const folder = join(__dirname, 'histories');
+/** Only the histories in the folder itself: those in histories/retired/ showed a branch the code no longer has (docs/architecture.md, "Retiring a patch"). */
 const files = readdirSync(folder).filter((f) => f.endsWith('.json')).sort();
+const retired = join(folder, 'retired');
 
 function load(file: string) {
   return historyFromJSON(JSON.parse(readFileSync(join(folder, file), 'utf8')));
 }
 
 function workflowTypeOf(file: string): string | undefined {
-  const events = (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: { workflowExecutionStartedEventAttributes?: { workflowType?: { name?: string } } }[] }).events;
+  return workflowTypeAt(join(folder, file));
+}
+
+function workflowTypeAt(path: string): string | undefined {
+  const events = (JSON.parse(readFileSync(path, 'utf8')) as { events: { workflowExecutionStartedEventAttributes?: { workflowType?: { name?: string } } }[] }).events;
   return events[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name;
+}
+
+/** The patch markers a history holds, by id: recorded by patched() (false) or by deprecatePatch() (true). */
+function patchMarkers(path: string): Map<string, boolean> {
+  type Event = { markerRecordedEventAttributes?: { markerName?: string; details?: Record<string, { payloads?: { data?: string }[] }> } };
+  const events = (JSON.parse(readFileSync(path, 'utf8')) as { events: Event[] }).events;
+  return new Map(events.flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_patch' ? marker.details?.['patch-data']?.payloads?.[0]?.data : undefined;
+    if (!data) return [];
+    const { id, deprecated } = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { id: string; deprecated: boolean };
+    return [[id, deprecated] as const];
+  }));
 }
 
 async function replayAll(options: ReplayWorkerOptions, names: string[]): Promise<{ file: string; error?: Error }[]> {
@@ -43,7 +62,7 @@ async function replayAll(options: ReplayWorkerOptions, names: string[]): Promise
 test('every workflow type has a saved history, the ledger on both sides of a continue-as-new', () => {
   const covered = new Set(files.map(workflowTypeOf));
   for (const type of Object.keys(workflows)) assert.ok(covered.has(type), `no saved history of ${type} in test/histories (run scripts/capture-histories.ts)`);
-  assert.ok(files.includes('ledger-before-continue-as-new.json') && files.includes('ledger-after-continue-as-new.json'));
+  assert.ok(files.includes('requests-ledger-before-continue-as-new.json') && files.includes('requests-ledger-after-continue-as-new.json'));
   assert.ok(files.includes('backup-cancelled.json'), 'a cancelled backup is one of the shapes in flight');
   for (const file of ['copy-backup.json', 'copy-backup-failed.json', 'copy-writer.json', 'ledger-copies.json']) {
     assert.ok(files.includes(file), `${file}: a backup copied to a second destination and a copy that failed (patched('copy-to')): scripts/capture-histories.ts --copies`);
@@ -115,6 +134,35 @@ test('the archive policy has histories: a run, one that deletes beyond keep afte
     assert.ok(scheduled.lastIndexOf('archiveSource') < scheduled.indexOf('expireArchives'), `${file}: every archive before any deletion: ${scheduled.join(', ')}`);
   }
   assert.ok(!activities('archive-wrong-password.json').includes('expireArchives'), 'a failed run deletes nothing');
+});
+
+test('the ledger\'s tick-era branches are retired: the ledger histories replayed went through the deprecated patches, the retired ones missed one', () => {
+  // deprecatePatch(): a history without the marker (the old branch) no longer replays, so it is
+  // retired. Once the calls go, a marker patched() recorded fails too ("Non-deprecated patch
+  // marker encountered"), and only the histories captured since deprecatePatch keep the ledger
+  // covered: theirs say deprecated (capture-histories.ts --prefix deprecated-).
+  const deprecated = ['ledger-wakes-on-signal', 'ledger-operations', 'ledger-without-tick'];
+  const ledgers = files.filter((f) => workflowTypeOf(f) === 'ledgerWorkflow');
+  assert.ok(ledgers.length >= 5, `ledger histories: ${ledgers.join(', ')}`);
+  for (const file of ledgers) {
+    const markers = patchMarkers(join(folder, file));
+    assert.deepEqual(deprecated.filter((id) => !markers.has(id)), [], `${file} took an old branch the code no longer has: move it to test/histories/retired/`);
+  }
+  const since = ['deprecated-ledger-before-continue-as-new.json', 'deprecated-ledger-after-continue-as-new.json', 'deprecated-ledger-outcomes.json'];
+  for (const file of since) {
+    assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --prefix deprecated-`);
+    const markers = patchMarkers(join(folder, file));
+    assert.deepEqual(deprecated.map((id) => markers.get(id)), [true, true, true], `${file}: recorded by deprecatePatch()`);
+    assert.equal(markers.get('ledger-notice-and-audit-failures'), false, `${file}: a patch still current records its marker as patched()`);
+  }
+  const old = readdirSync(retired).filter((f) => f.endsWith('.json')).sort();
+  assert.deepEqual(old, ['ledger-after-continue-as-new.json', 'ledger-before-continue-as-new.json', 'ledger-operations-with-tick.json', 'ledger-outcomes.json']);
+  for (const file of old) {
+    assert.equal(workflowTypeAt(join(retired, file)), 'ledgerWorkflow');
+    const markers = patchMarkers(join(retired, file));
+    assert.equal(markers.get('ledger-wakes-on-signal'), false, `${file}: the markers are read`);
+    assert.ok(deprecated.some((id) => !markers.has(id)), `${file} went through every deprecated patch: it still replays, keep it in test/histories/`);
+  }
 });
 
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {

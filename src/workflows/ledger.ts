@@ -5,7 +5,7 @@
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
-  ActivityFailure, allHandlersFinished, ApplicationFailure, condition, continueAsNew, isCancellation, log, ParentClosePolicy, patched, proxyActivities, setHandler, sleep, startChild, workflowInfo,
+  ActivityFailure, allHandlersFinished, ApplicationFailure, condition, continueAsNew, deprecatePatch, isCancellation, log, ParentClosePolicy, patched, proxyActivities, setHandler, startChild, workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RunOutcome, RunStatus, SnapshotRecord } from '../shared/backup-types';
@@ -28,15 +28,13 @@ export const DRILL_FAILED_CRITICAL = 'drill-failed-critical';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
-/**
+/*
  * A query answers with the workflow's clock, which only moves when the workflow wakes up (a query
- * does not wake it). Runs before 2026-11-26 tick each minute to keep recoveryPointAge true to the
- * minute: 1,440 timers a day, about 7,200 history events. Since then the ledger sleeps until the
- * next deadline of its dead man's switch or a signal, and `recoveryPointAgeNow` (an update, so it
- * wakes the ledger) answers on the clock of now; the query says how old its clock is (`asOf`).
+ * does not wake it). The ledger sleeps until the next deadline of its dead man's switch or a
+ * signal, and `recoveryPointAgeNow` (an update, so it wakes the ledger) answers on the clock of
+ * now; the query says how old its clock is (`asOf`). (Runs before 2026-11-26 ticked each minute;
+ * that branch is retired, see the patches below.)
  */
-const CLOCK_TICK = '1 minute';
-const CLOCK_TICK_MS = 60_000;
 
 /** The audit store is retried this long after a failed write, doubling up to AUDIT_RETRY_MAX_MS. */
 const AUDIT_RETRY_MS = 5_000;
@@ -229,17 +227,12 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
 
   const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
-  // Since 2026-11-26 the loop also wakes on each signal, so a busy ledger continues as new at
-  // once rather than at the next tick; runs started before keep the plain sleep on replay.
-  const wakeOnSignal = patched('ledger-wakes-on-signal');
-  // Since 2026-11-26 (later that day): alerts, the dead man's switch and the audit trail.
-  if (wakeOnSignal && patched('ledger-operations')) await operationsLoop(state, shouldContinueAsNew);
-  else {
-    while (!shouldContinueAsNew()) {
-      if (wakeOnSignal) await condition(shouldContinueAsNew, CLOCK_TICK);
-      else await sleep(CLOCK_TICK);
-    }
-  }
+  // Retired on 2026-12-05 (issue 20; docs/architecture.md, "Retiring a patch"): the ledger's
+  // tick-era branches, a plain sleep or a loop without operations. Every ledger has continued as
+  // new since 2026-11-26; deprecatePatch until a release later, then the calls go too.
+  deprecatePatch('ledger-wakes-on-signal');
+  deprecatePatch('ledger-operations');
+  await operationsLoop(state, shouldContinueAsNew);
   await condition(allHandlersFinished);
   await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state, maxHistoryEvents: input.maxHistoryEvents });
 }
@@ -247,12 +240,12 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
 /**
  * Each turn: fire the dead man's switch of every source past its deadline, hand each new alert
  * notice to a delivery workflow of its own (abandoned: it outlives this run), write pending audit
- * events; then sleep until the next deadline, the clock tick, a retry, or a signal with work in it.
+ * events; then sleep until the next deadline, a retry, or a signal with work in it.
  */
 async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean): Promise<void> {
   const ops = state.operations;
-  // Since 2026-11-26 (later still): no clock tick; runs that began with one keep it on replay.
-  const tick = !patched('ledger-without-tick');
+  // No clock tick since 2026-11-26; the branch that ticked is retired (see ledgerWorkflow).
+  deprecatePatch('ledger-without-tick');
   // Since 2026-12-05: only an id already taken means a notice went out; any other failure to start
   // its delivery keeps it for a retry. An audit write the store refuses for good raises an alert,
   // is retried hourly, and at once when a new plan arrives. Runs that began before keep the old
@@ -332,7 +325,7 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
     }
     if (shouldContinueAsNew()) return;
     const noticesWaiting = ops.notices.length > 0 && noticeFailures > 0;
-    const wakeAt = Math.min(tick ? now + CLOCK_TICK_MS : Infinity, nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity, noticesWaiting ? noticeRetryAt : Infinity);
+    const wakeAt = Math.min(nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity, noticesWaiting ? noticeRetryAt : Infinity);
     const work = () => shouldContinueAsNew() || (ops.notices.length > 0 && noticeFailures === 0) || (auditReady() && (auditFailures === 0 || auditPlanChanged()));
     if (wakeAt === Infinity) await condition(work);
     else await condition(work, Math.max(1, wakeAt - now));
