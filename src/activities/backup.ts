@@ -7,16 +7,16 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { Repository } from '../config/schema';
+import type { Config, Repository } from '../config/schema';
+import { runRetention } from './retention';
 import { formatBytes } from '../config/units';
 import { stagingSpace } from './disk';
-import { backup, forget, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ForgetGroup, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
+import { backup, prune, readSnapshotFile, snapshots, tag, tagValue, unlockStale, type ResticContext, type Snapshot, type UnreadableItem } from '../restic/commands';
 import { checkRepositoryBucket, createS3Client } from '../storage/s3';
 import { extendRetention } from '../storage/object-lock';
-import { ResticError } from '../restic/restic';
 import { FailureType } from '../shared/failures';
 import {
-  LAST_VERIFIED_TAG, PARTIAL_LIST_LIMIT, PARTIAL_TAG, PART_TAG_KEY, VERIFIED_TAG,
+  PARTIAL_LIST_LIMIT, PARTIAL_TAG, PART_TAG_KEY,
   type BackupHeartbeat, type PartialDetail, type RetentionInput, type RetentionResult, type SnapshotRecord, type SourceBackupInput,
 } from '../shared/backup-types';
 import type { Logger } from '../logging/logger';
@@ -28,6 +28,8 @@ import { backupOtherSource, pushMirror, type SourceManifest } from './source-bac
 
 export interface BackupDependencies {
   logger: Logger;
+  /** The worker's config: retention keeps its state under `staging.directory` and reads each source's type. */
+  config?: Config;
   resticBin: () => Promise<string>;
   env: NodeJS.ProcessEnv;
   /** The ledger is asked once per backup for the audit trail's head (into the manifest and a tag); without a client, no head. */
@@ -89,7 +91,7 @@ export function snapshotTags(input: Pick<SourceBackupInput, 'deployment' | 'sour
   return [`deployment=${input.deployment}`, `source=${input.sourceName}`, `policy=${input.policy}`, `scheduled=${input.scheduledTime}`, `host=${input.host}`, input.runTag, ...(auditHead ? [auditHeadTag(auditHead)] : [])];
 }
 
-export function createBackupActivities({ logger, resticBin, env, temporalClient }: BackupDependencies) {
+export function createBackupActivities({ logger, resticBin, env, temporalClient, config }: BackupDependencies) {
   const context = async (repository: Repository, signal?: AbortSignal): Promise<ResticContext> => ({ bin: await resticBin(), repository, env, signal });
 
   return {
@@ -157,9 +159,11 @@ export function createBackupActivities({ logger, resticBin, env, temporalClient 
         // The snapshot's time is set here (restic runs with TZ=UTC), so the ledger's record and the
         // snapshot agree to the second: a ledger rebuilt from the repository reads the same time back.
         const snapshotTime = input.time ?? resticTime(new Date(started));
-        // The audit trail's head, kept in the snapshot where a lost or rebuilt ledger cannot forge it (one query).
-        const auditHead = await readLedgerAuditHead(temporalClient, input.deployment);
+        // The audit trail's head, kept in the snapshot where a lost or rebuilt ledger cannot forge it
+        // (one query, asked while the manifest is written).
+        const asked = readLedgerAuditHead(temporalClient, input.deployment);
         if (input.source.type !== 'files' && input.source.type !== 'secrets') {
+          const auditHead = await asked;
           const saved = await backupOtherSource({ input, restic, beat: beat as BackupHeartbeat & Record<string, unknown>, activity, env, logger, snapshotTime, auditHead });
           logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: saved.snapshotId.slice(0, 8), bytes: saved.bytes, added: saved.dataAdded }, 'snapshot saved');
           return {
@@ -174,7 +178,8 @@ export function createBackupActivities({ logger, resticBin, env, temporalClient 
             throw failure(FailureType.SourceMissing, `source ${input.sourceName}: ${resolve(root, path)} does not exist on host ${input.host}${input.host === hostname() ? '' : ` (${hostname()})`}: restore it (backupctl restore --source ${input.sourceName} --in-place --yes) or fix the source's paths`);
           }
         }
-        const manifest = await buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime, auditHead });
+        const [auditHead, manifest] = await Promise.all([asked, buildManifest({ deployment: input.deployment, policy: input.policy, sourceName: input.sourceName, source, host: input.host, scheduledTime: input.scheduledTime })]);
+        if (auditHead) manifest.auditHead = auditHead;
         const manifestPath = join(input.stagingDirectory, 'manifests', input.deployment, input.sourceName, MANIFEST_FILE);
         mkdirSync(dirname(manifestPath), { recursive: true, mode: 0o700 });
         writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
@@ -221,47 +226,16 @@ export function createBackupActivities({ logger, resticBin, env, temporalClient 
     },
 
     /**
-     * The policy's keep rules for one source. The newest verified snapshot carries LAST_VERIFIED_TAG
-     * and restic keeps it whatever the rules say.
+     * The policy's keep rules for one source (src/activities/retention.ts): the snapshot carrying
+     * LAST_VERIFIED_TAG is kept whatever the rules say; one restic process for a source without parts.
      */
     async applyRetention(input: RetentionInput): Promise<RetentionResult> {
       return typed(() => withHeartbeat(() => ({ stage: 'retention', source: input.sourceName }), async () => {
         const restic = await context(input.repository, Context.current().cancellationSignal);
-        const sourceTags = [`deployment=${input.deployment}`, `source=${input.sourceName}`];
-        const all = await snapshots(restic, { tags: sourceTags, host: input.host });
-        const newestVerified = all.filter((s) => s.tags?.includes(VERIFIED_TAG)).sort((a, b) => b.time.localeCompare(a.time))[0];
-        if (newestVerified) {
-          const stale = all.filter((s) => s.id !== newestVerified.id && s.tags?.includes(LAST_VERIFIED_TAG));
-          if (!newestVerified.tags?.includes(LAST_VERIFIED_TAG)) await tag(restic, [newestVerified.id], { add: [LAST_VERIFIED_TAG] });
-          await tag(restic, stale.map((s) => s.id), { remove: [LAST_VERIFIED_TAG] });
-        }
-        const { retention } = input;
-        const rules = { ...retention, keepTags: [LAST_VERIFIED_TAG] };
-        // A PostgreSQL backup is several snapshots a run (one per database, one for the manifest),
-        // all at the run's time: the rules apply to each part alone, so they keep the same runs.
-        const parts = [...new Set(all.map((s) => tagValue(s, PART_TAG_KEY)).filter((p): p is string => p !== undefined))];
-        const filters = parts.length === 0 ? [sourceTags] : parts.map((part) => [...sourceTags, `${PART_TAG_KEY}=${part}`]);
-        const groups: ForgetGroup[] = [];
-        for (const tags of filters) {
-          const filter = { tags, host: input.host };
-          // forget needs an exclusive lock: a lock left by a killed restic is removed only if restic
-          // itself judges it stale (its process is gone from this host, or it is 30 min old).
-          groups.push(...await forget(restic, rules, filter).catch(async (error: unknown) => {
-            if (!(error instanceof ResticError) || error.failureType !== FailureType.RepositoryLocked) throw error;
-            await unlockStale(restic);
-            return forget(restic, rules, filter);
-          }));
-        }
-        const ids = (list: Snapshot[] | null) => (list ?? []).map((s) => s.id);
-        const result: RetentionResult = {
-          source: input.sourceName,
-          repository: input.repositoryName,
-          kept: groups.flatMap((g) => ids(g.keep)),
-          removed: groups.flatMap((g) => ids(g.remove)),
-          // `restic tag` rewrites a snapshot under a new id: report the kept one as it is now.
-          keptVerified: groups.flatMap((g) => g.keep ?? []).find((k) => k.tags?.includes(LAST_VERIFIED_TAG))?.id,
-        };
-        logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
+        const result = await runRetention({
+          restic, input, logger, stagingDirectory: config?.staging.directory, sourceType: config?.sources[input.sourceName]?.type,
+        });
+        if (!result.skipped) logger.info({ source: input.sourceName, repository: input.repositoryName, kept: result.kept.length, removed: result.removed.length }, 'retention applied');
         if (input.repository.type === 's3' && input.repository.immutable) {
           // Packs are shared across snapshots: the ones still current keep their lock past `days`.
           const client = createS3Client(input.repository, env);

@@ -3,7 +3,8 @@
  * a time (`restic check --read-data-subset n/t`), and each source's newest snapshot is restored
  * into a scratch target, compared (files: restic's --verify and the manifest's totals; databases
  * and git: the fingerprint taken at backup time; a bucket: its replica against the source), then
- * removed. A snapshot that passes is tagged `verified`, which retention keeps.
+ * removed. A snapshot that passes is tagged `verified` and `last-verified` (moved off the
+ * source's older snapshots), which retention keeps.
  */
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -13,10 +14,10 @@ import { MongoClient } from 'mongodb';
 import type { Config, Repository, Source } from '../config/schema';
 import { isDatabaseSource, scratchServerNote, scratchSource } from '../config/scratch';
 import type { Logger } from '../logging/logger';
-import { readSnapshotFile, restore, snapshots, tag, type ResticContext, type Snapshot } from '../restic/commands';
+import { readSnapshotFile, restore, snapshots, tag, tagValue, type ResticContext, type Snapshot } from '../restic/commands';
 import { runRestic } from '../restic/restic';
 import { FailureType } from '../shared/failures';
-import { VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
+import { LAST_VERIFIED_TAG, PART_TAG_KEY, VERIFIED_TAG, type RepositoryCheck, type SourceVerification } from '../shared/backup-types';
 import { LEDGER, ledgerWorkflowId, type LastSuccessfulBackup, type LastVerified } from '../shared/ledger';
 import { verifyReplica } from '../sources/bucket';
 import { withClient } from '../sources/postgres-connection';
@@ -230,11 +231,20 @@ export function createVerifyActivities({ logger, resticBin, env, temporalClient,
           await rm(scratch, { recursive: true, force: true });
         }
         result.ok = result.problems.length === 0;
-        if (result.ok && !chosen.tags?.includes(VERIFIED_TAG)) {
-          // restic tag rewrites the snapshot under a new id (its `original` keeps the old one).
+        if (result.ok) {
+          // The run's snapshots (a PostgreSQL run's database snapshots were restored with its
+          // manifest) become `verified` and `last-verified`; the source's older ones on the same
+          // host lose `last-verified`: retention keeps what carries it with no listing of its own.
+          // restic tag rewrites a snapshot under a new id (its `original` keeps the old one).
           // Tagging takes restic's exclusive lock, which the other sources' test restores and the
           // data check hold shared meanwhile: wait for them rather than fail the verification.
-          await whileLocked(() => tag(restic, [chosen.id], { add: [VERIFIED_TAG] }), progress);
+          const runTag = chosen.tags?.find((t) => t.startsWith('run='));
+          const run = tagValue(chosen, PART_TAG_KEY) === 'manifest' && runTag ? all.filter((s) => s.tags?.includes(runTag)) : [chosen];
+          const untagged = run.filter((s) => !s.tags?.includes(VERIFIED_TAG) || !s.tags?.includes(LAST_VERIFIED_TAG)).map((s) => s.id);
+          const stale = all.filter((s) => !run.includes(s) && s.hostname === chosen.hostname && s.tags?.includes(LAST_VERIFIED_TAG)).map((s) => s.id);
+          // Added before removed: an interruption between leaves two carriers (retention keeps both once), never none.
+          if (untagged.length > 0) await whileLocked(() => tag(restic, untagged, { add: [VERIFIED_TAG, LAST_VERIFIED_TAG] }), progress);
+          if (stale.length > 0) await whileLocked(() => tag(restic, stale, { remove: [LAST_VERIFIED_TAG] }), progress);
         }
         logger.info({ source: input.sourceName, repository: input.repositoryName, snapshot: chosen.short_id, ok: result.ok, problems: result.problems }, 'source verified');
         return result;

@@ -145,7 +145,8 @@ export const retentionSchema = z.strictObject({
   keepMonthly: z.number().int().positive().optional(),
   keepYearly: z.number().int().positive().optional(),
   keepWithin: duration.optional().describe('Keep every snapshot younger than this, e.g. "30d".'),
-}).refine((r) => Object.values(r).some((v) => v !== undefined), {
+  every: duration.optional().describe('Apply the rules at most this often, e.g. "1d" for a large repository backed up hourly (default: after every backup). A skipped retention forgets nothing: it only keeps more for a while.'),
+}).refine(({ every: _every, ...keep }) => Object.values(keep).some((v) => v !== undefined), {
   message: 'at least one keep rule (keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly, keepHourly or keepWithin): an empty retention would delete every snapshot',
 });
 

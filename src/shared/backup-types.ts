@@ -207,6 +207,8 @@ export interface RetentionResult {
   kept: string[];
   removed: string[];
   keptVerified?: string;
+  /** Set when `retention.every` had not passed since the last retention: nothing was forgotten. */
+  skipped?: { every: string; lastAppliedAt: string; nextAt: string };
 }
 
 /** What one repository workflow does while it holds the repository. */
