@@ -7,6 +7,7 @@ import type { CheckResult } from '../shared/doctor-types';
 import { ObjectLockError, readBucketLockState } from '../storage/object-lock';
 import type { AuditLocation } from '../shared/operations';
 import { FailureType } from '../shared/failures';
+import { s3ErrorStatus } from '../storage/s3';
 import { AuditStoreError, auditKeyPrefix, createAuditS3Client, describeAuditS3Error, type S3AuditLocation } from './store';
 
 export type AuditLifecycleAction = 'created' | 'unchanged' | 'updated' | 'not-applicable';
@@ -99,8 +100,7 @@ export async function ensureAuditBucket(location: AuditLocation, env: NodeJS.Pro
       await client.send(new HeadBucketCommand({ Bucket: location.bucket }));
     } catch (error) {
       const failure = describeAuditS3Error(error, location, 'checking the bucket of');
-      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (failure.failureType !== FailureType.BucketMissing && status !== 404) throw failure;
+      if (failure.failureType !== FailureType.BucketMissing && s3ErrorStatus(error) !== 404) throw failure;
       exists = false;
     }
     if (!exists) {

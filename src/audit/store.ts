@@ -7,11 +7,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, PutObjectCommand, S3ServiceException, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
-import { scrubSecrets } from '../logging/logger';
+import { GetObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, PutObjectCommand, type PutObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
 import { FailureType } from '../shared/failures';
 import type { AuditEntry, AuditLocation } from '../shared/operations';
-import { createS3Client } from '../storage/s3';
+import { classifyS3Error, createS3Client, s3ErrorName, s3ErrorStatus } from '../storage/s3';
 import { canonicalJson, EXPIRY_SLACK_DAYS, hashEntry, type AuditFinding, type AuditHead } from './chain';
 
 export type S3AuditLocation = Extract<AuditLocation, { type: 's3' }>;
@@ -72,36 +71,24 @@ export function openAuditStore(location: AuditLocation, env: NodeJS.ProcessEnv):
   return location.type === 's3' ? openS3Store(location, env) : openDirectoryStore(location);
 }
 
-/** An S3 client for the audit location; throws, naming the variables, when its keys are not set. */
+/** An S3 client for the audit location (its own connection: no repository, no restic password); throws, naming the variables, when its keys are not set. */
 export function createAuditS3Client(location: S3AuditLocation, env: NodeJS.ProcessEnv): S3Client {
   try {
-    // The repository helper reads the same fields; the audit trail has no restic password.
-    return createS3Client({ ...location, passwordEnv: '' }, env);
+    return createS3Client(location, env);
   } catch (error) {
     throw new AuditStoreError(`audit trail at s3://${location.bucket}/${auditKeyPrefix(location)}: ${error instanceof Error ? error.message : String(error)}`, FailureType.ConfigInvalid, { cause: error });
   }
 }
 
-/** Each way an S3 call can fail, turned into what the operator must fix (never a secret value). */
+/** classifyS3Error (src/storage/s3.ts) for the audit trail: what failed, and what the operator must fix (never a secret value). */
 export function describeAuditS3Error(error: unknown, location: S3AuditLocation, doing: string): AuditStoreError {
   if (error instanceof AuditStoreError) return error;
-  const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
-  const name = error instanceof Error ? error.name : String(error);
-  const where = `s3://${location.bucket}/${auditKeyPrefix(location)}`;
-  if (/NoSuchBucket/.test(name)) {
-    return new AuditStoreError(`bucket ${location.bucket} does not exist at ${location.endpoint}: run backupctl init (or fix audit.bucket)`, FailureType.BucketMissing, { cause: error });
-  }
-  if (status === 403 || /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden/.test(name)) {
-    return new AuditStoreError(`${doing} ${where} was refused by ${location.endpoint} (${name}): check the keys in ${location.accessKeyIdEnv} and ${location.secretAccessKeyEnv} and that they may read and write that prefix`, FailureType.CredentialsRejected, { cause: error });
-  }
-  const message = scrubSecrets(error instanceof Error ? error.message : String(error));
-  if (location.lock && status === 400 && /object ?lock/i.test(`${name} ${message}`)) {
-    return new AuditStoreError(
-      `${doing} ${where} with an object lock was refused by ${location.endpoint}: bucket ${location.bucket} has no object lock (${message}); S3 enables it only when a bucket is created: set audit.bucket to a new bucket and run backupctl init (it creates it locked), or remove audit.immutable`,
-      FailureType.ConfigInvalid, { cause: error },
-    );
-  }
-  return new AuditStoreError(`${doing} ${where} failed at ${location.endpoint} (${name}): ${message}`, FailureType.StorageUnreachable, { cause: error });
+  const { failureType, message } = classifyS3Error(error, {
+    connection: location, bucket: `bucket ${location.bucket}`, doing: `${doing} s3://${location.bucket}/${auditKeyPrefix(location)}`,
+    create: 'run backupctl init (or fix audit.bucket)', keysMay: 'read and write that prefix',
+    ...(location.lock ? { lockFix: 'set audit.bucket to a new bucket and run backupctl init (it creates it locked), or remove audit.immutable' } : {}),
+  });
+  return new AuditStoreError(message, failureType, { cause: error });
 }
 
 function serialise(entry: AuditEntry): string {
@@ -239,8 +226,8 @@ function openS3Store(location: S3AuditLocation, env: NodeJS.ProcessEnv): AuditSt
     try {
       await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: key, Body: body, ContentType: 'application/json', IfNoneMatch: conditionalWrites ? '*' : undefined, ...lockFields(location, body) }));
     } catch (error) {
-      const name = error instanceof Error ? error.name : '';
-      const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      const name = s3ErrorName(error);
+      const status = s3ErrorStatus(error);
       if (status === 412 || name === 'PreconditionFailed') {
         const existing = await getText(key);
         if (existing !== undefined && sameEntry(existing, entry)) return;

@@ -17,7 +17,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { BucketLocation } from '../config/schema';
-import { describeBucketError, isNoSuchKey, keyPrefix, normalizeEtag, s3ErrorName, s3ErrorStatus, type BucketRole, type ObjectEntry } from './bucket-s3';
+import { isNoSuchKey, s3ErrorName, s3ErrorStatus } from '../storage/s3';
+import { describeBucketError, keyPrefix, normalizeEtag, type BucketRole, type ObjectEntry } from './bucket-s3';
 
 /** S3's limits: parts of at least 5 MiB (but the last), at most 10,000 parts. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024;

@@ -10,7 +10,8 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { BucketLocation } from '../config/schema';
-import { describeBucketError, isNoSuchKey, keyPrefix } from './bucket-s3';
+import { isNoSuchKey } from '../storage/s3';
+import { describeBucketError, keyPrefix } from './bucket-s3';
 
 export const MANIFEST_KEY = '.backupctl/replication-manifest.json.gz';
 

@@ -1,13 +1,13 @@
 /**
- * The S3 plumbing of the s3-bucket source: a client per BucketLocation (src/storage/s3.ts only
- * builds them for restic repositories), the error mapping (the same classification as
- * describeS3Error, for a source, replica or restore target), listings relative to a location's
- * prefix, and the fingerprint of a listing.
+ * The S3 plumbing of the s3-bucket source: src/storage/s3.ts's client and error classification
+ * adapted to a BucketLocation (a source, replica or restore target), listings relative to a
+ * location's prefix, and the fingerprint of a listing.
  */
 import { createHash } from 'node:crypto';
-import { ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { BucketLocation } from '../config/schema';
-import { registerSecretValue, scrubSecrets } from '../logging/logger';
+import { scrubSecrets } from '../logging/logger';
+import { S3PreflightError, classifyS3Error, createS3Client, isAbortError } from '../storage/s3';
 import { FailureType } from '../shared/failures';
 import type { BucketFingerprint } from '../shared/fingerprints';
 
@@ -67,75 +67,25 @@ export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-export interface ClientOptions {
-  /** Attempts per request (the SDK's own retries with back-off). Default 3. */
-  maxAttempts?: number;
-}
-
-/**
- * An S3 client for a bucket location. Secret values are registered with the logger so they are
- * scrubbed wherever they might appear; missing variables are a ConfigInvalid naming them.
- */
-export function createBucketClient(location: BucketLocation, env: NodeJS.ProcessEnv, options: ClientOptions = {}): S3Client {
-  const accessKeyId = env[location.accessKeyIdEnv];
-  const secretAccessKey = env[location.secretAccessKeyEnv];
-  if (!accessKeyId || !secretAccessKey) {
-    throw new BucketSourceError(`environment variables ${location.accessKeyIdEnv} and ${location.secretAccessKeyEnv} must be set on this worker (for bucket "${location.bucket}" at ${location.endpoint})`, FailureType.ConfigInvalid);
+/** A client for a bucket location (streamed copies: longer timeouts than a preflight's); missing variables are a ConfigInvalid naming them. */
+export function createBucketClient(location: BucketLocation, env: NodeJS.ProcessEnv): S3Client {
+  try {
+    return createS3Client(location, env, 'transfer');
+  } catch (error) {
+    // Unset key variables (a ConfigInvalid naming them and the bucket), as a bucket source's error.
+    if (!(error instanceof S3PreflightError)) throw error;
+    throw new BucketSourceError(error.message, error.failureType);
   }
-  registerSecretValue(secretAccessKey);
-  return new S3Client({
-    endpoint: location.endpoint,
-    region: location.region,
-    forcePathStyle: location.pathStyle,
-    credentials: { accessKeyId, secretAccessKey },
-    maxAttempts: options.maxAttempts ?? 3,
-    // Streamed bodies are sent as they are: the default CRC32 trailer (aws-chunked encoding) is
-    // not understood by every S3-compatible endpoint, and the copies are checked against the
-    // source ETags instead.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    // requestTimeout is the socket's idle time, not the length of a transfer.
-    requestHandler: { requestTimeout: 120_000, connectionTimeout: 10_000 },
-  });
 }
 
-export function isAbortError(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'AbortError' || (error.name === 'TimeoutError' && /abort/i.test(error.message)));
-}
-
-export function s3ErrorStatus(error: unknown): number | undefined {
-  if (error instanceof S3ServiceException) return error.$metadata.httpStatusCode;
-  if (typeof error === 'object' && error !== null && '$metadata' in error) {
-    const metadata = (error as { $metadata?: { httpStatusCode?: number } }).$metadata;
-    return metadata?.httpStatusCode;
-  }
-  return undefined;
-}
-
-export function s3ErrorName(error: unknown): string {
-  return error instanceof Error ? error.name : String(error);
-}
-
-/** "The object is not there" (deleted since it was listed), as opposed to "the bucket is not there". */
-export function isNoSuchKey(error: unknown): boolean {
-  const name = s3ErrorName(error);
-  return name === 'NoSuchKey' || (name === 'NotFound' && s3ErrorStatus(error) === 404);
-}
-
-/** The same classification as describeS3Error (src/storage/s3.ts), for a bucket location. */
+/** classifyS3Error (src/storage/s3.ts) for a source, replica or restore target. */
 export function describeBucketError(error: unknown, location: BucketLocation, role: BucketRole): Error {
   if (error instanceof BucketSourceError || isAbortError(error)) return error as Error;
-  const status = s3ErrorStatus(error);
-  const name = s3ErrorName(error);
-  const where = `the ${role} bucket "${location.bucket}" at ${location.endpoint}`;
-  if (status === 403 || /InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden/.test(name)) {
-    return new BucketSourceError(`S3 credentials were rejected for ${where} (${name}): check the values of ${location.accessKeyIdEnv} and ${location.secretAccessKeyEnv}`, FailureType.CredentialsRejected);
-  }
-  if (name === 'NoSuchBucket' || (status === 404 && !isNoSuchKey(error))) {
-    return new BucketSourceError(`${where} does not exist: create it or fix the bucket name in the config`, FailureType.BucketMissing);
-  }
-  const message = scrubSecrets(error instanceof Error ? error.message || name : String(error));
-  return new BucketSourceError(`S3 endpoint ${location.endpoint} (${role} bucket "${location.bucket}") failed or is unreachable: ${message}`, FailureType.StorageUnreachable);
+  const { failureType, message } = classifyS3Error(error, {
+    connection: location, bucket: `the ${role} bucket "${location.bucket}"`,
+    create: 'create it or fix the bucket name in the config',
+  });
+  return new BucketSourceError(message, failureType);
 }
 
 /** One object, its key relative to the location's prefix. */

@@ -18,6 +18,7 @@ import type { BucketLocation } from '../config/schema';
 import { formatBytes } from '../config/units';
 import { FailureType } from '../shared/failures';
 import type { BucketFingerprint } from '../shared/fingerprints';
+import { isNoSuchKey } from '../storage/s3';
 import { GONE, MIN_PART_BYTES, abortError, copyObject, type BucketEnd, type RequestKind } from './bucket-copy';
 import { locationIdentity, readManifest, writeManifest, type ManifestEntry } from './bucket-manifest';
 import {
@@ -28,7 +29,6 @@ import {
   describeBucketError,
   fingerprintOf,
   fixFor,
-  isNoSuchKey,
   isSinglePartEtag,
   keyPrefix,
   listObjects,

@@ -10,17 +10,16 @@ import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import {
   AbortMultipartUploadCommand, DeleteObjectsCommand, GetBucketLifecycleConfigurationCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command,
-  PutBucketLifecycleConfigurationCommand, PutObjectCommand, S3Client, type LifecycleRule, type StorageClass,
+  PutBucketLifecycleConfigurationCommand, PutObjectCommand, type LifecycleRule, type S3Client, type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Config, Repository, S3Repository, Schedule } from '../config/schema';
 import { parseDuration } from '../config/units';
-import { registerSecretValue, scrubSecrets } from '../logging/logger';
+import { scrubSecrets } from '../logging/logger';
 import { classifyResticFailure, repositoryEnvironment, repositoryOptions } from '../restic/restic';
 import type { Snapshot } from '../restic/commands';
-import { S3PreflightError } from './s3';
-import { FailureType } from '../shared/failures';
+import { createS3Client } from './s3';
 import { PARTIAL_TAG, VERIFIED_TAG } from '../shared/backup-types';
 
 export class ArchiveFailed extends Error {
@@ -126,15 +125,7 @@ export function chooseArchiveSnapshot(found: readonly Snapshot[]): { snapshot: S
 
 /** A client for long uploads (the preflight client gives up after 10 s). */
 export function archiveClient(destination: ArchiveDestination, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const { s3 } = destination;
-  const accessKeyId = env[s3.accessKeyIdEnv];
-  const secretAccessKey = env[s3.secretAccessKeyEnv];
-  if (!accessKeyId || !secretAccessKey) throw new S3PreflightError(`environment variables ${s3.accessKeyIdEnv} and ${s3.secretAccessKeyEnv} must be set`, FailureType.ConfigInvalid);
-  registerSecretValue(secretAccessKey);
-  return new S3Client({
-    endpoint: s3.endpoint, region: s3.region, forcePathStyle: s3.pathStyle, credentials: { accessKeyId, secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  return createS3Client({ ...destination.s3, bucket: destination.bucket }, env, 'upload');
 }
 
 /** The shell lines that restore the archive with stock tools. */

@@ -13,6 +13,7 @@ import {
   PutObjectRetentionCommand, type LifecycleRule, type ObjectLockRetentionMode, type S3Client,
 } from '@aws-sdk/client-s3';
 import type { S3Repository } from '../config/schema';
+import { s3ErrorName, s3ErrorStatus } from './s3';
 
 export type ImmutableSettings = NonNullable<S3Repository['immutable']>;
 
@@ -58,14 +59,6 @@ export function noncurrentRule(repository: S3Repository, settings: ImmutableSett
   };
 }
 
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : String(error);
-}
-
-function httpStatus(error: unknown): number | undefined {
-  return (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
-}
-
 export interface BucketLockState {
   lockEnabled: boolean;
   defaultRetention?: { mode?: string; days?: number; years?: number };
@@ -84,7 +77,7 @@ export async function readBucketLockState(client: S3Client, bucket: string): Pro
     if (retention) defaultRetention = { mode: retention.Mode, days: retention.Days, years: retention.Years };
   } catch (error) {
     // AWS and MinIO: ObjectLockConfigurationNotFoundError (404) for a bucket created without lock.
-    if (!/ObjectLockConfigurationNotFound/.test(errorName(error)) && httpStatus(error) !== 404) throw error;
+    if (!/ObjectLockConfigurationNotFound/.test(s3ErrorName(error)) && s3ErrorStatus(error) !== 404) throw error;
   }
   const versioning = (await client.send(new GetBucketVersioningCommand({ Bucket: bucket }))).Status;
   return { lockEnabled, defaultRetention, versioning, rules: await lifecycleRules(client, bucket) };
@@ -94,7 +87,7 @@ async function lifecycleRules(client: S3Client, bucket: string): Promise<Lifecyc
   try {
     return (await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: bucket }))).Rules ?? [];
   } catch (error) {
-    if (errorName(error) === 'NoSuchLifecycleConfiguration') return [];
+    if (s3ErrorName(error) === 'NoSuchLifecycleConfiguration') return [];
     throw error;
   }
 }
@@ -222,7 +215,7 @@ export interface CanaryProbe {
 }
 
 function refused(error: unknown): boolean {
-  return httpStatus(error) === 403 || /AccessDenied|WORM|ObjectLocked|InvalidRequest/i.test(`${errorName(error)} ${(error as Error).message}`);
+  return s3ErrorStatus(error) === 403 || /AccessDenied|WORM|ObjectLocked|InvalidRequest/i.test(`${s3ErrorName(error)} ${(error as Error).message}`);
 }
 
 /**

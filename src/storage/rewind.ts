@@ -5,13 +5,11 @@
  * of that time would only block the copy), and so is anything that is not restic's layout.
  */
 import {
-  CopyObjectCommand, GetBucketVersioningCommand, ListObjectsV2Command, ListObjectVersionsCommand, S3Client,
+  CopyObjectCommand, GetBucketVersioningCommand, ListObjectsV2Command, ListObjectVersionsCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import type { S3Repository } from '../config/schema';
-import { registerSecretValue } from '../logging/logger';
 import { parseDuration } from '../config/units';
-import { FailureType } from '../shared/failures';
-import { S3PreflightError, describeS3Error } from './s3';
+import { S3PreflightError, createS3Client, describeS3Error } from './s3';
 
 /** One entry of ListObjectVersions: a version or a delete marker. */
 export interface ObjectVersion {
@@ -82,18 +80,7 @@ const RESTIC_ENTRIES = /^(config|keys\/.+|data\/.+|index\/.+|snapshots\/.+)$/;
 
 /** A client for listing and server-side copies (longer timeouts and more retries than the preflight's). */
 export function rewindClient(repository: S3Repository, env: NodeJS.ProcessEnv = process.env): S3Client {
-  const accessKeyId = env[repository.accessKeyIdEnv];
-  const secretAccessKey = env[repository.secretAccessKeyEnv];
-  if (!accessKeyId || !secretAccessKey) {
-    throw new S3PreflightError(`environment variables ${repository.accessKeyIdEnv} and ${repository.secretAccessKeyEnv} must be set`, FailureType.ConfigInvalid);
-  }
-  registerSecretValue(secretAccessKey);
-  return new S3Client({
-    endpoint: repository.endpoint, region: repository.region, forcePathStyle: repository.pathStyle,
-    credentials: { accessKeyId, secretAccessKey }, maxAttempts: 5,
-    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: { requestTimeout: 300_000, connectionTimeout: 10_000 },
-  });
+  return createS3Client(repository, env, 'bulk');
 }
 
 export interface RewindProgress {
