@@ -2,11 +2,17 @@
  * The benchmark's deployment: its own MinIO (and, when a part drives the service, the Temporal
  * dev server and a worker in its own process whose restic runs through the logging wrapper),
  * secrets that exist only for this run, and the config each measured repository gets.
+ *
+ * The worker resolves a backup's plan from its own config, read at start: its config names the
+ * repository the service backs up into (and that repository's source root) beside a small
+ * warm-up policy. A backup into another repository first restarts the worker with a config that
+ * names it (`bind`) and runs the warm-up backup (not measured), so every measured backup meets
+ * a worker past its one-off costs. Memory figures cover every worker the run started.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
@@ -25,21 +31,26 @@ export const DEPLOYMENT = 'bench';
 export const POLICY = 'applications';
 export const SOURCE = 'applications';
 export const HOST = 'bench-host';
+/** The warm-up policy's source and repository in the worker's config. */
+const WARMUP = 'harness-warmup';
 const ENV_NAMES = { password: 'BENCH_RESTIC_PASSWORD', keyId: 'BENCH_S3_ACCESS_KEY_ID', secret: 'BENCH_S3_SECRET_ACCESS_KEY' };
 
-function configText(opts: { sourceRoot: string; staging: string; repositoryName: string; bucket: string; endpoint: string }): string {
+function configText(opts: { sourceRoot: string; staging: string; repositoryName: string; bucket: string; endpoint: string; warmup?: { root: string; bucket: string } }): string {
+  const repository = (bucket: string): Record<string, unknown> => ({
+    type: 's3', endpoint: opts.endpoint, bucket, region: 'us-east-1', pathStyle: true,
+    accessKeyIdEnv: ENV_NAMES.keyId, secretAccessKeyEnv: ENV_NAMES.secret, passwordEnv: ENV_NAMES.password,
+  });
+  // The policy the dev deployment uses for the same artifacts: retention runs after each backup.
+  const policy = (source: string, repositoryName: string): Record<string, unknown> => ({ sources: [source], repositories: [repositoryName], schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { keepDaily: 7, keepWeekly: 4, keepMonthly: 12 }, rpo: '26h', tier: 'high' });
+  const warmup = opts.warmup;
   return stringify({
     deployment: DEPLOYMENT,
     staging: { directory: opts.staging, minFreeSpace: '100MiB' },
-    sources: { [SOURCE]: { type: 'files', root: opts.sourceRoot, paths: ['applications'] } },
-    repositories: {
-      [opts.repositoryName]: {
-        type: 's3', endpoint: opts.endpoint, bucket: opts.bucket, region: 'us-east-1', pathStyle: true,
-        accessKeyIdEnv: ENV_NAMES.keyId, secretAccessKeyEnv: ENV_NAMES.secret, passwordEnv: ENV_NAMES.password,
-      },
-    },
-    // The policy the dev deployment uses for the same artifacts: retention runs after each backup.
-    policies: { [POLICY]: { sources: [SOURCE], repositories: [opts.repositoryName], schedule: { cron: '0 2 * * *', timezone: 'UTC' }, retention: { keepDaily: 7, keepWeekly: 4, keepMonthly: 12 }, rpo: '26h', tier: 'high' } },
+    // Restores (bench/restore.ts) go into the run's own folder, beside the staging folder.
+    restore: { allowedRoots: [dirname(opts.staging)] },
+    sources: { [SOURCE]: { type: 'files', root: opts.sourceRoot, paths: ['applications'] }, ...(warmup ? { [WARMUP]: { type: 'files', root: warmup.root, paths: ['applications'] } } : {}) },
+    repositories: { [opts.repositoryName]: repository(opts.bucket), ...(warmup ? { [WARMUP]: repository(warmup.bucket) } : {}) },
+    policies: { [POLICY]: policy(SOURCE, opts.repositoryName), ...(warmup ? { [WARMUP]: policy(WARMUP, WARMUP) } : {}) },
   });
 }
 
@@ -58,23 +69,31 @@ export interface WorkerMemory {
 export interface Repo {
   name: string;
   bucket: string;
+  /** The folder that holds `applications/`. */
+  sourceRoot: string;
   config: Config;
   repository: Config['repositories'][string];
 }
 
 export interface ServiceSide {
   client: Client;
-  worker: WorkerProcess;
-  sampler: MemorySampler;
-  /** Rejects when the worker dies: race it against anything that waits on the worker. */
-  workerDied: Promise<never>;
+  /** The worker running now (`bind` starts another). */
+  readonly worker: WorkerProcess;
+  readonly sampler: MemorySampler;
+  /** Rejects when the worker running now dies: race it against anything that waits on the worker. */
+  readonly workerDied: Promise<never>;
+  /** The first worker's start-up. */
   workerStartSeconds: number;
   startupHwm: number;
+  /** The first worker's warm-up backup. */
   warmup: BackupMeasure;
-  /** One backup through `backupWorkflow`, from the start call to its result, analysed. */
+  /** Restarts the worker with a config that names `repo` (and its source root) unless it does already; warms it up. */
+  bind(repo: Repo): Promise<void>;
+  /** One backup through `backupWorkflow` into `repo` (bound first), from the start call to its result, analysed. */
   backup(label: string, repo: Repo, runIndex: number): Promise<BackupMeasure>;
-  /** Resets the worker's VmHWM, so the next reading is the peak from now on. */
+  /** Resets the running worker's VmHWM, so the next reading is the peak from now on. */
   resetPeak(): boolean;
+  /** The running worker's VmHWM. */
   peak(): number;
   memory(): WorkerMemory;
 }
@@ -103,7 +122,7 @@ export interface Harness {
 export interface HarnessOptions {
   /** Start Temporal and a worker (parts that go through the service). */
   service: boolean;
-  /** The worker's own config names this source root (backups carry their plan, so any tree will do). */
+  /** Unused: the worker's config names the source root of the repository it is bound to. */
   workerSourceRoot?: string;
 }
 
@@ -116,18 +135,11 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
   const work = mkdtempSync(join(tmpdir(), 'bench-'));
   let minio: MinioServer | undefined;
   let temporal: TemporalServer | undefined;
-  let worker: WorkerProcess | undefined;
+  let current: Incarnation | undefined;
   let connection: Connection | undefined;
   let s3: S3Client | undefined;
-  let sampler: MemorySampler | undefined;
   const close = async (): Promise<void> => {
-    sampler?.stop();
-    if (worker && worker.child.exitCode === null && worker.child.signalCode === null) {
-      worker.child.kill('SIGTERM');
-      const timer = setTimeout(() => worker?.child.kill('SIGKILL'), 15_000);
-      await worker.exited;
-      clearTimeout(timer);
-    }
+    if (current) await retire(current);
     await connection?.close();
     s3?.destroy();
     await Promise.all([minio?.stop(), temporal?.stop()]);
@@ -157,7 +169,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       const bucket = `bench-${name}-${randomBytes(3).toString('hex')}`.toLowerCase().replace(/[^a-z0-9-]/g, '-');
       const config = configFor(sourceRoot, name, bucket);
       await initRepositories(config, restic.path, [name], env);
-      return { name, bucket, config, repository: config.repositories[name]! };
+      return { name, bucket, sourceRoot, config, repository: config.repositories[name]! };
     };
     const s3Client = s3;
     const dropRepository = async (repo: Repo): Promise<void> => {
@@ -178,72 +190,106 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       mkdirSync(join(warmupRoot, 'applications', `Company ${i}`), { recursive: true });
       writeFileSync(join(warmupRoot, 'applications', `Company ${i}`, 'CV.md'), `# warm-up ${i}\n`);
     }
+    const warmupRepo = await freshRepository(warmupRoot, WARMUP);
     const memprobeFile = join(work, 'memprobe.jsonl');
     const workerConfigPath = join(work, 'bench.yaml');
-    writeFileSync(workerConfigPath, configText({ sourceRoot: options.workerSourceRoot ?? warmupRoot, staging, repositoryName: 'warmup', bucket: 'bench-warmup', endpoint }));
     // Only what the worker reads: no TEMPORAL_*/RESTIC_*/BACKUP_* of the caller's shell.
     const workerEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(TEMPORAL_|RESTIC_|BACKUP_|LOG_)/.test(k)));
     Object.assign(workerEnv, secrets, {
       BACKUP_CONFIG: workerConfigPath, BACKUP_HOST: HOST, TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace,
       RESTIC_BIN: wrapper.path, RESTIC_CACHE_DIR: resticCache, LOG_LEVEL: 'info', LOG_FORMAT: 'json', BENCH_MEMPROBE_FILE: memprobeFile,
     });
-
-    log('starting the worker (separate process)');
-    const workerStart = performance.now();
-    worker = await startWorkerProcess(workerEnv, join(work, 'worker.log'));
-    const workerProcess = worker;
-    const workerStartSeconds = seconds(performance.now() - workerStart);
-    const startupHwm = procStatusBytes(worker.pid, 'VmHWM') ?? 0;
-    const resetPeak = (): boolean => {
-      try {
-        writeFileSync(`/proc/${workerProcess.pid}/clear_refs`, '5');
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    const hwmReset = resetPeak();
-    sampler = new MemorySampler(worker.pid);
-    sampler.start();
-    const memorySampler = sampler;
-    const workerDied = worker.exited.then((how): never => {
-      throw new Error(`the worker exited (${how}) during the benchmark:\n${workerProcess.outputTail()}`);
-    });
-    workerDied.catch(() => undefined);
-
     connection = await Connection.connect({ address: temporal.address });
     const client = new Client({ connection, namespace: temporal.namespace });
+    const retired = new MemorySampler(0); // the peaks of the workers that were stopped
+    let retiredHwm = 0;
 
-    const backup = async (label: string, repo: Repo, runIndex: number): Promise<BackupMeasure> => {
+    const launch = async (repo: Repo): Promise<Incarnation> => {
+      writeFileSync(workerConfigPath, configText({ sourceRoot: repo.sourceRoot, staging, repositoryName: repo.name, bucket: repo.bucket, endpoint, warmup: { root: warmupRoot, bucket: warmupRepo.bucket } }));
+      log(`starting the worker (separate process), its config naming repository ${repo.name}`);
+      const workerStart = performance.now();
+      const worker = await startWorkerProcess(workerEnv, join(work, 'worker.log'));
+      const startSeconds = seconds(performance.now() - workerStart);
+      const startupHwm = procStatusBytes(worker.pid, 'VmHWM') ?? 0;
+      const sampler = new MemorySampler(worker.pid);
+      sampler.start();
+      const died = worker.exited.then((how): never => {
+        throw new Error(`the worker exited (${how}) during the benchmark:\n${worker.outputTail()}`);
+      });
+      died.catch(() => undefined);
+      return { worker, sampler, died, startSeconds, startupHwm, hwmReset: resetHwm(worker.pid), repo };
+    };
+
+    const run = async (incarnation: Incarnation, label: string, policy: string, runIndex: number): Promise<BackupMeasure> => {
       syncDisks();
-      const input = { deployment: repo.config.deployment, policy: POLICY };
+      const input = { deployment: DEPLOYMENT, policy };
       const workflowId = `${DEPLOYMENT}-backup-${label}-${runIndex}-${Date.now()}`;
       const callsBefore = readResticCalls(wrapper.logFile).length;
-      memorySampler.setPhase(label);
+      incarnation.sampler.setPhase(label);
       const started = performance.now();
       const outcome = await Promise.race([
         client.workflow.execute(backupWorkflow, { taskQueue: sharedTaskQueue(DEPLOYMENT), workflowId, args: [input] }),
-        workerDied,
-      ]);
+        incarnation.died,
+      ]).catch((error: unknown): never => {
+        // The client's error says only "Workflow execution failed": name the causes and the worker's last words.
+        const causes: string[] = [];
+        for (let e: unknown = error; e instanceof Error && causes.length < 6; e = e.cause) causes.push(`${e.name}: ${e.message}`);
+        throw new Error(`backup ${workflowId} failed: ${causes.join(' <- ')}\nworker output (tail):\n${incarnation.worker.outputTail()}`, { cause: error });
+      });
       const wall = seconds(performance.now() - started);
-      memorySampler.setPhase(undefined);
+      incarnation.sampler.setPhase(undefined);
       const calls = readResticCalls(wrapper.logFile).slice(callsBefore);
       return analyse(client, workflowId, wall, outcome, calls);
     };
 
     // Warm-up (not measured): the worker's first workflow task, activities, ledger and restic.
-    log('warm-up backup (not measured)');
-    const warmupRepo = await freshRepository(warmupRoot, 'warmup');
-    const warmup = await backup('warmup', warmupRepo, 0);
+    const warmUp = async (incarnation: Incarnation): Promise<BackupMeasure> => {
+      log('warm-up backup (not measured)');
+      return run(incarnation, 'warmup', WARMUP, 0);
+    };
+    const first = await launch(warmupRepo);
+    current = first;
+    const warmup = await warmUp(first);
+
+    const bind = async (repo: Repo): Promise<void> => {
+      if (current?.repo.name === repo.name && current.repo.bucket === repo.bucket && current.repo.sourceRoot === repo.sourceRoot) return;
+      if (current) {
+        retiredHwm = Math.max(retiredHwm, procStatusBytes(current.worker.pid, 'VmHWM') ?? 0);
+        retired.absorb(current.sampler);
+        await retire(current);
+        current = undefined;
+      }
+      const next = await launch(repo);
+      current = next;
+      await warmUp(next);
+    };
+    const running = (): Incarnation => {
+      if (!current) throw new Error('no worker is running');
+      return current;
+    };
 
     harness.service = {
-      client, worker, sampler, workerDied, workerStartSeconds, startupHwm, warmup, backup, resetPeak,
-      peak: () => procStatusBytes(workerProcess.pid, 'VmHWM') ?? 0,
+      client, warmup, bind,
+      get worker() { return running().worker; },
+      get sampler() { return running().sampler; },
+      get workerDied() { return running().died; },
+      workerStartSeconds: first.startSeconds,
+      startupHwm: first.startupHwm,
+      backup: async (label, repo, runIndex) => {
+        await bind(repo);
+        return run(running(), label, POLICY, runIndex);
+      },
+      resetPeak: () => resetHwm(running().worker.pid),
+      peak: () => procStatusBytes(running().worker.pid, 'VmHWM') ?? 0,
       memory: () => {
-        const benchHwm = procStatusBytes(workerProcess.pid, 'VmHWM') ?? 0;
+        const now = running();
+        const benchHwm = Math.max(retiredHwm, procStatusBytes(now.worker.pid, 'VmHWM') ?? 0);
+        const sampled = new MemorySampler(0);
+        sampled.absorb(retired);
+        sampled.absorb(now.sampler);
         return {
-          startupHwm, benchHwm, hwmReset, lifetimePeak: Math.max(startupHwm, benchHwm),
-          sampledWorkerPeak: memorySampler.workerPeak, sampledTotalPeak: memorySampler.totalPeak, phasePeaks: memorySampler.phasePeaks, workerStartSeconds,
+          startupHwm: first.startupHwm, benchHwm, hwmReset: first.hwmReset, lifetimePeak: Math.max(first.startupHwm, benchHwm),
+          sampledWorkerPeak: sampled.workerPeak, sampledTotalPeak: sampled.totalPeak, phasePeaks: sampled.phasePeaks, workerStartSeconds: first.startSeconds,
           atPeak: peakBreakdown(memprobeFile),
         };
       },
@@ -253,6 +299,37 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     await close();
     throw error;
   }
+}
+
+/** One worker process, its config naming `repo`. */
+interface Incarnation {
+  worker: WorkerProcess;
+  sampler: MemorySampler;
+  died: Promise<never>;
+  startSeconds: number;
+  startupHwm: number;
+  hwmReset: boolean;
+  repo: Repo;
+}
+
+/** Resets a process's VmHWM to its RSS now (clear_refs 5), so the next reading is the peak from now on. */
+function resetHwm(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function retire(incarnation: Incarnation): Promise<void> {
+  incarnation.sampler.stop();
+  const child = incarnation.worker.child;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await incarnation.worker.exited;
+  clearTimeout(timer);
 }
 
 /** Reads the whole tree once, so every step starts with it in the page cache. */

@@ -135,6 +135,17 @@ export class MemorySampler {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /** Takes another sampler's peaks into this one's: the peaks of every worker a run started. */
+  absorb(other: MemorySampler): void {
+    this.workerPeak = Math.max(this.workerPeak, other.workerPeak);
+    this.totalPeak = Math.max(this.totalPeak, other.totalPeak);
+    for (const [phase, peak] of Object.entries(other.phasePeaks)) {
+      const mine = (this.phasePeaks[phase] ??= { worker: 0, total: 0 });
+      mine.worker = Math.max(mine.worker, peak.worker);
+      mine.total = Math.max(mine.total, peak.total);
+    }
+  }
+
   setPhase(phase: string | undefined): void {
     this.phase = phase;
     if (phase !== undefined) this.phasePeaks[phase] ??= { worker: 0, total: 0 };
