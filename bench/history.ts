@@ -149,10 +149,32 @@ export interface BackupMeasure {
 }
 
 
+/** The writers' history events from the backup's start to its end, read as one workflow's (their sum). */
+async function writerWindow(client: Client, writerIds: string[], parent: HistoryFacts): Promise<HistoryFacts | undefined> {
+  if (writerIds.length === 0) return undefined;
+  const facts: HistoryFacts = { startedAt: parent.startedAt, closedAt: parent.closedAt, activities: [], workflowTaskQueued: 0, workflowTaskRunning: 0, workflowTasks: 0, events: 0 };
+  for (const id of writerIds) {
+    const history = await client.workflow.getHandle(id).fetchHistory();
+    const events = (history.events ?? []).filter((e) => eventMs(e) >= parent.startedAt && eventMs(e) <= parent.closedAt);
+    if (events.length === 0) continue;
+    const window = readHistory({ ...history, events }, 'repository');
+    facts.activities.push(...window.activities);
+    facts.workflowTaskQueued += window.workflowTaskQueued;
+    facts.workflowTaskRunning += window.workflowTaskRunning;
+    facts.workflowTasks += window.workflowTasks;
+    facts.events += window.events;
+  }
+  return facts;
+}
+
 export async function analyse(client: Client, workflowId: string, wall: number, outcome: BackupOutcome, calls: ResticCall[]): Promise<BackupMeasure> {
   if (!outcome.ok) throw new Error(`backup ${workflowId} failed: ${JSON.stringify(outcome.error)}`);
   const parent = readHistory(await client.workflow.getHandle(workflowId).fetchHistory(), 'backup');
-  const child = parent.child ? readHistory(await client.workflow.getHandle(parent.child.workflowId, parent.child.runId).fetchHistory(), 'repository') : undefined;
+  // Before the writer queue a child per job; since, each repository's long-lived writer runs the
+  // job: its events between this backup's first and last are this backup's (one backup at a time).
+  const child = parent.child
+    ? readHistory(await client.workflow.getHandle(parent.child.workflowId, parent.child.runId).fetchHistory(), 'repository')
+    : await writerWindow(client, [...new Set(outcome.snapshots.map((s) => `${outcome.deployment}-writer-${s.repository}`))], parent);
   const spans = [...parent.activities, ...(child?.activities ?? [])].sort((a, b) => a.started - b.started);
   const activityUnion = seconds(unionLength(spans.map((s) => [s.started, s.closed])));
   // Each restic call goes to one activity: the one whose span holds its start, else the nearest

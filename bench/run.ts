@@ -294,8 +294,8 @@ function renderReport(r: ReportInput): string {
   row('… activity tasks waiting for the worker (scheduled → started, sum)', (b) => b.activityQueued);
   row('… workflow tasks waiting (sum)', (b) => b.workflowTaskQueued);
   row('… workflow tasks running workflow code (sum)', (b) => b.workflowTaskRunning);
-  row('… workflow tasks (count, backup + repository workflows)', (b) => b.workflowTasks, (n) => n.toFixed(0));
-  row('… repository child workflow: start initiated → started', (b) => b.childStartLatency);
+  row('… workflow tasks (count, backup workflow + its writers during the run)', (b) => b.workflowTasks, (n) => n.toFixed(0));
+  row('… repository child workflow (before the writer queue): start initiated → started', (b) => b.childStartLatency);
   row('wall time outside restic (wall − all restic processes)', (b) => b.wall - b.resticTotal);
   lines.push('');
   lines.push('### Activities (medians, seconds: execution span / of which in restic; restic sub-commands)');
