@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -55,6 +56,9 @@ export interface StartWorkerOptions {
   /** How long running activities may finish once the worker stops. Default: BACKUP_SHUTDOWN_GRACE, else 30 s. */
   shutdownGraceTime?: Duration;
 }
+
+/** The young generation's semi-space (MB) of isolates created after the worker starts: the workflow thread's. */
+export const WORKFLOW_THREAD_SEMI_SPACE_MB = 4;
 
 /** How often a worker whose monitoring port another process holds tries to take it. */
 export const MONITORING_PORT_RETRY_MS = 5_000;
@@ -114,6 +118,13 @@ export async function startWorker({ config, environment, logger, env = process.e
   const identity = `${process.pid}@${hostname()} host=${environment.host} config=${configDigest(config)}`;
   const common = { connection, namespace: environment.temporal.namespace, activities, shutdownGraceTime, maxHeartbeatThrottleInterval: '2 seconds' as const, identity, interceptors: { activity: [scrubActivityFailures] } };
   const cache = environment.workflowCacheSize === undefined ? {} : { maxCachedWorkflows: environment.workflowCacheSize };
+  // The SDK runs workflows in a worker thread, a V8 isolate of its own whose young generation V8
+  // sizes from the host's memory (new space up to 128 MB measured on a 23.5 GiB host); workflow
+  // code allocates little, so 4 MB semi-spaces cost it no time and the worker about 15 MB less
+  // resident memory (measured through bench/harness.ts). The flag is read when an isolate is
+  // created: it applies to every thread started from now on, not to the main thread's (that one
+  // takes it from the node command line, and a value given there is left alone).
+  if (![...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes('--max-semi-space-size'))) setFlagsFromString(`--max-semi-space-size=${WORKFLOW_THREAD_SEMI_SPACE_MB}`);
   const shared = await Worker.create({ ...common, ...cache, taskQueue: taskQueues.shared, workflowBundle: { codePath: await workflowBundlePath() } });
   const host = await Worker.create({ ...common, taskQueue: taskQueues.host });
   logger.info({ taskQueues, namespace: environment.temporal.namespace, address: environment.temporal.address }, 'worker started');

@@ -10,7 +10,7 @@ import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import { MongoClient } from 'mongodb';
+import { MongoClient } from '../sources/mongodb-driver';
 import type { Config, Repository, Source } from '../config/schema';
 import { isDatabaseSource, scratchServerNote, scratchSource } from '../config/scratch';
 import type { Logger } from '../logging/logger';

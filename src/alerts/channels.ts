@@ -8,7 +8,7 @@
  * ChannelUnavailable (retryable, with the server's Retry-After when it gave one). Their `name`
  * is the class name, so Temporal uses it as the failure type of the activity that calls this.
  */
-import { createTransport } from 'nodemailer';
+import type * as Nodemailer from 'nodemailer';
 import { registerSecretValue } from '../logging/logger';
 import type { AlertChannel, AlertNotice } from '../shared/operations';
 
@@ -352,6 +352,9 @@ async function sendEmail(channel: Extract<AlertChannel, { type: 'email' }>, noti
   if (url.password !== '') registerSecretValue(safeDecode(url.password));
   const where = origin(url);
 
+  // nodemailer is loaded at the first e-mail: a worker without an e-mail channel never holds it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createTransport } = require('nodemailer') as typeof Nodemailer;
   const transport = createTransport({
     url: smtpUrl,
     connectionTimeout: timeoutMs,

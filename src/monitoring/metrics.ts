@@ -5,7 +5,8 @@
  * units (seconds, bytes), `_total` only on counters; the ledger's counters are cumulative since
  * the deployment's first run, which is what a Prometheus counter is.
  */
-import { Counter, Gauge, Registry, type Metric } from 'prom-client';
+import type * as PromClient from 'prom-client';
+import type { Metric, Registry } from 'prom-client';
 import { defaultGraceSeconds, expectedIntervalSeconds } from '../config/operations-plan';
 import { copyPairs } from '../config/plans';
 import { parseDuration } from '../config/units';
@@ -31,7 +32,15 @@ export interface UsageFigures {
   monthlyCostUsd?: number;
 }
 
-export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+/** prom-client's Registry.PROMETHEUS_CONTENT_TYPE, written out so that serving it needs no prom-client. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+let promClientModule: typeof PromClient | undefined;
+/** prom-client, loaded at the first /metrics request: a worker without monitoring never holds it. */
+function promClient(): typeof PromClient {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (promClientModule ??= require('prom-client') as typeof PromClient);
+}
 
 const GIB = 2 ** 30;
 const epochSeconds = (iso: string): number => Date.parse(iso) / 1000;
@@ -101,7 +110,8 @@ function ledgerHistogram(name: MetricName, help: string, series: { labels: Label
 }
 
 export function buildMetricsRegistry(snapshot: MonitoringSnapshot, health: Health = buildHealth(snapshot)): Registry {
-  const registry = new Registry();
+  const { Counter, Gauge, Registry: PromRegistry } = promClient();
+  const registry = new PromRegistry();
   const { config, last, operations, verified } = snapshot;
   const deployment = config.deployment;
   const gauge = (name: MetricName, help: string, labelNames: string[]) => new Gauge({ name, help, labelNames: ['deployment', ...labelNames], registers: [registry] });

@@ -10,7 +10,7 @@ import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
-import pg from 'pg';
+import { pg } from '../sources/postgres-driver';
 import { optionalSecret } from '../activities/secrets';
 import type { Config, Repository } from '../config/schema';
 import type { DatabaseSource } from '../config/scratch';

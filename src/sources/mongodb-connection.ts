@@ -3,7 +3,7 @@
  * timeout, the connection string's user and hosts for messages (never its password), and the
  * driver's errors turned into typed MongoSourceErrors.
  */
-import { MongoClient, MongoNetworkError, MongoServerError, MongoServerSelectionError } from 'mongodb';
+import { mongodb, MongoClient } from './mongodb-driver';
 import { FailureType } from '../shared/failures';
 import { decodeComponent } from './uri-text';
 
@@ -74,7 +74,7 @@ function chain(error: unknown): unknown[] {
     current = next;
   }
   // A server selection error keeps the last error per server in its topology description.
-  if (error instanceof MongoServerSelectionError) {
+  if (error instanceof mongodb().MongoServerSelectionError) {
     for (const server of error.reason?.servers.values() ?? []) if (server.error) errors.push(server.error);
   }
   return errors;
@@ -82,7 +82,7 @@ function chain(error: unknown): unknown[] {
 
 function isAuthFailure(error: unknown): boolean {
   // 18 AuthenticationFailed; 334 MechanismUnavailable (the server cannot check these credentials at all).
-  if (error instanceof MongoServerError && (error.code === 18 || error.code === 334 || error.codeName === 'AuthenticationFailed' || error.codeName === 'MechanismUnavailable')) return true;
+  if (error instanceof mongodb().MongoServerError && (error.code === 18 || error.code === 334 || error.codeName === 'AuthenticationFailed' || error.codeName === 'MechanismUnavailable')) return true;
   return error instanceof Error && /authentication failed|auth(entication)? error|authentication mechanism|sasl.*fail|unable to authenticate/i.test(error.message);
 }
 
@@ -100,14 +100,14 @@ export function toSourceError(error: unknown, options: ConnectionOptions): unkno
   if (auth !== undefined) {
     return new MongoSourceError(`MongoDB authentication failed for ${user ?? '(no user in the connection string)'}@${hosts}: ${message(auth)}`, FailureType.DatabaseAuthFailed);
   }
-  const unauthorized = errors.find((e) => e instanceof MongoServerError && (e.code === 13 || e.codeName === 'Unauthorized'));
+  const unauthorized = errors.find((e) => e instanceof mongodb().MongoServerError && (e.code === 13 || e.codeName === 'Unauthorized'));
   if (unauthorized !== undefined) {
     return new MongoSourceError(`MongoDB user ${user ?? '(none)'}@${hosts} is not allowed to do this: ${message(unauthorized)}`, FailureType.DatabaseAuthFailed);
   }
-  if (errors.some((e) => e instanceof MongoServerSelectionError)) {
+  if (errors.some((e) => e instanceof mongodb().MongoServerSelectionError)) {
     return new MongoSourceError(`MongoDB at ${hosts} did not answer within ${seconds} s: ${message(error)}`, FailureType.DatabaseUnreachable);
   }
-  if (errors.some((e) => e instanceof MongoNetworkError)) {
+  if (errors.some((e) => e instanceof mongodb().MongoNetworkError)) {
     return new MongoSourceError(`MongoDB at ${hosts} stopped answering: ${message(error)}`, FailureType.DatabaseUnreachable);
   }
   if (error instanceof Error && error.message !== message(error)) {

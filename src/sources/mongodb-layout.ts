@@ -4,7 +4,8 @@
  * options, indexes, UUID, name and type), read and written here without decoding documents.
  */
 import { createReadStream } from 'node:fs';
-import { BSON, type Document } from 'mongodb';
+import type { Document } from 'mongodb';
+import { mongodb } from './mongodb-driver';
 
 /** The manifest a dump leaves next to its databases (mongorestore skips it). */
 export const MANIFEST_FILE = 'dump-manifest.json';
@@ -47,14 +48,14 @@ export function unescapeFileName(fileName: string): string {
 
 /** metadata.json text as mongodump writes it: canonical extended JSON, so types survive. */
 export function metadataJson(metadata: CollectionMetadata): string {
-  return BSON.EJSON.stringify(metadata, { relaxed: false });
+  return mongodb().BSON.EJSON.stringify(metadata, { relaxed: false });
 }
 
 export function parseMetadata(text: string, where: string): CollectionMetadata {
   let parsed: unknown;
   try {
     // Canonical values come back typed (Int32, Double, Long), so indexes are recreated exactly.
-    parsed = BSON.EJSON.parse(text, { relaxed: false });
+    parsed = mongodb().BSON.EJSON.parse(text, { relaxed: false });
   } catch (error) {
     throw new Error(`${where} is not valid extended JSON: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
@@ -103,5 +104,5 @@ export async function* readBsonFile(path: string, signal?: AbortSignal): AsyncGe
 
 /** Decodes a raw document so the driver re-encodes the same bytes: every number keeps its BSON type. */
 export function decodeForInsert(raw: Buffer): Document {
-  return BSON.deserialize(raw, { promoteValues: false, promoteLongs: false, promoteBuffers: false, bsonRegExp: true });
+  return mongodb().BSON.deserialize(raw, { promoteValues: false, promoteLongs: false, promoteBuffers: false, bsonRegExp: true });
 }

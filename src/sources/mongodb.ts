@@ -17,11 +17,12 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename as renameFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { BSON, MongoBulkWriteError, MongoServerError, type ClientSession, type Db, type Document, type MongoClient } from 'mongodb';
+import type { BSON, ClientSession, Db, Document, MongoClient } from 'mongodb';
 import { markProgress, stepSignal } from '../activities/heartbeat';
 import { FailureType } from '../shared/failures';
 import type { CollectionFingerprint, MongoFingerprint } from '../shared/fingerprints';
 import { MongoSourceError, redact, toSourceError, withClient } from './mongodb-connection';
+import { mongodb } from './mongodb-driver';
 import { BSON_SUFFIX, METADATA_SUFFIX, MANIFEST_FILE, STAGING_FILE_MODE, STAGING_FOLDER_MODE, decodeForInsert, escapeFileName, metadataJson, parseMetadata, readBsonFile, unescapeFileName, type CollectionMetadata } from './mongodb-layout';
 
 export { MongoSourceError, DEFAULT_SERVER_SELECTION_TIMEOUT_MS } from './mongodb-connection';
@@ -109,7 +110,7 @@ async function selectDatabases(client: MongoClient, target: MongoTarget): Promis
 }
 
 function hexUuid(value: unknown): string | undefined {
-  if (value instanceof BSON.Binary) return Buffer.from(value.buffer).toString('hex');
+  if (value instanceof mongodb().BSON.Binary) return Buffer.from(value.buffer).toString('hex');
   return undefined;
 }
 
@@ -174,7 +175,7 @@ async function openReadContext(client: MongoClient, first: SelectedCollection | 
   try {
     const reply = await client.db(first.database).command({ distinct: first.name, key: '_id', query: { _id: { $in: [] } }, readConcern: { level: 'snapshot' } }, { session });
     const at = reply.atClusterTime as BSON.Timestamp | undefined;
-    if (!(at instanceof BSON.Timestamp)) {
+    if (!(at instanceof mongodb().BSON.Timestamp)) {
       await session.endSession();
       return { consistency: { snapshot: false, reason: `the replica set ${hello.setName} did not report the cluster time of a snapshot read: collections were read one after another` } };
     }
@@ -213,7 +214,7 @@ async function readCollection(
       }
     }
   } catch (error) {
-    if (error instanceof MongoServerError && (error.code === 239 || error.codeName === 'SnapshotTooOld')) {
+    if (error instanceof mongodb().MongoServerError && (error.code === 239 || error.codeName === 'SnapshotTooOld')) {
       throw new Error(`${c.database}.${c.name}: the read ran past the server's snapshot history window (minSnapshotHistoryWindowInSeconds, 300 s by default), so one cluster time cannot cover the whole dump: raise that window on the server or dump with snapshot: false (${error.message})`, { cause: error });
     }
     throw error;
@@ -450,7 +451,7 @@ async function createCollection(db: Db, name: string, options: Document, warn: (
     await db.command({ create: name, ...options });
     return;
   } catch (error) {
-    if (Object.keys(options).length === 0 || (error instanceof MongoServerError && error.code === 48)) throw error;
+    if (Object.keys(options).length === 0 || (error instanceof mongodb().MongoServerError && error.code === 48)) throw error;
   }
   const accepted: string[] = [];
   for (const group of optionGroups(options)) {
@@ -459,7 +460,7 @@ async function createCollection(db: Db, name: string, options: Document, warn: (
       await db.collection(name).drop();
       accepted.push(...group);
     } catch (error) {
-      warn(`${db.databaseName}.${name}: the server rejected the collection option${group.length > 1 ? 's' : ''} ${group.join(', ')} (${BSON.EJSON.stringify(pick(options, group))}): ${message(error)}; created without ${group.length > 1 ? 'them' : 'it'}`);
+      warn(`${db.databaseName}.${name}: the server rejected the collection option${group.length > 1 ? 's' : ''} ${group.join(', ')} (${mongodb().BSON.EJSON.stringify(pick(options, group))}): ${message(error)}; created without ${group.length > 1 ? 'them' : 'it'}`);
     }
   }
   await db.command({ create: name, ...pick(options, accepted) });
@@ -482,7 +483,7 @@ async function createIndexes(db: Db, name: string, specs: Document[], warn: (m: 
     try {
       await db.command({ createIndexes: name, indexes: [spec] });
     } catch (error) {
-      warn(`${db.databaseName}.${name}: the server rejected the index ${String(spec.name)} ${BSON.EJSON.stringify(spec)}: ${message(error)}; restored without it`);
+      warn(`${db.databaseName}.${name}: the server rejected the index ${String(spec.name)} ${mongodb().BSON.EJSON.stringify(spec)}: ${message(error)}; restored without it`);
     }
   }
 }
@@ -523,7 +524,7 @@ async function insertDocuments(client: MongoClient, c: DumpedCollection, opts: M
     try {
       await collection.insertMany(docs, { ordered: false });
     } catch (error) {
-      if (error instanceof MongoBulkWriteError) {
+      if (error instanceof mongodb().MongoBulkWriteError) {
         const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
         const first = errors[0];
         throw new Error(`${c.target}.${c.name}: the server refused ${errors.length} of ${docs.length} documents of a batch (${documents + docs.length} read so far): ${first ? `document ${first.index} of the batch: ${first.errmsg}` : error.message}`, { cause: error });
@@ -588,7 +589,7 @@ export async function restoreMongo(opts: MongoRestoreOptions): Promise<MongoFing
           try {
             await db.command({ create: c.name, ...c.metadata.options });
           } catch (error) {
-            warn(`${c.target}.${c.name}: the server would not create the view (${BSON.EJSON.stringify(c.metadata.options)}): ${message(error)}; not restored`);
+            warn(`${c.target}.${c.name}: the server would not create the view (${mongodb().BSON.EJSON.stringify(c.metadata.options)}): ${message(error)}; not restored`);
           }
           continue;
         }

@@ -7,7 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import pg from 'pg';
+import type Pg from 'pg';
+import { pg } from './postgres-driver';
 import { registerSecretValue } from '../logging/logger';
 import { FailureType } from '../shared/failures';
 import { decodeComponent } from './uri-text';
@@ -172,7 +173,7 @@ export function pgToolEnv(url: string, base: NodeJS.ProcessEnv = process.env): N
   return env;
 }
 
-function sslConfig(parts: PgUrlParts): pg.ClientConfig['ssl'] {
+function sslConfig(parts: PgUrlParts): Pg.ClientConfig['ssl'] {
   const mode = parts.params.sslmode ?? (parts.params.ssl === 'true' ? 'require' : 'disable');
   // The driver cannot fall back from TLS to plain text: "prefer" and "allow" connect in plain text.
   if (mode === 'disable' || mode === 'allow' || mode === 'prefer') return false;
@@ -185,7 +186,7 @@ function sslConfig(parts: PgUrlParts): pg.ClientConfig['ssl'] {
 }
 
 /** The driver's configuration for the URL, connected to `database` (default: the URL's). */
-export function pgClientConfig(url: string, database?: string): pg.ClientConfig {
+export function pgClientConfig(url: string, database?: string): Pg.ClientConfig {
   const parts = parsePgUrl(url);
   const timeout = Number(parts.params.connect_timeout);
   return {
@@ -294,7 +295,7 @@ export function classifyToolStderr(stderr: string, url: string, database?: strin
  * A connected client passed to `use`, closed afterwards; connection and authentication failures
  * come out as PostgresSourceErrors.
  */
-export async function withClient<T>(url: string, database: string | undefined, use: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(url: string, database: string | undefined, use: (client: Pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client(pgClientConfig(url, database));
   // An idle client whose server goes away emits 'error'; without a listener that would crash the process.
   client.on('error', () => undefined);

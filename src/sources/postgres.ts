@@ -9,7 +9,7 @@
  * (pgToolEnv), so no command line holds a password, and no message does either.
  */
 import { spawn } from 'node:child_process';
-import pg from 'pg';
+import { pg } from './postgres-driver';
 import { scrubSecrets } from '../logging/logger';
 import { FailureType } from '../shared/failures';
 import type { PostgresDatabaseFingerprint } from '../shared/fingerprints';
