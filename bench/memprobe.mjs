@@ -1,7 +1,7 @@
 /* global process, setInterval */
 /**
- * Preloaded into the benchmark's worker process (`node --import tsx --import ./bench/memprobe.mjs
- * src/worker.ts`): logs process.memoryUsage() every 250 ms to BENCH_MEMPROBE_FILE, so the report
+ * Preloaded into the benchmark's worker process (`node --import ./bench/memprobe.mjs
+ * bench/worker-entry.mjs`): logs process.memoryUsage() every 250 ms to BENCH_MEMPROBE_FILE, so the report
  * can say whether the worker's peak RSS is V8 heap, buffers, or native memory (the Rust core).
  * Plain JavaScript: the SDK's workflow thread inherits the flag and loads it without tsx.
  */

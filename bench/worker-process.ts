@@ -89,7 +89,7 @@ export interface WorkerProcess {
 }
 
 export async function startWorkerProcess(env: NodeJS.ProcessEnv, logFile: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './bench/memprobe.mjs', 'src/worker.ts'], { cwd: repoRoot(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', './bench/memprobe.mjs', 'bench/worker-entry.mjs'], { cwd: repoRoot(), env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error('could not start the worker');
   process.on('exit', () => child.kill('SIGKILL'));
   let output = '';

@@ -236,7 +236,7 @@ export function warnMissingSourceFolders(config: Config, environment: WorkerEnvi
   }
 }
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   const environment = readEnvironment();
   const logger = createLogger({ level: environment.logLevel, format: environment.logFormat, name: 'worker' });
   if (!environment.configPath) {
