@@ -36,7 +36,10 @@
  * --prefix P saves each history as P<name>.json: the histories of one input version beside those
  * of the earlier ones (2026-12-05: `--prefix requests-` for the runs started with requests, names
  * only, whose plan a worker resolved; the files without a prefix are runs started with whole plans;
- * `--prefix queue-` for the runs whose repository work went through the writer queue).
+ * `--prefix queue-` for the runs whose repository work went through the writer queue;
+ * `--prefix shorter-` for the backups and writers since patched('shorter-critical-path'):
+ * shorter-backup-ok, -backup-source-missing, -backup-cancelled, -repository-backup and
+ * -writer-queue are kept).
  *
  * It starts its own Temporal dev server, a worker and a local restic repository in a temporary
  * folder (binaries from the project cache, as the tests find them) and removes them afterwards.

@@ -165,6 +165,53 @@ test('the ledger\'s tick-era branches are retired: the ledger histories replayed
   }
 });
 
+test('a ledger since patched(\'ledger-continues-weekly\') sleeps at most until its run is 7 days old, and continues as new', () => {
+  type Event = { eventType?: string; timerStartedEventAttributes?: { startToFireTimeout?: string } };
+  const events = (file: string) => (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: Event[] }).events;
+  const weekly = files.filter((f) => workflowTypeOf(f) === 'ledgerWorkflow' && patchMarkers(join(folder, f)).get('ledger-continues-weekly') === false);
+  assert.ok(weekly.includes('weekly-ledger-before-continue-as-new.json') && weekly.includes('weekly-ledger-after-continue-as-new.json'), `capture them with scripts/capture-histories.ts --prefix weekly-; with the marker: ${weekly.join(', ')}`);
+  assert.equal(events('weekly-ledger-before-continue-as-new.json').at(-1)?.eventType, 'EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW');
+  for (const file of weekly) {
+    // No operations plan, so no deadline: the only timer is the run's age limit (the old branch slept without one).
+    const timers = events(file).flatMap((e) => (e.timerStartedEventAttributes ? [Number.parseFloat(e.timerStartedEventAttributes.startToFireTimeout ?? '')] : []));
+    assert.ok(timers.length > 0 && timers.every((s) => s > 0 && s <= 7 * 86_400), `${file}: timers ${timers.join(', ')}`);
+  }
+  // Before the patch: the same ledger slept with no timer at all.
+  const before = events('deprecated-ledger-before-continue-as-new.json');
+  assert.ok(!patchMarkers(join(folder, 'deprecated-ledger-before-continue-as-new.json')).has('ledger-continues-weekly'));
+  assert.ok(!before.some((e) => e.timerStartedEventAttributes), 'deprecated-ledger-before-continue-as-new.json shows the old branch');
+});
+
+test('a backup and its writer since patched(\'shorter-critical-path\') check at once and start retention with the snapshots signal', () => {
+  type Event = { eventId: string; activityTaskScheduledEventAttributes?: { activityType?: { name?: string } }; signalExternalWorkflowExecutionInitiatedEventAttributes?: { signalName?: string }; workflowTaskCompletedEventAttributes?: unknown };
+  const eventsOf = (file: string) => {
+    assert.ok(files.includes(file), `${file}: capture it with scripts/capture-histories.ts --prefix shorter-`);
+    return (JSON.parse(readFileSync(join(folder, file), 'utf8')) as { events: Event[] }).events;
+  };
+  /** The index of the workflow task whose commands hold each scheduled activity or sent signal. */
+  const commandsByTask = (events: Event[]) => {
+    let task = 0;
+    const of = new Map<string, number>();
+    for (const e of events) {
+      if (e.workflowTaskCompletedEventAttributes) task += 1;
+      const name = e.activityTaskScheduledEventAttributes?.activityType?.name ?? e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName;
+      if (name && !of.has(name)) of.set(name, task);
+    }
+    return of;
+  };
+  for (const file of ['shorter-backup-ok.json', 'shorter-backup-source-missing.json', 'shorter-backup-cancelled.json']) {
+    const tasks = commandsByTask(eventsOf(file));
+    assert.ok(tasks.has('preflightRepository') && tasks.get('preflightRepository') === tasks.get('checkFreeSpace'), `${file}: the repositories and the free space checked in one workflow task`);
+  }
+  const before = commandsByTask(eventsOf('queue-repository-reports-snapshots.json'));
+  assert.ok(before.get('applyRetention')! > before.get('snapshotsReady')!, 'before the patch, retention one workflow task after the signal');
+  for (const file of ['shorter-repository-backup.json', 'shorter-writer-queue.json']) {
+    const tasks = commandsByTask(eventsOf(file));
+    assert.ok(tasks.has('snapshotsReady') && tasks.get('applyRetention') === tasks.get('snapshotsReady'), `${file}: retention scheduled with the snapshots signal`);
+  }
+  assert.match(readFileSync(join(folder, 'shorter-writer-queue.json'), 'utf8'), /"cancelRepositoryJob"/);
+});
+
 test('the saved histories of every workflow replay against the current code without a determinism violation', async () => {
   const results = await replayAll({ workflowBundle: { codePath: await workflowBundlePath() } }, files);
   assert.equal(results.length, files.length);

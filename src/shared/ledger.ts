@@ -38,6 +38,8 @@ export interface LedgerInput {
   state?: LedgerState | LedgerStateV2 | LedgerStateV1;
   /** Continue-as-new after this many history events (default 5,000; small in the replay captures). */
   maxHistoryEvents?: number;
+  /** Continue-as-new once the run is this old, idle or not (default LEDGER_MAX_RUN_DAYS, 7 days; a few seconds in tests). */
+  maxRunSeconds?: number;
 }
 
 /** The last run that covered a source, whatever its result: `status` shows partial and failed runs. */

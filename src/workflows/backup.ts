@@ -15,7 +15,7 @@ import { hostTaskQueue } from '../shared/task-queues';
 import { backupProgressQuery, snapshotsReadySignal } from './definitions';
 import { recordedRun, rootCause, startedBySchedule } from './outcomes';
 import { planOfRun } from './requests';
-import { legacyRepositoryWorkflowId, repositoryWriterClient, repositoryWriterId, runAsRepositoryWriter, type RepositoryWriterClient } from './repository';
+import { legacyRepositoryWorkflowId, repositoryWriterClient, repositoryWriterId, runAsRepositoryWriter, SHORTER_CRITICAL_PATH, type RepositoryWriterClient } from './repository';
 import { LONG_TRANSFERS, SHORT_CALLS } from './retry-policies';
 
 const calls = proxyActivities<Activities>(SHORT_CALLS);
@@ -122,11 +122,22 @@ export async function backupWorkflow(request: BackupRequest): Promise<BackupOutc
 
   try {
     await recordedRun(outcome, async () => {
-      await Promise.all(plan.repositories.map(({ name, repository }) => calls.preflightRepository({ name, repository })));
+      const preflight = () => Promise.all(plan.repositories.map(({ name, repository }) => calls.preflightRepository({ name, repository })));
       // Free space is checked on the hosts that will write the manifests.
       const hosts = [...new Set(plan.sources.map((s) => s.host))];
-      await Promise.all(hosts.map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '10 minutes' })
+      const freeSpace = () => Promise.all(hosts.map((host) => proxyActivities<Activities>({ ...SHORT_CALLS, taskQueue: hostTaskQueue(plan.deployment, host), scheduleToStartTimeout: '10 minutes' })
         .checkFreeSpace({ directory: plan.staging.directory, minFreeSpace: plan.staging.minFreeSpace, neededBytes: 0 })));
+      // Since 2026-12-05 both checks at once, in one workflow task (before: the free space after the repositories).
+      // Not local activities (tried 2026-12-05, issue 20): a worker without a workflow cache (the
+      // tests', BACKUP_WORKFLOW_CACHE=0) evicts a run whose local activity is in flight whenever
+      // another run completes a workflow task (sdk-core 1.24): the task times out after 10 s and
+      // the step runs again (test/signed-requests.test.ts stalled on it: resolvePlan's claim makes
+      // the ledger complete a task while the resolution runs).
+      if (patched(SHORTER_CRITICAL_PATH)) await Promise.all([preflight(), freeSpace()]);
+      else {
+        await preflight();
+        await freeSpace();
+      }
 
       progress.stage = 'backup';
       // A bucket of uploads is copied to its replica, beside the repositories' work.

@@ -28,12 +28,19 @@ export const DRILL_FAILED_CRITICAL = 'drill-failed-critical';
 
 /** Continue-as-new well before Temporal's limits; each outcome is one signal event. */
 const MAX_HISTORY_EVENTS = 5_000;
+/**
+ * Continue-as-new at least this often, however quiet the ledger: a patch's old branch then leaves
+ * every ledger within this many days of a release (docs/architecture.md, "Retiring a patch").
+ */
+export const LEDGER_MAX_RUN_DAYS = 7;
+/** Patch id: the run continues as new once LEDGER_MAX_RUN_DAYS old, its sleep bounded by that time (2026-12-05). */
+export const LEDGER_CONTINUES_WEEKLY = 'ledger-continues-weekly';
 /*
  * A query answers with the workflow's clock, which only moves when the workflow wakes up (a query
- * does not wake it). The ledger sleeps until the next deadline of its dead man's switch or a
- * signal, and `recoveryPointAgeNow` (an update, so it wakes the ledger) answers on the clock of
- * now; the query says how old its clock is (`asOf`). (Runs before 2026-11-26 ticked each minute;
- * that branch is retired, see the patches below.)
+ * does not wake it). The ledger sleeps until the next deadline of its dead man's switch, the end
+ * of its run (LEDGER_MAX_RUN_DAYS) or a signal, and `recoveryPointAgeNow` (an update, so it wakes
+ * the ledger) answers on the clock of now; the query says how old its clock is (`asOf`). (Runs
+ * before 2026-11-26 ticked each minute; that branch is retired, see the patches below.)
  */
 
 /** The audit store is retried this long after a failed write, doubling up to AUDIT_RETRY_MAX_MS. */
@@ -226,23 +233,30 @@ export async function ledgerWorkflow(input: LedgerInput): Promise<void> {
   });
 
   const maxEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
-  const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
+  // Since 2026-12-05 (issue 20): the run also ends once it is LEDGER_MAX_RUN_DAYS old (workflow
+  // time), and its sleep wakes by then, so an idle ledger continues as new weekly too. Runs that
+  // began before keep sleeping until a deadline or a signal (no timer without one).
+  const runEndsAt = patched(LEDGER_CONTINUES_WEEKLY)
+    ? workflowInfo().runStartTime.getTime() + (input.maxRunSeconds ?? LEDGER_MAX_RUN_DAYS * 86_400) * 1000
+    : Infinity;
+  const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents || new Date().getTime() >= runEndsAt;
   // Retired on 2026-12-05 (issue 20; docs/architecture.md, "Retiring a patch"): the ledger's
   // tick-era branches, a plain sleep or a loop without operations. Every ledger has continued as
   // new since 2026-11-26; deprecatePatch until a release later, then the calls go too.
   deprecatePatch('ledger-wakes-on-signal');
   deprecatePatch('ledger-operations');
-  await operationsLoop(state, shouldContinueAsNew);
+  await operationsLoop(state, shouldContinueAsNew, runEndsAt);
   await condition(allHandlersFinished);
-  await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state, maxHistoryEvents: input.maxHistoryEvents });
+  await continueAsNew<typeof ledgerWorkflow>({ deployment: input.deployment, state, maxHistoryEvents: input.maxHistoryEvents, maxRunSeconds: input.maxRunSeconds });
 }
 
 /**
  * Each turn: fire the dead man's switch of every source past its deadline, hand each new alert
  * notice to a delivery workflow of its own (abandoned: it outlives this run), write pending audit
- * events; then sleep until the next deadline, a retry, or a signal with work in it.
+ * events; then sleep until the next deadline, a retry, the end of the run (`runEndsAt`, epoch ms;
+ * Infinity before patched(LEDGER_CONTINUES_WEEKLY)), or a signal with work in it.
  */
-async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean): Promise<void> {
+async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boolean, runEndsAt: number): Promise<void> {
   const ops = state.operations;
   // No clock tick since 2026-11-26; the branch that ticked is retired (see ledgerWorkflow).
   deprecatePatch('ledger-without-tick');
@@ -325,7 +339,7 @@ async function operationsLoop(state: LedgerState, shouldContinueAsNew: () => boo
     }
     if (shouldContinueAsNew()) return;
     const noticesWaiting = ops.notices.length > 0 && noticeFailures > 0;
-    const wakeAt = Math.min(nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity, noticesWaiting ? noticeRetryAt : Infinity);
+    const wakeAt = Math.min(nextDeadline ?? Infinity, auditReady() ? auditRetryAt : Infinity, noticesWaiting ? noticeRetryAt : Infinity, runEndsAt);
     const work = () => shouldContinueAsNew() || (ops.notices.length > 0 && noticeFailures === 0) || (auditReady() && (auditFailures === 0 || auditPlanChanged()));
     if (wakeAt === Infinity) await condition(work);
     else await condition(work, Math.max(1, wakeAt - now));
