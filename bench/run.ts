@@ -287,7 +287,7 @@ function renderReport(r: ReportInput): string {
   row('other restic processes (count)', (b) => b.otherRestic.length, (n) => n.toFixed(0));
   row('all restic processes', (b) => b.resticTotal);
   row('activity execution spans (union, the critical path)', (b) => b.activityUnion);
-  row('… of which inside activities but outside restic (Node: S3 HeadBucket, manifest walk, ledger signal)', (b) => b.nonResticInActivities);
+  row('… of which inside activities but outside restic (Node: S3 HeadBucket, the manifest, the audit head query, ledger signal)', (b) => b.nonResticInActivities);
   row('… of which non-backup activities (preflight, free space, retention, ledger)', (b) => b.nonBackupActivities);
   row('**Temporal overhead** = wall − activity spans', (b) => b.overhead);
   row('… the same from the history (workflow started → completed − activity spans)', (b) => b.overheadHistory);

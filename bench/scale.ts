@@ -194,7 +194,7 @@ function report(results: SizeResult[], context: { quick: boolean; commandLine: s
   row('**restic processes per backup** (each one key derivation; restic alone: 1)', (r) => three(triple(r, processes), (n) => n.toFixed(0)));
   row('… which (first backup)', (r) => ['backup', ...r.first.otherRestic.map((c) => c.command)].join(', '));
   row('**history events: backup workflow**', (r) => three(triple(r, (b) => b.historyEvents.backup), (n) => n.toFixed(0)));
-  row('**history events: repository child**', (r) => three(triple(r, (b) => b.historyEvents.repository), (n) => n.toFixed(0)));
+  row('**history events: the repository writer during the backup**', (r) => three(triple(r, (b) => b.historyEvents.repository), (n) => n.toFixed(0)));
   row(`**worker peak memory** (VmHWM over this size's backups) vs. ${MEMORY_GOAL / 1e6} MB`, (r) => `${mb(r.workerPeak)}${r.hwmReset ? '' : ' (HWM not reset: lifetime value)'}`);
   row('worker: highest 100 ms RSS sample in this size\'s backups', (r) => mb(r.sampledPeak));
   row('restic peak RSS, first / 1% (GNU time)', (r) => `${(r.first.resticPeakRssKb / 1024).toFixed(0)} / ${(Math.max(...r.incremental.map((b) => b.resticPeakRssKb)) / 1024).toFixed(0)} MiB`);
