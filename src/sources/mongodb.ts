@@ -276,8 +276,14 @@ export async function estimateMongoSize(target: MongoTarget): Promise<{ database
         for (const [name, sizeBytes] of sizes) databases.push({ name, sizeBytes });
       } else {
         for (const name of await selectDatabases(client, target)) {
-          const stats = await client.db(name).command({ dbStats: 1 });
-          databases.push({ name, sizeBytes: Number(stats.dataSize ?? 0) });
+          const stats = await client.db(name).command({ dbStats: 1 }).catch(async (error: unknown) => {
+            // Dropped since it was listed (another client's work): nothing of it to dump or size.
+            // MongoDB answers zeros for it; FerretDB fails ("database is closed").
+            const listed = await client.db('admin').admin().listDatabases({ nameOnly: true, filter: { name } });
+            if (listed.databases.some((d) => d.name === name)) throw error;
+            return undefined;
+          });
+          if (stats) databases.push({ name, sizeBytes: Number(stats.dataSize ?? 0) });
         }
       }
       return { databases, totalBytes: databases.reduce((sum, d) => sum + d.sizeBytes, 0) };
